@@ -1,0 +1,3 @@
+"""FOCAL export: ONNX graphs and TensorRT engines (the export issue fills this in)."""
+
+__all__: list[str] = []

@@ -1,0 +1,36 @@
+"""Image -> network input, exactly as FOCAL was trained (method.md section 1).
+
+The authors' release feeds RGB scaled to ``[0, 1]`` with no mean/std,
+resized with OpenCV's default (bilinear) to a square, aspect not kept. The
+PyTorch reference and the runtime both call :func:`to_input`, so a
+difference between them can only come from the network or what follows it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def to_input(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize and scale one image for the network.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB in ``[0, 255]``.
+        size: side S of the square network input.
+
+    Returns:
+        ``[3, S, S]`` float32 RGB in ``[0, 1]``, C-contiguous.
+
+    Raises:
+        ValueError: not an ``[H, W, 3]`` uint8 array, or ``size < 1``.
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise ValueError(f"image must be an [H, W, 3] uint8 RGB array, got shape {shape} dtype {dtype}")
+    if size < 1:
+        raise ValueError(f"input size must be positive, got {size}")
+    resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    # Scale in float32 after resizing uint8, as the release does (resize, then /255).
+    return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
