@@ -1,10 +1,29 @@
-"""FOCAL runtime: torch-free clustering, pre- and post-processing.
+"""FOCAL runtime: the torch-free runner for exported FOCAL models.
 
-Imports only NumPy, OpenCV and (lazily) ``hdbscan``; never torch.
+Imports only NumPy, OpenCV, ONNX Runtime and (lazily) ``hdbscan``, TensorRT
+and pycuda; never torch.
 """
 
 from focal.runtime.cluster import CLUSTER_METHODS, cluster_features, normalize_rows
-from focal.runtime.postprocess import labels_to_mask
+from focal.runtime.detector import STAGES, Detector, DetectorConfig, Result
+from focal.runtime.manifest import Manifest, load_manifest
+from focal.runtime.postprocess import Localization, labels_to_mask, localize
 from focal.runtime.preprocess import to_input
+from focal.runtime.score import forgery_score
 
-__all__ = ["CLUSTER_METHODS", "cluster_features", "labels_to_mask", "normalize_rows", "to_input"]
+__all__ = [
+    "CLUSTER_METHODS",
+    "STAGES",
+    "Detector",
+    "DetectorConfig",
+    "Localization",
+    "Manifest",
+    "Result",
+    "cluster_features",
+    "forgery_score",
+    "labels_to_mask",
+    "load_manifest",
+    "localize",
+    "normalize_rows",
+    "to_input",
+]

@@ -1,9 +1,15 @@
-"""Feature-resolution labels -> image-resolution mask (method.md section 1)."""
+"""After the network: feature map -> labels -> image-resolution mask and score (method.md 1, 4)."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
+
+from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE, cluster_features, normalize_rows
+from focal.runtime.score import forgery_score
 
 
 def labels_to_mask(labels: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -27,3 +33,72 @@ def labels_to_mask(labels: np.ndarray, height: int, width: int) -> np.ndarray:
         raise ValueError(f"bad output size {height} x {width}")
     soft = cv2.resize(labels.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     return np.where(soft >= 0.5, np.uint8(255), np.uint8(0))
+
+
+@dataclass(frozen=True)
+class Localization:
+    """What the method makes of one image's feature map.
+
+    Attributes:
+        mask: ``[H, W]`` uint8, 255 = forged, at the image's own size.
+        labels: ``[h, w]`` uint8 at feature resolution, 1 = forged.
+        features: ``[h * w, D]`` float32, rows L2-normalised (row-major pixels).
+        score: image-level forgery score in ``[0, 1]`` (:mod:`focal.runtime.score`).
+        forged_fraction: share of mask pixels flagged forged, in ``[0, 1]``.
+        cluster_ms: time spent clustering.
+        post_ms: time spent normalising, resizing the mask and scoring.
+    """
+
+    mask: np.ndarray
+    labels: np.ndarray
+    features: np.ndarray
+    score: float
+    forged_fraction: float
+    cluster_ms: float
+    post_ms: float
+
+
+def localize(
+    feature_map: np.ndarray,
+    height: int,
+    width: int,
+    method: str = "hdbscan",
+    min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
+) -> Localization:
+    """Method.md sections 1 and 4 after the network: normalise, cluster, mask, score.
+
+    Shared by the PyTorch reference and the runtime, so both finish an image
+    with the same code.
+
+    Args:
+        feature_map: ``[D, h, w]`` float32 features of one image (raw or
+            normalised: rows are L2-normalised here).
+        height: H of the original image.
+        width: W of the original image.
+        method: ``"hdbscan"`` or ``"kmeans"``.
+        min_cluster_size: HDBSCAN's smallest cluster.
+
+    Returns:
+        A :class:`Localization`.
+    """
+    if feature_map.ndim != 3:
+        raise ValueError(f"feature map must be [D, h, w], got shape {feature_map.shape}")
+    t0 = time.perf_counter()
+    d, h, w = feature_map.shape
+    flat = normalize_rows(feature_map.reshape(d, h * w).T)
+    t1 = time.perf_counter()
+    labels = cluster_features(flat, method, min_cluster_size)
+    t2 = time.perf_counter()
+    mask = labels_to_mask(labels.reshape(h, w), height, width)
+    score = forgery_score(flat, labels)
+    fraction = float(np.count_nonzero(mask)) / mask.size
+    t3 = time.perf_counter()
+    return Localization(
+        mask=mask,
+        labels=labels.reshape(h, w),
+        features=flat,
+        score=score,
+        forged_fraction=fraction,
+        cluster_ms=(t2 - t1) * 1e3,
+        post_ms=((t1 - t0) + (t3 - t2)) * 1e3,
+    )

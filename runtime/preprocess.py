@@ -12,15 +12,24 @@ import cv2
 import numpy as np
 
 
-def to_input(image: np.ndarray, size: int) -> np.ndarray:
+def to_input(
+    image: np.ndarray,
+    size: int,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+) -> np.ndarray:
     """Resize and scale one image for the network.
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB in ``[0, 255]``.
         size: side S of the square network input.
+        mean: per-channel mean subtracted after scaling to [0, 1] (None: none,
+            as the release; FOCAL backbones that need it normalise in-graph).
+        std: per-channel std divided after the mean (None: none).
 
     Returns:
-        ``[3, S, S]`` float32 RGB in ``[0, 1]``, C-contiguous.
+        ``[3, S, S]`` float32 RGB in ``[0, 1]`` (shifted and scaled by
+        ``mean``/``std`` when given), C-contiguous.
 
     Raises:
         ValueError: not an ``[H, W, 3]`` uint8 array, or ``size < 1``.
@@ -33,4 +42,9 @@ def to_input(image: np.ndarray, size: int) -> np.ndarray:
         raise ValueError(f"input size must be positive, got {size}")
     resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
     # Scale in float32 after resizing uint8, as the release does (resize, then /255).
-    return np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    x = np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    if mean is not None:
+        x -= np.asarray(mean, np.float32).reshape(3, 1, 1)
+    if std is not None:
+        x /= np.asarray(std, np.float32).reshape(3, 1, 1)
+    return x

@@ -28,11 +28,6 @@ def export_main(argv: list[str] | None = None) -> int:
     return _not_yet("focal-export", "export", argv)
 
 
-def detect_main(argv: list[str] | None = None) -> int:
-    """``focal-detect``: torch-free detection on images (pending)."""
-    return _not_yet("focal-detect", "detection", argv)
-
-
 def eval_main(argv: list[str] | None = None) -> int:
     """``focal-eval``: pixel and image metrics of a model on datasets (pending)."""
     return _not_yet("focal-eval", "evaluation", argv)

@@ -1,0 +1,246 @@
+"""The torch-free FOCAL detector: artifact folder in, masks and scores out.
+
+``Detector`` reads the artifact's manifest, opens the best engine for this
+machine, and runs the pipeline of method.md per image: decode, preprocess as
+trained (the manifest says how), infer, L2-normalise, cluster, mask back to
+the image size, score. Several images share an engine call when the model has
+a batch axis, and the next batch is decoded and preprocessed on a worker
+thread while the current one is inferred.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from focal.runtime.cluster import CLUSTER_METHODS
+from focal.runtime.engines import LockedEngine, open_engine, resolve_backend
+from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
+from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
+from focal.runtime.postprocess import localize
+from focal.runtime.preprocess import to_input
+
+STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "cluster", "postprocess")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Run-time choices; the model's own facts come from the manifest."""
+
+    backend: str = "auto"  # "auto", "cpu", "cuda", "tensorrt" (engine) or "tensorrt-ep" (ORT's TensorRT EP)
+    precision: str = "fp32"  # which of the artifact's models: "fp32", "fp16", "int8"
+    clustering: str | None = None  # "hdbscan" / "kmeans"; None = the manifest's default
+    min_cluster_size: int | None = None  # None = the manifest's default (200 in the paper)
+    threads: int | None = None  # CPU threads for ONNX Runtime; None = all cores
+    batch_size: int = 1  # images per engine call (models with a dynamic batch axis)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decode limit against decompression bombs
+    exif_orientation: bool = True  # rotate as EXIF says, so masks match the picture as shown
+    keep_features: bool = False  # keep each image's [h*w, D] features in its Result
+
+
+@dataclass(frozen=True)
+class Result:
+    """One image's detection.
+
+    Attributes:
+        mask: ``[H, W]`` uint8 at the image's size, 255 = forged.
+        labels: ``[h, w]`` uint8 at feature resolution, 1 = forged.
+        score: image-level forgery score in ``[0, 1]`` (0 when nothing is flagged).
+        forged_fraction: share of mask pixels flagged, in ``[0, 1]``.
+        timings: milliseconds per stage (``STAGES``); ``infer`` is this
+            image's share of its batch's engine call.
+        features: ``[h*w, D]`` float32 L2-normalised features when
+            ``keep_features`` is set, else ``None``.
+        path: the file it came from, if any.
+    """
+
+    mask: np.ndarray
+    labels: np.ndarray
+    score: float
+    forged_fraction: float
+    timings: dict[str, float]
+    features: np.ndarray | None = None
+    path: str | None = None
+
+
+@dataclass
+class _Prepared:
+    """An image decoded and preprocessed, waiting for the engine."""
+
+    source: str | None
+    height: int = 0
+    width: int = 0
+    tensor: np.ndarray | None = None
+    error: Exception | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Detector:
+    """FOCAL forgery localization from an exported artifact, without torch.
+
+    Args:
+        artifact: folder with ``focal.json`` and the model files.
+        config: run-time choices (:class:`DetectorConfig`); keyword
+            arguments with the same names override its fields.
+
+    Thread safety: ``__call__`` and :meth:`detect_many` may be called from
+    several threads; engine calls are serialised (a TensorRT execution
+    context is single-threaded and ONNX Runtime already uses every core).
+
+    Raises:
+        FileNotFoundError / ValueError: no artifact there, an invalid
+            manifest, an unknown backend/precision/clustering, or a model
+            the machine cannot run (the message says what to do).
+    """
+
+    def __init__(self, artifact: str | Path, config: DetectorConfig | None = None, **overrides: object) -> None:
+        cfg = config or DetectorConfig()
+        if overrides:
+            cfg = DetectorConfig(**{**cfg.__dict__, **overrides})  # type: ignore[arg-type]
+        self.artifact = Path(artifact)
+        self.manifest: Manifest = load_manifest(self.artifact)
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {PRECISIONS}")
+        self.clustering = cfg.clustering or self.manifest.clustering.method
+        if self.clustering not in CLUSTER_METHODS:
+            raise ValueError(f"unknown clustering {self.clustering!r}; choose one of {CLUSTER_METHODS}")
+        self.min_cluster_size = int(cfg.min_cluster_size or self.manifest.clustering.min_cluster_size)
+        if cfg.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+        spec = self.manifest.input
+        if spec.color != "RGB" or abs(spec.scale - 1 / 255) > 1e-9 or spec.resize != "bilinear" or spec.keep_aspect:
+            raise ValueError(
+                f"{self.artifact}: preprocessing {spec.color}/scale {spec.scale}/{spec.resize}/keep_aspect "
+                f"{spec.keep_aspect} is not one this runtime implements (RGB, 1/255, bilinear, stretched)"
+            )
+        self.config = cfg
+        self.backend = resolve_backend(cfg.backend, self.manifest, cfg.precision)
+        self.engine = LockedEngine(open_engine(self.artifact, self.manifest, self.backend, cfg.precision, cfg.threads))
+        # A static batch axis takes exactly `batch` images per call; a dynamic one any number.
+        self._static_batch = None if spec.dynamic_batch else int(spec.batch)
+
+    # -- context manager -------------------------------------------------
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the engine."""
+        self.engine.close()
+
+    # -- stages ----------------------------------------------------------
+    def _prepare(self, item: str | Path | np.ndarray) -> _Prepared:
+        """Decode (if a path) and preprocess one image, catching per-image errors."""
+        source = None if isinstance(item, np.ndarray) else str(item)
+        prep = _Prepared(source=source)
+        try:
+            t0 = time.perf_counter()
+            image = item if isinstance(item, np.ndarray) else read_image(
+                item, max_pixels=self.config.max_pixels, apply_orientation=self.config.exif_orientation
+            )
+            t1 = time.perf_counter()
+            spec = self.manifest.input
+            prep.tensor = to_input(image, spec.size, spec.mean, spec.std)
+            prep.height, prep.width = image.shape[:2]
+            prep.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (time.perf_counter() - t1) * 1e3}
+        except (OSError, ValueError) as exc:
+            prep.error = exc
+        return prep
+
+    def _infer(self, tensors: list[np.ndarray]) -> np.ndarray:
+        """``[B, 3, S, S]`` -> ``[B, D, h, w]``, padding or splitting to the model's batch rule."""
+        name_in = self.engine.input_names[0]
+        name_out = self.engine.output_names[0]
+        if self._static_batch is None:
+            return self.engine.infer({name_in: np.stack(tensors)})[name_out]
+        outs = []
+        step = self._static_batch
+        for i in range(0, len(tensors), step):
+            chunk = tensors[i : i + step]
+            batch = np.stack(chunk + [chunk[-1]] * (step - len(chunk)))  # pad a short last batch
+            outs.append(self.engine.infer({name_in: batch})[name_out][: len(chunk)])
+        return np.concatenate(outs)
+
+    def _finish(self, preps: list[_Prepared]) -> list[Result | Exception]:
+        """Infer the good images of a batch together and localise each."""
+        results: list[Result | Exception] = []
+        good = [p for p in preps if p.error is None]
+        feats = None
+        infer_ms = 0.0
+        if good:
+            t0 = time.perf_counter()
+            feats = self._infer([p.tensor for p in good])  # type: ignore[misc]
+            infer_ms = (time.perf_counter() - t0) * 1e3 / len(good)
+        k = 0
+        for p in preps:
+            if p.error is not None:
+                results.append(p.error)
+                continue
+            loc = localize(feats[k].astype(np.float32, copy=False), p.height, p.width, self.clustering, self.min_cluster_size)  # type: ignore[index]
+            k += 1
+            timings = {**p.timings, "infer": infer_ms, "cluster": loc.cluster_ms, "postprocess": loc.post_ms}
+            results.append(Result(
+                mask=loc.mask, labels=loc.labels, score=loc.score, forged_fraction=loc.forged_fraction,
+                timings=timings, features=loc.features if self.config.keep_features else None, path=p.source,
+            ))
+        return results
+
+    # -- public API --------------------------------------------------------
+    def __call__(self, image: str | Path | np.ndarray) -> Result:
+        """Detect forged regions in one image.
+
+        Args:
+            image: a file path, or an ``[H, W, 3]`` uint8 RGB array.
+
+        Raises:
+            ValueError / OSError: the file cannot be read or decoded (the message names it).
+        """
+        result = self._finish([self._prepare(image)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def detect_many(
+        self, images: Iterable[str | Path | np.ndarray], batch_size: int | None = None
+    ) -> Iterator[Result | Exception]:
+        """Detect on many images, in order, overlapping I/O with inference.
+
+        A file that cannot be read yields its exception in its place and the
+        run goes on. While a batch is in the engine, a worker thread decodes
+        and preprocesses the next one (OpenCV and ONNX Runtime release the GIL).
+
+        Args:
+            images: paths or ``[H, W, 3]`` uint8 RGB arrays.
+            batch_size: images per engine call; default ``config.batch_size``.
+
+        Yields:
+            A :class:`Result` or the exception raised for that image.
+        """
+        size = int(batch_size or self.config.batch_size)
+        if size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {size}")
+        it = iter(images)
+
+        def next_batch() -> list[_Prepared]:
+            batch = []
+            for item in it:
+                batch.append(self._prepare(item))
+                if len(batch) == size:
+                    break
+            return batch
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="focal-prefetch") as pool:
+            pending: Future[list[_Prepared]] = pool.submit(next_batch)
+            while True:
+                batch = pending.result()
+                if not batch:
+                    return
+                pending = pool.submit(next_batch)
+                yield from self._finish(batch)

@@ -1,0 +1,217 @@
+"""The artifact manifest (``focal.json``): everything the runtime needs to know.
+
+An artifact is a folder holding one or more model files (ONNX graphs in
+several precisions, TensorRT engines built from them) and ``focal.json``.
+The export side writes it (``focal.export``), the runtime only reads it:
+input size, preprocessing, output shape and the clustering defaults are
+stated here once and never hard-coded a second time.
+
+Layout of ``focal.json`` (version 1)::
+
+    {
+      "format": "focal-artifact", "version": 1,
+      "extractor": "vit+hrnet",                 # registry name(s), '+' = fusion
+      "members": [{"name": "vit", "feature_dim": 256, "stride": 16}, ...],
+      "fusion": "concat-l2-nearest" | null,      # fused inside the graph
+      "input": {"name": "image", "size": 1024, "color": "RGB", "scale": 1/255,
+                "mean": null, "std": null, "resize": "bilinear", "keep_aspect": false,
+                "dynamic_batch": false, "batch": 1},
+      "output": {"name": "features", "feature_dim": 288, "height": 64, "width": 64},
+      "models": [{"file": "model.onnx", "kind": "onnx", "precision": "fp32",
+                  "sha256": "...", "onnx_sha256": null, "fp32_ops": [], "excluded_nodes": [],
+                  "tensorrt": null, "gpu": null, "compute_capability": null, "calibration": null}],
+      "clustering": {"method": "hdbscan", "min_cluster_size": 200},
+      "tools": {"focal": "0.1.0", "torch": "...", "onnx": "...", "opset": 17},
+      "source": {"weights": "...", "weights_sha256": "..."}
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "focal.json"
+ARTIFACT_FORMAT = "focal-artifact"
+ARTIFACT_VERSION = 1
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+MODEL_KINDS: tuple[str, ...] = ("onnx", "tensorrt")
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One backbone inside the artifact."""
+
+    name: str  # registry name of the backbone
+    feature_dim: int  # D of its own map
+    stride: int  # input side / its map side
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an image becomes the network input (the release's preprocessing by default)."""
+
+    name: str = "image"  # graph input name
+    size: int = 1024  # square side S
+    color: str = "RGB"  # channel order fed to the network
+    scale: float = 1.0 / 255.0  # uint8 -> float multiplier
+    mean: list[float] | None = None  # per-channel mean subtracted after scaling (None: none)
+    std: list[float] | None = None  # per-channel std divided after (None: none)
+    resize: str = "bilinear"  # OpenCV interpolation used to reach S x S
+    keep_aspect: bool = False  # the release stretches to a square
+    dynamic_batch: bool = False  # whether the batch axis is symbolic
+    batch: int = 1  # static batch size (or the optimum one when dynamic)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """The feature map the graph returns, ``[B, feature_dim, height, width]`` float32."""
+
+    name: str = "features"  # graph output name
+    feature_dim: int = 0  # D (the sum of the members' for a fusion)
+    height: int = 0  # h
+    width: int = 0  # w
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One runnable file of the artifact."""
+
+    file: str  # path relative to the artifact folder
+    kind: str  # "onnx" or "tensorrt"
+    precision: str  # "fp32", "fp16" or "int8"
+    sha256: str  # of the file itself
+    onnx_sha256: str | None = None  # engines: the ONNX graph they were built from
+    fp32_ops: list[str] = field(default_factory=list)  # op types kept in FP32 in a lower-precision graph
+    excluded_nodes: list[str] = field(default_factory=list)  # node names left unquantized / in FP32
+    tensorrt: str | None = None  # engines: TensorRT version that built them
+    gpu: str | None = None  # engines: GPU name
+    compute_capability: str | None = None  # engines: "8.7" etc.
+    calibration: dict[str, Any] | None = None  # int8: what the calibration set was
+
+
+@dataclass(frozen=True)
+class ClusteringSpec:
+    """Defaults of the clustering step (overridable at run time)."""
+
+    method: str = "hdbscan"  # "hdbscan" or "kmeans"
+    min_cluster_size: int = 200  # HDBSCAN's smallest cluster
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``focal.json``."""
+
+    extractor: str
+    members: list[MemberSpec]
+    input: InputSpec
+    output: OutputSpec
+    models: list[ModelFile]
+    fusion: str | None = None
+    clustering: ClusteringSpec = ClusteringSpec()
+    tools: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    format: str = ARTIFACT_FORMAT
+    version: int = ARTIFACT_VERSION
+
+    def model(self, kind: str = "onnx", precision: str = "fp32") -> ModelFile:
+        """The model file of that kind and precision.
+
+        Raises:
+            ValueError: none such; the message lists what the artifact has.
+        """
+        for m in self.models:
+            if m.kind == kind and m.precision == precision:
+                return m
+        have = ", ".join(f"{m.kind}/{m.precision}" for m in self.models) or "nothing"
+        raise ValueError(f"artifact has no {kind} model in {precision} (it has: {have})")
+
+    def with_model(self, entry: ModelFile) -> "Manifest":
+        """A copy with ``entry`` added, replacing one of the same file name."""
+        models = [m for m in self.models if m.file != entry.file] + [entry]
+        return replace(self, models=models)
+
+    def to_json(self) -> str:
+        """The manifest as pretty JSON text."""
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    known = set(cls.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {sorted(unknown)}")
+    try:
+        return cls(**raw)
+    except TypeError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+def parse_manifest(raw: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
+    """Validate and convert a decoded ``focal.json``.
+
+    Raises:
+        ValueError: wrong format marker, newer version, unknown or missing
+            fields, unknown precisions or kinds.
+    """
+    if raw.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(f"{where}: not a focal artifact manifest (format={raw.get('format')!r})")
+    if int(raw.get("version", 0)) > ARTIFACT_VERSION:
+        raise ValueError(f"{where}: manifest version {raw.get('version')} is newer than this focal reads")
+    raw = dict(raw)
+    try:
+        members = [_build(MemberSpec, m, f"{where} members") for m in raw.pop("members")]
+        inp = _build(InputSpec, raw.pop("input"), f"{where} input")
+        out = _build(OutputSpec, raw.pop("output"), f"{where} output")
+        models = [_build(ModelFile, m, f"{where} models") for m in raw.pop("models")]
+        clustering = _build(ClusteringSpec, raw.pop("clustering", {}), f"{where} clustering")
+    except KeyError as exc:
+        raise ValueError(f"{where}: missing field {exc}") from None
+    for m in models:
+        if m.precision not in PRECISIONS:
+            raise ValueError(f"{where}: {m.file}: unknown precision {m.precision!r}; allowed {PRECISIONS}")
+        if m.kind not in MODEL_KINDS:
+            raise ValueError(f"{where}: {m.file}: unknown kind {m.kind!r}; allowed {MODEL_KINDS}")
+    return _build(
+        Manifest,
+        dict(raw, members=members, input=inp, output=out, models=models, clustering=clustering),
+        where,
+    )
+
+
+def load_manifest(artifact_dir: str | Path) -> Manifest:
+    """Read ``ARTIFACT_DIR/focal.json``.
+
+    Raises:
+        FileNotFoundError: no such folder or no manifest in it.
+        ValueError: unreadable JSON or an invalid manifest (message names the file).
+    """
+    path = Path(artifact_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{artifact_dir}: no {MANIFEST_NAME} (not a focal artifact folder)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable manifest ({exc})") from exc
+    return parse_manifest(raw, str(path))
+
+
+def save_manifest(manifest: Manifest, artifact_dir: str | Path) -> Path:
+    """Write ``focal.json`` atomically (temporary file, then rename)."""
+    path = Path(artifact_dir) / MANIFEST_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(manifest.to_json())
+    tmp.replace(path)
+    return path

@@ -1,0 +1,79 @@
+"""focal-detect end to end: files, folders, globs, bad inputs, re-runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from focal.runtime.cli import collect_inputs, main
+
+
+def _records(out: Path) -> dict[str, dict]:
+    return {r["path"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+
+
+def test_folder_run_with_bad_files_writes_every_good_result(tiny_artifact: Path, photo_dir: Path, tmp_path: Path, capsys) -> None:
+    good = sorted(photo_dir.rglob("*.jpg"))
+    (photo_dir / "truncated.jpg").write_bytes(good[0].read_bytes()[:500])
+    (photo_dir / "notes.png").write_text("not an image")
+    out = tmp_path / "out"
+    code = main([str(tiny_artifact), str(photo_dir), str(tmp_path / "missing*.jpg"), "--out", str(out), "--backend", "cpu"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "truncated.jpg" in err and "notes.png" in err and "missing*.jpg" in err
+    recs = _records(out)
+    assert len(recs) == len(good) + 2
+    for f in good:
+        rec = recs[str(f)]
+        assert rec["error"] is None and 0.0 <= rec["score"] <= 1.0
+        mask = cv2.imread(str(out / rec["mask"]), cv2.IMREAD_UNCHANGED)
+        over = cv2.imread(str(out / rec["overlay"]))
+        src = cv2.imread(str(f))
+        assert mask.shape == src.shape[:2] and set(np.unique(mask)) <= {0, 255}
+        assert over.shape == src.shape
+        assert set(rec["timings_ms"]) == {"decode", "preprocess", "infer", "cluster", "postprocess"}
+    assert any(r.get("mask", "").startswith("sub/") for r in recs.values())  # folder structure kept
+    assert "not a readable image" in recs[str(photo_dir / "truncated.jpg")]["error"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_rerun_skips_done_images_unless_overwrite(tiny_artifact: Path, photo_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = [str(tiny_artifact), str(photo_dir), "--out", str(out), "--backend", "cpu"]
+    assert main(args) == 0
+    first = (out / "results.jsonl").read_text()
+    capsys.readouterr()
+    assert main(args + ["--json"]) == 0
+    captured = capsys.readouterr()
+    assert "already done" in captured.err and captured.out == ""
+    assert (out / "results.jsonl").read_text() == first
+    assert main(args + ["--overwrite", "--json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and all(json.loads(line)["error"] is None for line in lines)
+
+
+def test_same_stem_in_two_places_gets_two_outputs(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "x.jpg").write_bytes(b"")
+    jobs, unmatched = collect_inputs([str(tmp_path / "a/x.jpg"), str(tmp_path / "b/x.jpg"), str(tmp_path / "a/x.jpg")])
+    assert [j.key for j in jobs] == ["x", "x-2"] and not unmatched
+
+
+def test_console_script_reports_missing_default_model(tmp_path: Path, photo_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "focal.runtime.cli", str(photo_dir), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, timeout=120,
+    )
+    from focal.runtime.default import DEFAULT_DIR
+
+    if (DEFAULT_DIR / "focal.json").is_file():
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 2 and "no embedded default model" in proc.stderr

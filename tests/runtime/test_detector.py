@@ -1,0 +1,136 @@
+"""The torch-free detector against the PyTorch reference, on real photos and a real (tiny) model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from focal.runtime import Detector, DetectorConfig, Result
+from focal.runtime.manifest import load_manifest, save_manifest
+
+from runtime_artifacts import export_artifact
+
+
+def _photos(shared_data: Path, n: int) -> list[np.ndarray]:
+    files = sorted((shared_data / "natural/bsds500").glob("*.jpg"))[:n]
+    return [cv2.imread(str(f))[:, :, ::-1].copy() for f in files]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+@pytest.mark.parametrize("clustering", ["kmeans", "hdbscan"])
+def test_parity_with_reference_tiny(tiny_artifact: Path, tiny_extractor, shared_data: Path, clustering: str) -> None:
+    from focal.training import ReferenceConfig, ReferenceDetector
+
+    ref = ReferenceDetector(tiny_extractor, ReferenceConfig(clustering=clustering, min_cluster_size=50, input_size=128))
+    with Detector(tiny_artifact, backend="cpu", clustering=clustering, min_cluster_size=50, keep_features=True) as det:
+        for img in _photos(shared_data, 4):
+            got, want = det(img), ref(img)
+            cos = (got.features * want.features).sum(axis=1)
+            assert cos.min() >= 0.9999
+            np.testing.assert_array_equal(got.labels, want.labels)
+            assert _iou(got.mask, want.mask) >= 0.99
+            assert abs(got.score - want.score) < 1e-4
+            assert got.mask.shape == img.shape[:2] and got.labels.shape == (16, 16)
+            assert set(got.timings) == {"decode", "preprocess", "infer", "cluster", "postprocess"}
+
+
+def test_parity_with_reference_lite(tmp_path: Path, shared_data: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from focal.training import ReferenceConfig, ReferenceDetector, create_extractor
+
+    torch.manual_seed(0)
+    lite = create_extractor("lite")
+    artifact = export_artifact(lite, tmp_path / "lite", size=256, clustering="kmeans")
+    ref = ReferenceDetector(lite, ReferenceConfig(clustering="kmeans", input_size=256))
+    with Detector(artifact, backend="cpu", keep_features=True) as det:
+        for img in _photos(shared_data, 2):
+            got, want = det(img), ref(img)
+            assert (got.features * want.features).sum(axis=1).min() >= 0.9999
+            assert _iou(got.mask, want.mask) >= 0.99
+            np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_batches_match_single_images(tiny_artifact: Path, shared_data: Path) -> None:
+    imgs = _photos(shared_data, 5)
+    with Detector(tiny_artifact, backend="cpu", keep_features=True) as det:
+        singles = [det(i) for i in imgs]
+        batched = list(det.detect_many(imgs, batch_size=3))
+    for a, b in zip(singles, batched):
+        assert isinstance(b, Result)
+        np.testing.assert_allclose(a.features, b.features, atol=1e-5)
+        np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_static_batch_model_is_fed_whole_batches(tmp_path: Path, tiny_extractor, shared_data: Path) -> None:
+    artifact = export_artifact(tiny_extractor, tmp_path / "static", size=128, dynamic_batch=False)
+    imgs = _photos(shared_data, 3)
+    with Detector(artifact, backend="cpu") as det:
+        out = list(det.detect_many(imgs, batch_size=2))
+        assert all(isinstance(r, Result) for r in out) and len(out) == 3
+        np.testing.assert_array_equal(out[2].labels, det(imgs[2]).labels)
+
+
+def test_bad_file_is_reported_in_place(tiny_artifact: Path, photo_dir: Path) -> None:
+    files = sorted(photo_dir.glob("*.jpg"))
+    bad = photo_dir / "broken.jpg"
+    bad.write_bytes(files[0].read_bytes()[:300])
+    with Detector(tiny_artifact, backend="cpu") as det:
+        out = list(det.detect_many([files[0], bad, files[1]], batch_size=2))
+    assert isinstance(out[0], Result) and isinstance(out[2], Result)
+    assert isinstance(out[1], ValueError) and "broken.jpg" in str(out[1])
+
+
+def test_configuration_errors(tiny_artifact: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no onnx model in int8"):
+        Detector(tiny_artifact, backend="cpu", precision="int8")
+    with pytest.raises(ValueError, match="unknown backend"):
+        Detector(tiny_artifact, backend="tpu")
+    with pytest.raises(ValueError, match="unknown clustering"):
+        Detector(tiny_artifact, backend="cpu", clustering="ward")
+    with pytest.raises(FileNotFoundError, match="no focal.json"):
+        Detector(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "focal.json").write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable manifest"):
+        Detector(broken)
+
+
+def test_manifest_round_trip_and_validation(tiny_artifact: Path, tmp_path: Path) -> None:
+    manifest = load_manifest(tiny_artifact)
+    save_manifest(manifest, tmp_path)
+    assert load_manifest(tmp_path) == manifest
+    raw = json.loads((tmp_path / "focal.json").read_text())
+    raw["input"]["colour"] = "BGR"
+    (tmp_path / "focal.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="unknown fields \\['colour'\\]"):
+        load_manifest(tmp_path)
+    raw["input"].pop("colour")
+    raw["version"] = 99
+    (tmp_path / "focal.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="newer than this focal reads"):
+        load_manifest(tmp_path)
+
+
+def test_full_cpu_detection_never_imports_torch(tiny_artifact: Path, photo_dir: Path) -> None:
+    code = (
+        "import sys\n"
+        "from focal.runtime import Detector\n"
+        f"det = Detector({str(tiny_artifact)!r}, backend='cpu', clustering='hdbscan', min_cluster_size=50)\n"
+        f"r = det({str(next(photo_dir.glob('*.jpg')))!r})\n"
+        "assert r.mask.shape[0] > 0\n"
+        "sys.exit(3 if 'torch' in sys.modules else 0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr or "detection imported torch"
