@@ -18,11 +18,6 @@ def _not_yet(prog: str, what: str, argv: list[str] | None) -> int:
     return 2
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    """``focal-train``: soft contrastive training (pending)."""
-    return _not_yet("focal-train", "training", argv)
-
-
 def export_main(argv: list[str] | None = None) -> int:
     """``focal-export``: ONNX / TensorRT export (pending)."""
     return _not_yet("focal-export", "export", argv)

@@ -1,0 +1,100 @@
+"""Typed configuration of training runs, and named presets.
+
+A JSON file given to ``focal-train --config`` is loaded into
+:class:`TrainConfig` field by field, nothing cleverer; command-line flags
+override it; ``--preset NAME`` starts from one of :data:`PRESETS`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+LOSSES: tuple[str, ...] = ("scl", "nce")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (same config + seed = same model on the same hardware)."""
+
+    out: str = "runs/focal"  # run folder: checkpoints, history, curves; resumed if it holds a run
+    backbone: str = "lite"  # registry name ('+' fusion is for inference, not training)
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # factory overrides
+    init_weights: str | None = None  # start from this checkpoint (ours or the authors'), else packaged/random
+    data: str = "synthetic"  # "synthetic", a folder (images/ + masks/), a .npy or a .json list
+    val_data: str | None = None  # validation set for non-synthetic data (same formats); None = none
+    photos: str = "../shared/data/natural"  # untouched photos for synthetic forgeries
+    segmentations: str | None = "../shared/data/natural/bsds500_groundTruth_mat"  # BSDS500 .mat object shapes
+    val_fraction: float = 0.1  # share of photos held out (by file) for synthetic validation
+    train_samples: int = 400  # synthetic samples per epoch
+    val_samples: int = 32  # synthetic validation samples (fixed across epochs)
+    max_side: int | None = 768  # photos shrunk to this longer side before forging (speed)
+    input_size: int = 512  # square side S fed to the backbone
+    augment: bool = True  # method.md augmentations on training samples
+    epochs: int = 10  # passes over train_samples
+    batch_size: int = 4  # images per step (paper: 4)
+    lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
+    weight_decay: float = 0.0  # Adam weight decay
+    loss: str = "scl"  # "scl" (the paper's) or "nce" (the release's, ablation)
+    tau: float = 0.1  # contrastive temperature
+    fuzzy_iters: int = 10  # SCL alternating rounds (0 = hard labels)
+    val_clustering: str = "kmeans"  # clustering in validation; kmeans is fast, hdbscan is the paper's
+    val_every: int = 1  # validate every N epochs (and after the last)
+    workers: int = 2  # DataLoader worker processes (synthetic forging is CPU work)
+    threads: int | None = None  # torch intra-op threads; None = torch's default
+    amp: bool = True  # mixed precision where a CUDA GPU exists (ignored on CPU)
+    seed: int = 0  # seeds data order, augmentation, synthetic forgeries and init
+    max_steps: int | None = None  # stop after this many optimiser steps in total (smoke runs)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if "+" in self.backbone:
+            raise ValueError(f"train one backbone at a time; fuse at inference (got {self.backbone!r})")
+        for name in ("epochs", "batch_size", "input_size", "train_samples", "val_samples", "val_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.tau <= 0:
+            raise ValueError(f"lr and tau must be positive, got lr={self.lr}, tau={self.tau}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+# Named, reproducible recipes. `lite-synthetic` is the embedded default model's.
+PRESETS: dict[str, dict[str, Any]] = {
+    "lite-synthetic": dict(
+        backbone="lite", data="synthetic", input_size=512, epochs=30, train_samples=800, val_samples=64,
+        batch_size=4, lr=1e-4, max_side=768, augment=True, val_clustering="kmeans",
+    ),
+    "smoke": dict(
+        backbone="tiny", data="synthetic", input_size=128, epochs=1, train_samples=8, val_samples=4,
+        batch_size=2, max_side=256, workers=0,
+    ),
+}
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None, **overrides: Any) -> TrainConfig:
+    """Preset, then JSON file, then explicit overrides (``None`` values are ignored).
+
+    Raises:
+        ValueError: unknown preset or unknown keys in the file.
+    """
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(sorted(PRESETS))}")
+        values.update(PRESETS[preset])
+    if path is not None:
+        try:
+            raw = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: unreadable config ({exc})") from exc
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {unknown}")
+        values.update(raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)

@@ -1,0 +1,256 @@
+"""PyTorch datasets of forged and authentic images.
+
+Every dataset yields the same dict, so they can be concatenated:
+
+- ``image``: float32 tensor [3, S, S], RGB in [0, 1] (no mean/std normalisation);
+- ``mask``: float32 tensor [1, S, S] in {0, 1}, 1 = forged;
+- ``path``: str, the image file (for synthetic samples, the host photo);
+- ``authentic``: bool, True when the sample has no forged pixel.
+
+A sample is read at full resolution, optionally augmented there (so random
+down-scaling acts on real pixels), then resized to S x S with the inference
+rule (:mod:`.resize`).
+
+Randomness: augmentation of sample ``i`` draws from
+``default_rng([seed, epoch, i, 1])`` and synthetic generation from
+``default_rng([seed, i, 0])``, so results do not depend on worker count or
+order; call :meth:`set_epoch` to vary augmentation between epochs (DataLoader
+workers get the new epoch when they are re-created, i.e. unless
+``persistent_workers=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .augment import AugmentConfig, augment
+from .filelists import FilePair, pairs_from_folders, read_json_file_list, read_npy_file_list
+from .io import DEFAULT_MAX_PIXELS, read_image, read_mask
+from .resize import resize_image, resize_mask, to_tensors
+from .synthetic import SyntheticForgeryGenerator
+
+__all__ = [
+    "DatasetConfig",
+    "FolderDataset",
+    "JsonListDataset",
+    "NpyListDataset",
+    "PairDataset",
+    "SyntheticDataset",
+]
+
+# Sub-streams of a sample's random numbers.
+_GENERATE_STREAM = 0
+_AUGMENT_STREAM = 1
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Settings shared by every dataset."""
+
+    size: int = 1024  # side S of the square model input (1024 in the paper)
+    augment: AugmentConfig | None = None  # None = no augmentation (validation, test)
+    seed: int = 0  # seeds augmentation and synthetic generation
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb limit per image
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size <= 0:
+            raise ValueError(f"DatasetConfig.size must be a positive int, got {self.size!r}")
+        if self.seed < 0:
+            raise ValueError(f"DatasetConfig.seed must be >= 0, got {self.seed}")
+        if self.max_pixels <= 0:
+            raise ValueError(f"DatasetConfig.max_pixels must be positive, got {self.max_pixels}")
+
+
+class _ForgeryDataset(Dataset):
+    """Shared epoch handling, augmentation, resizing and output format."""
+
+    def __init__(self, config: DatasetConfig) -> None:
+        self._config = config
+        self._epoch = 0
+
+    @property
+    def config(self) -> DatasetConfig:
+        """The dataset settings."""
+        return self._config
+
+    def set_epoch(self, epoch: int) -> None:
+        """Selects the augmentation draws of an epoch (>= 0)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch = epoch
+
+    def _index(self, index: int) -> int:
+        """Normalises a possibly negative index, raising IndexError when out of range."""
+        length = len(self)
+        if not -length <= index < length:
+            raise IndexError(f"index {index} out of range for a dataset of {length} samples")
+        return index % length
+
+    def _finish(
+        self, index: int, image: np.ndarray, mask: np.ndarray, path: str, authentic: bool
+    ) -> dict[str, torch.Tensor | str | bool]:
+        """Augments (with this sample's own generator), resizes to S and packs the output dict."""
+        cfg = self._config
+        if cfg.augment is not None:
+            rng = np.random.default_rng([cfg.seed, self._epoch, index, _AUGMENT_STREAM])
+            result = augment(image, mask, rng, cfg.augment)
+            image, mask = result.image, result.mask
+        image_t, mask_t = to_tensors(resize_image(image, cfg.size), resize_mask(mask, cfg.size))
+        return {"image": image_t, "mask": mask_t, "path": path, "authentic": authentic}
+
+
+class PairDataset(_ForgeryDataset):
+    """Images with ground-truth masks from a list of file pairs.
+
+    A pair without a mask is authentic (all-zero mask); a pair whose mask has
+    no forged pixel is reported as authentic too.
+
+    Args:
+        pairs: The (image, mask) files.
+        config: Shared settings.
+
+    Raises:
+        ValueError: if ``pairs`` is empty or a listed file does not exist
+            (the first few missing ones are named).
+    """
+
+    def __init__(self, pairs: Sequence[FilePair], config: DatasetConfig = DatasetConfig()) -> None:
+        super().__init__(config)
+        self._pairs = tuple(pairs)
+        if not self._pairs:
+            raise ValueError("PairDataset needs at least one (image, mask) pair, got none")
+        # Checked up front so a typo in a list fails at start-up, not hours in.
+        missing = [
+            str(p) for pair in self._pairs for p in (pair.image, pair.mask) if p is not None and not p.is_file()
+        ]
+        if missing:
+            raise ValueError(f"{len(missing)} listed files do not exist, e.g. {missing[:3]}")
+
+    @property
+    def pairs(self) -> tuple[FilePair, ...]:
+        """The file pairs, in dataset order."""
+        return self._pairs
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | bool]:
+        """Reads, augments and resizes one pair.
+
+        Raises:
+            IndexError: if ``index`` is out of range.
+            ValueError: if a file is unreadable, too large, or the mask's size
+                differs from the image's (both files named).
+        """
+        index = self._index(index)
+        pair = self._pairs[index]
+        image = read_image(pair.image, self._config.max_pixels)
+        if pair.mask is None:
+            mask = np.zeros(image.shape[:2], dtype=bool)
+        else:
+            mask = read_mask(pair.mask, self._config.max_pixels)
+            if mask.shape != image.shape[:2]:
+                raise ValueError(
+                    f"{pair.mask}: mask is {mask.shape[1]} x {mask.shape[0]} but image {pair.image} "
+                    f"is {image.shape[1]} x {image.shape[0]}"
+                )
+        return self._finish(index, image, mask, str(pair.image), authentic=not mask.any())
+
+
+class FolderDataset(PairDataset):
+    """A folder of images and a folder of same-stem masks (see :func:`~.filelists.pairs_from_folders`).
+
+    Args:
+        image_dir: Folder of images.
+        mask_dir: Folder of masks (255 = forged), or None if all are authentic.
+        config: Shared settings.
+        mask_suffix: Extra ending of mask stems, e.g. ``"_gt"``.
+    """
+
+    def __init__(
+        self,
+        image_dir: str | Path,
+        mask_dir: str | Path | None,
+        config: DatasetConfig = DatasetConfig(),
+        mask_suffix: str = "",
+    ) -> None:
+        super().__init__(pairs_from_folders(image_dir, mask_dir, mask_suffix), config)
+
+
+class NpyListDataset(PairDataset):
+    """The authors' ``.npy`` file list (see :func:`~.filelists.read_npy_file_list`).
+
+    Args:
+        path: ``.npy`` string array [N, 2] of (image, mask) paths.
+        config: Shared settings.
+        root: Folder for relative paths; defaults to the file's folder.
+        allow_pickle: Accept object arrays (unpickling: trusted files only).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        config: DatasetConfig = DatasetConfig(),
+        root: str | Path | None = None,
+        allow_pickle: bool = False,
+    ) -> None:
+        super().__init__(read_npy_file_list(path, root, allow_pickle), config)
+
+
+class JsonListDataset(PairDataset):
+    """An IMDL-BenCo JSON list (see :func:`~.filelists.read_json_file_list`).
+
+    Args:
+        path: JSON list of ``[image, mask_or_"Negative"]``; relative paths
+            are resolved against the JSON file's folder.
+        config: Shared settings.
+    """
+
+    def __init__(self, path: str | Path, config: DatasetConfig = DatasetConfig()) -> None:
+        super().__init__(read_json_file_list(path), config)
+
+
+class SyntheticDataset(_ForgeryDataset):
+    """Synthetic forgeries, sample ``i`` fixed by (``i``, ``config.seed``).
+
+    Sample ``i`` uses host photo ``i % len(generator)``; a length larger than
+    the photo pool gives each photo several different forgeries.
+
+    Args:
+        generator: Makes the forgeries.
+        length: Number of samples, > 0.
+        config: Shared settings.
+
+    Raises:
+        ValueError: if ``length`` is not positive.
+    """
+
+    def __init__(
+        self, generator: SyntheticForgeryGenerator, length: int, config: DatasetConfig = DatasetConfig()
+    ) -> None:
+        super().__init__(config)
+        if length <= 0:
+            raise ValueError(f"length must be positive, got {length}")
+        self._generator = generator
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | bool]:
+        """Generates, augments and resizes one sample.
+
+        Raises:
+            IndexError: if ``index`` is out of range.
+            ValueError: if a photo or segmentation file cannot be read.
+        """
+        index = self._index(index)
+        rng = np.random.default_rng([self._config.seed, index, _GENERATE_STREAM])
+        sample = self._generator.generate(index, rng)
+        return self._finish(index, sample.image, sample.mask, str(sample.host), authentic=sample.authentic)

@@ -1,0 +1,337 @@
+"""``train(cfg)``: soft contrastive training of a FOCAL extractor.
+
+One image at a time in the loss (features of two images never meet), Adam,
+mixed precision on CUDA, periodic validation with the test-time clustering
+(pixel F1 / IoU on a held-out split), checkpoints ``latest`` and ``best`` in
+safetensors, resumable from the run folder, deterministic seeds, and
+``torchrun`` (DistributedDataParallel) when launched with several processes.
+
+Run folder layout::
+
+    OUT/config.json            the TrainConfig of the run
+    OUT/latest.safetensors     + latest.json       last epoch's weights (our checkpoint format)
+    OUT/best.safetensors       + best.json         best validation IoU so far
+    OUT/latest.optim.pt        optimiser state (torch.load(weights_only=True))
+    OUT/state.json             epoch, step, best score: what resume needs
+    OUT/history.jsonl          one line per epoch: loss, validation scores
+    OUT/curves.png             loss and validation IoU/F1 per epoch
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from focal.runtime.metrics import mean_scores, pixel_scores
+from focal.runtime.postprocess import localize
+from focal.training.checkpoints import build_extractor, save_checkpoint
+from focal.training.config import TrainConfig
+from focal.training.curves import plot_history
+from focal.training.data import (
+    AugmentConfig,
+    DatasetConfig,
+    FolderDataset,
+    JsonListDataset,
+    NpyListDataset,
+    SyntheticConfig,
+    SyntheticDataset,
+    SyntheticForgeryGenerator,
+    list_images,
+    split_by_file,
+)
+from focal.training.losses import nce_loss, scl_loss
+from focal.training.model import Extractor
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a finished run reports."""
+
+    out: Path  # run folder
+    epochs: int  # epochs completed in total (including resumed ones)
+    steps: int  # optimiser steps in total
+    first_loss: float | None  # mean loss of the first epoch of the run's history
+    last_loss: float | None  # mean loss of the last epoch
+    initial_val: dict[str, float] | None  # validation before any training
+    best_val: dict[str, float] | None  # best validation (by IoU)
+    seconds: float  # wall time of this invocation
+
+
+@dataclass(frozen=True)
+class _Dist:
+    """Process-group facts (a single process when not under torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _dist_setup() -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    # NCCL between GPUs; gloo lets the same command run multi-process on CPU.
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    return _Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local)
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else base / p
+
+
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
+    """Training and validation datasets for ``cfg``, and a one-line description.
+
+    Synthetic data is forged from ``cfg.photos``, split by file so validation
+    forgeries come from photos never used in training.
+    """
+    aug = AugmentConfig() if cfg.augment else None
+    train_cfg = DatasetConfig(size=cfg.input_size, augment=aug, seed=cfg.seed)
+    val_cfg = DatasetConfig(size=cfg.input_size, augment=None, seed=cfg.seed + 1)
+    if cfg.data == "synthetic":
+        photos_root = Path(cfg.photos)
+        if not photos_root.is_dir():
+            raise FileNotFoundError(f"{photos_root}: photo folder for synthetic forgeries not found (--photos)")
+        photos = list_images(photos_root)
+        split = split_by_file(photos, cfg.val_fraction, seed=cfg.seed)
+        seg = cfg.segmentations if cfg.segmentations and Path(cfg.segmentations).is_dir() else None
+        syn = SyntheticConfig(max_side=cfg.max_side)
+        train = SyntheticDataset(SyntheticForgeryGenerator(split.train, syn, seg), cfg.train_samples, train_cfg)
+        val = SyntheticDataset(SyntheticForgeryGenerator(split.val, syn, seg), cfg.val_samples, val_cfg)
+        desc = (f"synthetic forgeries from {photos_root}: {len(split.train)} training photos, "
+                f"{len(split.val)} held-out validation photos")
+        return train, val, desc
+
+    def load(spec: str, dcfg: DatasetConfig) -> Dataset:
+        path = Path(spec)
+        if path.suffix == ".npy":
+            return NpyListDataset(path, config=dcfg)
+        if path.suffix == ".json":
+            return JsonListDataset(path, config=dcfg)
+        if path.is_dir():
+            return FolderDataset(path / "images", path / "masks", config=dcfg)
+        raise ValueError(f"{spec}: data must be 'synthetic', a folder with images/ and masks/, a .npy or a .json list")
+
+    train = load(cfg.data, train_cfg)
+    val = load(cfg.val_data, val_cfg) if cfg.val_data else None
+    return train, val, f"{cfg.data} ({len(train)} samples)"
+
+
+def downsample_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[B, 1, S, S]`` {0, 1} -> ``[B, 1, h, w]`` {0, 1}: area average, then threshold at 0.5."""
+    return (F.interpolate(mask, size=size, mode="area") > 0.5).to(mask.dtype)
+
+
+def _min_cluster_size(points: int) -> int:
+    # The paper's 200 is for 4096-point maps; smaller maps (tests, tiny
+    # backbones) scale it down so a forged region can still form a cluster.
+    return int(min(200, max(10, points // 20)))
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, dataset: Dataset, clustering: str, device: torch.device) -> dict[str, float]:
+    """Mean pixel scores with test-time clustering on ``dataset``.
+
+    Every sample is localised exactly as at inference (normalise, cluster,
+    mask at the sample's resolution); authentic samples score 1 only if
+    nothing is flagged. Also returns ``false_alarm``: the share of authentic
+    samples with any flagged pixel.
+    """
+    model.eval()
+    scores = []
+    false_alarms = []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        feats = model(sample["image"][None].to(device))[0].float().cpu().numpy()
+        truth = sample["mask"][0].numpy() > 0.5
+        h, w = feats.shape[1:]
+        loc = localize(feats, truth.shape[0], truth.shape[1], clustering, _min_cluster_size(h * w))
+        scores.append(pixel_scores(loc.mask > 0, truth))
+        if not truth.any():
+            false_alarms.append(float(loc.forged_fraction > 0))
+    out = mean_scores(scores)
+    out["false_alarm"] = float(np.mean(false_alarms)) if false_alarms else float("nan")
+    out["samples"] = float(len(scores))
+    return out
+
+
+def _loss(cfg: TrainConfig, feats: torch.Tensor, masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    small = downsample_mask(masks, tuple(feats.shape[-2:]))
+    feats = feats.float()  # the loss runs in FP32 even under autocast
+    if cfg.loss == "scl":
+        return scl_loss(feats, small, tau=cfg.tau, max_iter=cfg.fuzzy_iters)
+    return nce_loss(feats, small, tau=cfg.tau, generator=gen)
+
+
+def _read_state(out: Path) -> dict[str, Any] | None:
+    path = out / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _history(out: Path) -> list[dict[str, Any]]:
+    path = out / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def train(cfg: TrainConfig) -> TrainSummary:
+    """Train ``cfg.backbone`` with SCL (or NCE) and write the run folder.
+
+    Resumes automatically when ``cfg.out`` holds a run with the same config.
+
+    Raises:
+        ValueError: the run folder holds a run with another config, or bad data settings.
+    """
+    from tqdm import tqdm
+
+    t_start = time.perf_counter()
+    ddp = _dist_setup()
+    device = torch.device(f"cuda:{ddp.local_rank}" if torch.cuda.is_available() else "cpu")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / "config.json"
+    state = _read_state(out)
+    if state is not None and config_path.is_file():
+        previous = json.loads(config_path.read_text())
+        changed = {k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in ("epochs", "max_steps", "workers", "threads")}
+        if changed:
+            raise ValueError(f"{out}: holds a run with other settings ({sorted(changed)}); use another --out")
+    if ddp.main:
+        _write_json(config_path, asdict(cfg))
+
+    torch.manual_seed(cfg.seed)
+    train_ds, val_ds, desc = build_datasets(cfg)
+    if state is not None:
+        model = build_extractor(weights=out / "latest.safetensors")
+    elif cfg.init_weights:
+        model = build_extractor(cfg.backbone, weights=cfg.init_weights, **cfg.backbone_kwargs)
+    else:
+        model = build_extractor(cfg.backbone, **cfg.backbone_kwargs)
+    if not isinstance(model, Extractor):
+        raise ValueError("train one backbone at a time")
+    model.to(device)
+    net: torch.nn.Module = model
+    if ddp.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ddp.local_rank] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if state is not None and (out / "latest.optim.pt").is_file():
+        opt.load_state_dict(torch.load(out / "latest.optim.pt", map_location=device, weights_only=True))
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch = int(state["epoch"]) if state else 0
+    step = int(state["step"]) if state else 0
+    best = state.get("best") if state else None
+    history = _history(out)
+    if ddp.main:
+        print(f"focal-train: {cfg.backbone} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params) on {device}"
+              f"{f' x{ddp.world}' if ddp.world > 1 else ''}; data: {desc}; "
+              + (f"resuming after epoch {start_epoch}" if state else "new run"), file=sys.stderr, flush=True)
+
+    if ddp.main and val_ds is not None and state is None:
+        initial = validate(model, val_ds, cfg.val_clustering, device)
+        history.append({"epoch": 0, "loss": None, "val": initial})
+        with (out / "history.jsonl").open("a") as fh:
+            fh.write(json.dumps(history[-1]) + "\n")
+        print(f"focal-train: before training: val IoU {initial['iou']:.3f} F1 {initial['f1']:.3f} "
+              f"false alarms {initial['false_alarm']:.2f}", file=sys.stderr, flush=True)
+
+    sampler = DistributedSampler(train_ds, num_replicas=ddp.world, rank=ddp.rank, seed=cfg.seed) if ddp.world > 1 else None
+    for epoch in range(start_epoch, cfg.epochs):
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+        if hasattr(train_ds, "set_epoch"):
+            train_ds.set_epoch(epoch)  # new augmentation draws per epoch, still deterministic
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        loader = DataLoader(
+            train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
+            num_workers=cfg.workers, drop_last=len(train_ds) >= cfg.batch_size, persistent_workers=False,
+        )
+        net.train()
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False, dynamic_ncols=True)
+        loss_gen = torch.Generator().manual_seed(cfg.seed + epoch)
+        for batch in bar:
+            images = batch["image"].to(device, non_blocking=True)
+            masks = batch["mask"].to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                feats = net(images)
+            loss = _loss(cfg, feats, masks, loss_gen)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            step += 1
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+        bar.close()
+        mean_loss = float(np.mean(losses)) if losses else float("nan")
+        if ddp.world > 1:
+            t = torch.tensor([mean_loss], device=device)
+            dist.all_reduce(t)
+            mean_loss = float(t.item()) / ddp.world
+        if ddp.main:
+            record: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss, "steps": step}
+            last = epoch + 1 == cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
+            if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or last):
+                record["val"] = validate(model, val_ds, cfg.val_clustering, device)
+            meta = {"epoch": epoch + 1, "step": step, "loss": mean_loss, "val": record.get("val"), "config": asdict(cfg)}
+            save_checkpoint(model, out / "latest.safetensors", extra=meta)
+            torch.save(opt.state_dict(), out / "latest.optim.pt.tmp")
+            os.replace(out / "latest.optim.pt.tmp", out / "latest.optim.pt")
+            if "val" in record and (best is None or record["val"]["iou"] > best["iou"]):
+                best = dict(record["val"], epoch=epoch + 1)
+                save_checkpoint(model, out / "best.safetensors", extra=meta)
+            history.append(record)
+            with (out / "history.jsonl").open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            _write_json(out / "state.json", {"epoch": epoch + 1, "step": step, "best": best})
+            plot_history(history, out / "curves.png")
+            val_txt = (f"; val IoU {record['val']['iou']:.3f} F1 {record['val']['f1']:.3f} "
+                       f"false alarms {record['val']['false_alarm']:.2f}") if "val" in record else ""
+            print(f"focal-train: epoch {epoch + 1}/{cfg.epochs} loss {mean_loss:.4f}{val_txt}", file=sys.stderr, flush=True)
+        if ddp.world > 1:
+            dist.barrier()
+
+    if ddp.world > 1:
+        dist.destroy_process_group()
+    losses_hist = [h["loss"] for h in history if h.get("loss") is not None]
+    initial_val = next((h["val"] for h in history if h["epoch"] == 0 and "val" in h), None)
+    return TrainSummary(
+        out=out, epochs=max((h["epoch"] for h in history), default=0), steps=step,
+        first_loss=losses_hist[0] if losses_hist else None, last_loss=losses_hist[-1] if losses_hist else None,
+        initial_val=initial_val, best_val=best, seconds=time.perf_counter() - t_start,
+    )
