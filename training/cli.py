@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from focal._cli import make_parser
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--loss", choices=LOSSES)
+    p.add_argument("--fuzzy-iters", type=int, help="SCL alternating fuzzy rounds (0 = hard mask labels)")
+    p.add_argument("--tau", type=float, help="contrastive temperature")
     p.add_argument("--val-clustering", choices=["kmeans", "hdbscan"])
     p.add_argument("--workers", type=int)
     p.add_argument("--threads", type=int)
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"focal-train: {exc}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     print(json.dumps({
         "out": str(summary.out), "epochs": summary.epochs, "steps": summary.steps,
         "first_loss": summary.first_loss, "last_loss": summary.last_loss,

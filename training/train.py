@@ -280,7 +280,10 @@ def train(cfg: TrainConfig) -> TrainSummary:
         )
         net.train()
         losses = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False, dynamic_ncols=True)
+        # A live bar on a terminal; in logs (CI, nohup) one line every 30 s.
+        tty = sys.stderr.isatty()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False,
+                   dynamic_ncols=True, mininterval=0.1 if tty else 30.0, file=sys.stderr)
         loss_gen = torch.Generator().manual_seed(cfg.seed + epoch)
         for batch in bar:
             images = batch["image"].to(device, non_blocking=True)
@@ -294,7 +297,7 @@ def train(cfg: TrainConfig) -> TrainSummary:
             scaler.update()
             losses.append(float(loss.detach()))
             step += 1
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
         bar.close()

@@ -77,3 +77,25 @@ def test_config_errors(tmp_path: Path) -> None:
     good.write_text(json.dumps({"lr": 1e-3, "epochs": 3}))
     cfg = load_config(good, preset="smoke", epochs=5)
     assert (cfg.lr, cfg.epochs, cfg.backbone) == (1e-3, 5, "tiny")  # preset < file < flags
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(shared_data: Path, tmp_path: Path) -> None:
+    """The same command under torchrun trains with DistributedDataParallel (gloo on CPU)."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun not found beside the interpreter")
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "focal.training.cli", *_args(shared_data, out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert summary["steps"] == 2  # 8 samples, batch 2, split over 2 ranks: 2 steps each
+    assert "on cpu x2" in proc.stderr
+    assert (out / "latest.safetensors").is_file()
