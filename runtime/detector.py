@@ -193,6 +193,21 @@ class Detector:
         return results
 
     # -- public API --------------------------------------------------------
+    def feature_map(self, image: np.ndarray) -> np.ndarray:
+        """The network's raw output for one image.
+
+        Args:
+            image: ``[H, W, 3]`` uint8 RGB.
+
+        Returns:
+            ``[D, h, w]`` float32, not normalised (as the PyTorch
+            reference's ``feature_map``).
+        """
+        prep = self._prepare(image)
+        if prep.error is not None:
+            raise prep.error
+        return self._infer([prep.tensor])[0].astype(np.float32, copy=False)  # type: ignore[list-item]
+
     def __call__(self, image: str | Path | np.ndarray) -> Result:
         """Detect forged regions in one image.
 

@@ -19,7 +19,8 @@ Layout of ``focal.json`` (version 1)::
       "output": {"name": "features", "feature_dim": 288, "height": 64, "width": 64},
       "models": [{"file": "model.onnx", "kind": "onnx", "precision": "fp32",
                   "sha256": "...", "onnx_sha256": null, "fp32_ops": [], "excluded_nodes": [],
-                  "tensorrt": null, "gpu": null, "compute_capability": null, "calibration": null}],
+                  "tensorrt": null, "gpu": null, "compute_capability": null, "calibration": null,
+                  "external_data": null}],
       "clustering": {"method": "hdbscan", "min_cluster_size": 200},
       "tools": {"focal": "0.1.0", "torch": "...", "onnx": "...", "opset": 17},
       "source": {"weights": "...", "weights_sha256": "..."}
@@ -91,6 +92,7 @@ class ModelFile:
     gpu: str | None = None  # engines: GPU name
     compute_capability: str | None = None  # engines: "8.7" etc.
     calibration: dict[str, Any] | None = None  # int8: what the calibration set was
+    external_data: str | None = None  # ONNX saved with external data (past 2 GB): its weights file, relative
 
 
 @dataclass(frozen=True)

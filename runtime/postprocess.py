@@ -102,3 +102,28 @@ def localize(
         cluster_ms=(t2 - t1) * 1e3,
         post_ms=((t1 - t0) + (t3 - t2)) * 1e3,
     )
+
+
+def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A continuous forgery map, for threshold-free metrics (pixel AUC, best-threshold F1).
+
+    Each pixel's value is its cosine distance to the pristine cluster's mean
+    direction, ``(1 - cos(f, mu_p)) / 2``, resized bilinearly to the image.
+    It ranks pixels by how unlike the pristine majority they are, and exists
+    even when no forged cluster was found.
+
+    Args:
+        features: ``[h * w, D]`` float32, rows L2-normalised.
+        labels: ``[h, w]`` uint8, 1 = forged.
+        height: H of the image.
+        width: W of the image.
+
+    Returns:
+        ``[H, W]`` float32 in ``[0, 1]``.
+    """
+    h, w = labels.shape
+    pristine = features[labels.reshape(-1) == 0]
+    centre = (pristine if pristine.shape[0] else features).mean(axis=0)
+    centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
+    dist = ((1.0 - features @ centre) / 2.0).astype(np.float32).reshape(h, w)
+    return np.clip(cv2.resize(dist, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)

@@ -18,16 +18,6 @@ def _not_yet(prog: str, what: str, argv: list[str] | None) -> int:
     return 2
 
 
-def export_main(argv: list[str] | None = None) -> int:
-    """``focal-export``: ONNX / TensorRT export (pending)."""
-    return _not_yet("focal-export", "export", argv)
-
-
-def eval_main(argv: list[str] | None = None) -> int:
-    """``focal-eval``: pixel and image metrics of a model on datasets (pending)."""
-    return _not_yet("focal-eval", "evaluation", argv)
-
-
 def bench_main(argv: list[str] | None = None) -> int:
     """``focal-bench``: per-stage latency of the runtime vs. the reference (pending)."""
     return _not_yet("focal-bench", "benchmarks", argv)

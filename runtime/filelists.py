@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import IMAGE_EXTENSIONS
+from focal.runtime.imageio import IMAGE_EXTENSIONS
 
 __all__ = ["FilePair", "pairs_from_folders", "read_json_file_list", "read_npy_file_list"]
 

@@ -1,0 +1,316 @@
+"""``evaluate(cfg)``: localisation and detection metrics of a model on datasets.
+
+The model is an exported artifact (run by the torch-free runtime) or a
+checkpoint (run by the PyTorch reference; needs the ``train`` extra). Each
+image is inferred once and its features clustered with every requested
+method, so clustering methods are compared on identical features.
+
+Outputs in ``cfg.out``:
+    records.jsonl   one line per (dataset, image): every metric per method (resumable)
+    metrics.csv     the same, flat
+    metrics.json    dataset means per method, image-level scores, false alarms, robustness
+    table.md        a Markdown table in the style of the paper's Table II
+    grid_best.png / grid_worst.png   image | ground truth | prediction, by forged-class F1
+    robustness.png  metrics against perturbation strength (with --robustness)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from focal.runtime.filelists import FilePair, pairs_from_folders, read_json_file_list, read_npy_file_list
+from focal.runtime.imageio import read_image, read_mask
+from focal.runtime.manifest import MANIFEST_NAME
+from focal.runtime.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
+from focal.runtime.plots import line_panel, write_png
+from focal.runtime.postprocess import localize, soft_map
+from focal.runtime.progress import Progress
+from focal.runtime.render import overlay
+from focal.runtime.robustness import PERTURBATIONS, perturb
+
+PIXEL_KEYS: tuple[str, ...] = ("f1", "f1_macro", "iou", "auc", "f1_best", "iou_best", "flagged")
+
+
+class FeatureModel(Protocol):
+    """Anything that maps an RGB image to its raw ``[D, h, w]`` feature map."""
+
+    def feature_map(self, image: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What ``focal-eval`` measures."""
+
+    model: str  # artifact folder (focal.json) or checkpoint (.safetensors ours, .pth the authors')
+    data: list[str]  # datasets: folders with images/ (+ masks/), .npy or .json lists
+    out: str  # output folder
+    clustering: list[str] = field(default_factory=lambda: ["hdbscan"])  # first one is the headline
+    min_cluster_size: int | None = None  # None: the artifact's (200) / the paper's
+    backend: str = "auto"  # runtime backend for artifacts
+    precision: str = "fp32"  # artifact precision
+    backbone: str | None = None  # needed for an authors' .pth checkpoint
+    robustness: bool = False  # also measure under JPEG, blur, noise, down-scaling
+    compare: str | None = None  # second model (checkpoint or artifact) compared image by image
+    limit: int | None = None  # at most this many images per dataset
+    input_size: int | None = None  # checkpoint input size (None: the backbone's)
+
+
+def load_pairs(spec: str) -> list[FilePair]:
+    """Image/mask pairs of one dataset spec (folder, ``.npy`` or ``.json``)."""
+    path = Path(spec)
+    if path.suffix == ".npy":
+        return read_npy_file_list(path)
+    if path.suffix == ".json":
+        return read_json_file_list(path)
+    if (path / "images").is_dir():
+        masks = path / "masks"
+        return pairs_from_folders(path / "images", masks if masks.is_dir() else None)
+    if path.is_dir():  # a bare folder of photos: all authentic
+        return pairs_from_folders(path, None)
+    raise FileNotFoundError(f"{spec}: not a dataset (folder with images/ [+ masks/], .npy or .json list)")
+
+
+def load_model(spec: str, cfg: EvalConfig) -> FeatureModel:
+    """An artifact through the runtime, or a checkpoint through the PyTorch reference."""
+    path = Path(spec)
+    if path.is_dir() and (path / MANIFEST_NAME).is_file():
+        from focal.runtime.detector import Detector
+
+        # Pixels as stored: ground-truth masks are drawn on the stored grid.
+        return Detector(path, backend=cfg.backend, precision=cfg.precision, exif_orientation=False)
+    if path.is_file():
+        try:
+            from focal.training import ReferenceConfig, ReferenceDetector, build_extractor
+        except ImportError as exc:
+            raise ImportError(f"{spec}: evaluating a checkpoint needs PyTorch: pip install 'focal[train]'") from exc
+        extractor = build_extractor(cfg.backbone, weights=path)
+        return ReferenceDetector(extractor, ReferenceConfig(input_size=cfg.input_size))
+    raise FileNotFoundError(f"{spec}: neither an artifact folder (with {MANIFEST_NAME}) nor a checkpoint file")
+
+
+def _truth(pair: FilePair, shape: tuple[int, int]) -> np.ndarray:
+    if pair.mask is None:
+        return np.zeros(shape, bool)
+    mask = read_mask(pair.mask)
+    if mask.shape != shape:  # some datasets ship masks at another size: align to the image
+        mask = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    return mask
+
+
+def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, methods: list[str],
+                min_cluster_size: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """All metrics of one image for each clustering method, and the predicted masks."""
+    feats = model.feature_map(image)
+    h, w = image.shape[:2]
+    rec: dict[str, Any] = {}
+    masks = {}
+    for method in methods:
+        loc = localize(feats, h, w, method, min_cluster_size)
+        pred = loc.mask > 0
+        soft = soft_map(loc.features, loc.labels, h, w)
+        s = pixel_scores(pred, truth)
+        f1_best, iou_best = best_threshold_scores(soft, truth)
+        rec[method] = {
+            "f1": s.f1, "f1_macro": s.f1_macro, "iou": s.iou, "auc": pixel_auc(soft, truth),
+            "f1_best": f1_best, "iou_best": iou_best, "flagged": s.flagged, "any_flag": bool(pred.any()),
+            "score": loc.score,
+        }
+        masks[method] = pred
+    return rec, masks
+
+
+def _mean(values: list[float]) -> float:
+    good = [v for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(good)) if good else float("nan")
+
+
+def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    """Dataset means, image-level scores and false alarms per method."""
+    out: dict[str, Any] = {}
+    for ds in sorted({r["dataset"] for r in records}):
+        rows = [r for r in records if r["dataset"] == ds and "error" not in r]
+        forged = np.array([not r["authentic"] for r in rows], bool)
+        per_method = {}
+        for m in methods:
+            forged_rows = [r[m] for r, f in zip(rows, forged) if f]
+            auth_rows = [r[m] for r, f in zip(rows, forged) if not f]
+            entry = {k: _mean([r[k] for r in forged_rows]) for k in PIXEL_KEYS}
+            entry["images_forged"] = len(forged_rows)
+            entry["images_authentic"] = len(auth_rows)
+            if auth_rows:  # the paper's Table VIII
+                entry["false_alarm_pixels"] = _mean([r["flagged"] for r in auth_rows])
+                entry["false_alarm_images"] = _mean([float(r["any_flag"]) for r in auth_rows])
+            entry["image"] = image_level(
+                np.array([r[m]["score"] for r in rows]), np.array([r[m]["any_flag"] for r in rows]), forged
+            )
+            per_method[m] = entry
+        out[ds] = {"images": len(rows), "errors": sum(1 for r in records if r["dataset"] == ds and "error" in r),
+                   "methods": per_method}
+    return out
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN (undefined metrics) as JSON null, numpy scalars as Python numbers."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(obj) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def markdown_table(summary: dict[str, Any], methods: list[str]) -> str:
+    """The paper's Table II layout: one row per dataset, F1 (macro = the paper's) and IoU."""
+    lines = []
+    for m in methods:
+        lines += [f"### clustering: {m}", "",
+                  "| dataset | images (forged / authentic) | F1 macro (paper's) | F1 forged | IoU | pixel AUC "
+                  "| best-thr F1 | false-alarm images | image AUC |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for ds, entry in summary.items():
+            e = entry["methods"][m]
+            fa = e.get("false_alarm_images", float("nan"))
+            lines.append(f"| {ds} | {e['images_forged']} / {e['images_authentic']} | {e['f1_macro']:.3f} | {e['f1']:.3f} "
+                         f"| {e['iou']:.3f} | {e['auc']:.3f} | {e['f1_best']:.3f} | {fa:.2f} | {e['image']['auc']:.3f} |")
+        lines.append("")
+    return "\n".join(lines).replace("nan", "-")
+
+
+def _grid(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, height: int = 200) -> None:
+    """Rows of image | ground truth | prediction overlay."""
+    rows = []
+    for image, truth, pred in items:
+        scale = height / image.shape[0]
+        size = (max(1, int(image.shape[1] * scale)), height)
+        tiles = [cv2.resize(image, size), cv2.resize(overlay(image, truth.astype(np.uint8) * 255), size),
+                 cv2.resize(overlay(image, pred.astype(np.uint8) * 255), size)]
+        rows.append(np.hstack(tiles)[:, :, ::-1])
+    if rows:
+        width = max(r.shape[1] for r in rows)
+        write_png(path, *[np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the evaluation and write the outputs (see the module docstring).
+
+    Returns:
+        The content of ``metrics.json``.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = list(dict.fromkeys(cfg.clustering))
+    mcs = int(cfg.min_cluster_size or 200)
+    model = load_model(cfg.model, cfg)
+    other = None
+    if cfg.compare:
+        # A checkpoint compared with an artifact runs at the artifact's input size.
+        manifest = getattr(model, "manifest", None)
+        size = cfg.input_size or (manifest.input.size if manifest is not None else None)
+        other = load_model(cfg.compare, replace(cfg, input_size=size))
+    rec_path = out / "records.jsonl"
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if rec_path.is_file():
+        for line in rec_path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                done[(r["dataset"], r["path"])] = r
+            except (json.JSONDecodeError, KeyError):
+                continue
+    datasets = {Path(d).name or d: load_pairs(d)[: cfg.limit] for d in cfg.data}
+    total = sum(len(p) for p in datasets.values())
+    progress = Progress(total, "eval")
+    masks_dir = out / "masks"
+    with rec_path.open("a") as log:
+        for ds, pairs in datasets.items():
+            for pair in pairs:
+                key = (ds, str(pair.image))
+                prev = done.get(key)
+                complete = prev is not None and "error" not in prev and all(m in prev for m in methods) and (
+                    not cfg.robustness or prev["authentic"] or "robustness" in prev) and (other is None or "compare" in prev)
+                if complete:
+                    progress.step(pair.image.name)
+                    continue
+                try:
+                    image = read_image(pair.image)
+                    truth = _truth(pair, image.shape[:2])
+                    rec, masks = score_image(model, image, truth, methods, mcs)
+                    rec.update(dataset=ds, path=str(pair.image), authentic=not truth.any())
+                    mask_file = masks_dir / ds / f"{pair.image.stem}.png"
+                    mask_file.parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(mask_file), masks[methods[0]].astype(np.uint8) * 255)
+                    rec["mask"] = str(mask_file.relative_to(out))
+                    if other is not None:
+                        o_rec, o_masks = score_image(other, image, truth, methods[:1], mcs)
+                        a, b = masks[methods[0]], o_masks[methods[0]]
+                        union = (a | b).sum()
+                        rec["compare"] = {"mask_iou": 1.0 if union == 0 else float((a & b).sum() / union),
+                                          "score_diff": abs(rec[methods[0]]["score"] - o_rec[methods[0]]["score"])}
+                    if cfg.robustness and truth.any():
+                        rec["robustness"] = {}
+                        for name, strength, img2 in perturb(image):
+                            t2 = cv2.resize(truth.astype(np.uint8), (img2.shape[1], img2.shape[0]),
+                                            interpolation=cv2.INTER_NEAREST) > 0
+                            r2, _ = score_image(model, img2, t2, methods[:1], mcs)
+                            rec["robustness"][f"{name}|{strength}"] = {
+                                k: r2[methods[0]][k] for k in ("f1", "iou", "f1_macro")}
+                except (OSError, ValueError) as exc:
+                    rec = {"dataset": ds, "path": str(pair.image), "error": str(exc)}
+                done[key] = rec
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                progress.step(pair.image.name)
+    progress.close()
+
+    records = [r for r in done.values() if r["dataset"] in datasets]
+    summary: dict[str, Any] = {"model": cfg.model, "clustering": methods, "min_cluster_size": mcs,
+                               "datasets": summarise(records, methods)}
+    if other is not None:
+        comp = [r["compare"] for r in records if "compare" in r]
+        summary["compare"] = {"model": cfg.compare, "mask_iou": _mean([c["mask_iou"] for c in comp]),
+                              "score_diff_max": max((c["score_diff"] for c in comp), default=float("nan"))}
+    robust: dict[str, dict[str, list[float]]] = {}
+    for r in records:
+        for k, metrics in r.get("robustness", {}).items():
+            for m, v in metrics.items():
+                robust.setdefault(k, {}).setdefault(m, []).append(v)
+    if robust:
+        summary["robustness"] = {k: {m: _mean(v) for m, v in d.items()} for k, d in robust.items()}
+        panels = []
+        for name in PERTURBATIONS:
+            keys = sorted((k for k in robust if k.startswith(name + "|")), key=lambda k: float(k.split("|")[1]))
+            if keys:
+                series = {m: [(float(k.split("|")[1]), _mean(robust[k][m])) for k in keys] for m in ("f1", "iou")}
+                panels.append(line_panel(series, f"{name} ({methods[0]})", xlabel=PERTURBATIONS[name]))
+        write_png(out / "robustness.png", *panels)
+    (out / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    (out / "table.md").write_text(markdown_table(summary["datasets"], methods))
+    with (out / "metrics.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["dataset", "path", "authentic", "method", *PIXEL_KEYS, "score", "error"])
+        for r in records:
+            if "error" in r:
+                writer.writerow([r["dataset"], r["path"], "", "", *[""] * len(PIXEL_KEYS), "", r["error"]])
+                continue
+            for m in methods:
+                writer.writerow([r["dataset"], r["path"], r["authentic"], m, *[r[m][k] for k in PIXEL_KEYS], r[m]["score"], ""])
+    ranked = sorted((r for r in records if "error" not in r and not r["authentic"]), key=lambda r: r[methods[0]]["f1"])
+    for name, chosen in (("grid_best.png", ranked[::-1][:4]), ("grid_worst.png", ranked[:4])):
+        items = []
+        for r in chosen:
+            image = read_image(r["path"])
+            pair = next(p for p in datasets[r["dataset"]] if str(p.image) == r["path"])
+            pred = cv2.imread(str(out / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
+            items.append((image, _truth(pair, image.shape[:2]), pred))
+        _grid(items, out / name)
+    return summary

@@ -1,0 +1,120 @@
+// Shared helpers of the native core: aligned buffers, a thread team and a
+// barrier. Plain C++17, no Python headers (style.md, "Native code").
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <new>
+#include <thread>
+#include <vector>
+
+namespace focal {
+
+using i64 = std::int64_t;
+
+// 64-byte aligned, uninitialised, move-only array (SIMD loads and whole cache
+// lines for the packed panels and the distance matrix).
+template <class T>
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(std::size_t n) { reset(n); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  AlignedBuffer(AlignedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
+    if (this != &o) { release(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+    return *this;
+  }
+  ~AlignedBuffer() { release(); }
+
+  void reset(std::size_t n) {
+    release();
+    if (n == 0) return;
+    std::size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+    p_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+    if (!p_) throw std::bad_alloc();
+    n_ = n;
+  }
+  T* data() { return p_; }
+  const T* data() const { return p_; }
+  std::size_t size() const { return n_; }
+  T& operator[](std::size_t i) { return p_[i]; }
+  const T& operator[](std::size_t i) const { return p_[i]; }
+
+ private:
+  void release() { std::free(p_); p_ = nullptr; n_ = 0; }
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+// Number of worker threads for a request: <= 0 means the default (OpenMP's
+// max threads where built with OpenMP, which honours OMP_NUM_THREADS, else
+// std::thread::hardware_concurrency()).
+int resolve_threads(int requested);
+
+// True when the library was built with OpenMP.
+bool built_with_openmp();
+
+// Runs fn(tid, nthreads) on a team of `nthreads` threads (the caller is
+// thread 0) and returns when all have finished. setup(nthreads_actual) runs
+// once, before any fn, so a barrier can be sized for the team actually made.
+void run_team(int nthreads, const std::function<void(int)>& setup,
+              const std::function<void(int, int)>& fn);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Sense-counting spin barrier that yields the core after a short spin (these
+// machines share their cores with other work, so a preempted peer must not
+// be waited on at full spin).
+class SpinBarrier {
+ public:
+  void init(int n) { n_ = n; count_.store(0); gen_.store(0); }
+  void wait() {
+    if (n_ <= 1) return;
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.fetch_add(1, std::memory_order_acq_rel);
+      return;
+    }
+    int spins = 0;
+    while (gen_.load(std::memory_order_acquire) == gen) {
+      if (++spins < 2000) cpu_relax(); else std::this_thread::yield();
+    }
+  }
+
+ private:
+  int n_ = 1;
+  std::atomic<int> count_{0};
+  std::atomic<int> gen_{0};
+};
+
+// Dynamic parallel loop over [0, n) in chunks of `grain`: f(begin, end, tid).
+template <class F>
+void parallel_for(i64 n, int nthreads, i64 grain, F&& f) {
+  if (n <= 0) return;
+  grain = std::max<i64>(1, grain);
+  if (nthreads <= 1 || n <= grain) { f(i64{0}, n, 0); return; }
+  const int teams = static_cast<int>(std::min<i64>(nthreads, (n + grain - 1) / grain));
+  std::atomic<i64> next{0};
+  run_team(teams, [](int) {}, [&](int tid, int) {
+    for (;;) {
+      const i64 b = next.fetch_add(grain, std::memory_order_relaxed);
+      if (b >= n) break;
+      f(b, std::min(n, b + grain), tid);
+    }
+  });
+}
+
+}  // namespace focal

@@ -1,0 +1,941 @@
+// Core distances and Prim's minimum spanning tree over mutual reachability
+// (see hdbscan.hpp for the contract and the exactness argument).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <numeric>
+#include <queue>
+#include <utility>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#define FOCAL_X86 1
+#include <immintrin.h>
+#endif
+
+#include "gemm.hpp"
+#include "hdbscan.hpp"
+
+namespace focal {
+
+double exact_d2(const float* a, const float* b, int d) {
+  // Same operations, same order as the package's Euclidean rdist on float64
+  // copies of the rows (built with -ffp-contract=off: no fused multiply-add).
+  double s = 0.0;
+  for (int k = 0; k < d; ++k) {
+    const double t = static_cast<double>(a[k]) - static_cast<double>(b[k]);
+    s += t * t;
+  }
+  return s;
+}
+
+namespace {
+
+// out[t] = exact_d2(xi, x + ids[t] * d) for t < m, bit for bit: eight
+// independent sums advance together (each still in increasing k), which
+// hides the latency of the additions the sequential order imposes.
+void exact_d2_many(const float* xi, const float* x, const i64* ids, i64 m, int d, double* out) {
+  for (i64 t = 0; t < m; t += 8) {
+    const float* p[8];
+    for (int q = 0; q < 8; ++q) p[q] = x + ids[std::min(t + q, m - 1)] * d;  // short tail: repeat the last
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int k = 0; k < d; ++k) {
+      const double a = xi[k];
+      for (int q = 0; q < 8; ++q) {
+        const double u = a - static_cast<double>(p[q][k]);
+        s[q] += u * u;
+      }
+    }
+    for (int q = 0; q < 8 && t + q < m; ++q) out[t + q] = s[q];
+  }
+}
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Bound on |fl32(n_i + n_j - 2 g_ij) - exact_d2(i, j)| when n and g come
+// from the chunked float32 kernels (gemm.hpp), with or without FMA:
+// |g - g*| <= gamma_m |x_i||x_j|, |n - n*| <= gamma_m n* (m =
+// gemm_error_terms(d)), two more roundings in forming n_i + n_j - 2 g, and
+// the double reference's own rounding.
+double error_bound(int d, double max_norm2) {
+  const double u = 1.0 / 16777216.0;  // 2^-24
+  const double du = gemm_error_terms(d) * u;
+  const double gamma = du / (1.0 - du);
+  const double m = max_norm2 * (1.0 + 4.0 * gamma) + 1e-30;
+  return ((4.0 * gamma + 10.0 * u) + 1e-12) * m;
+}
+
+// Smallest float >= v (v finite or +inf).
+float float_at_least(double v) {
+  if (!(v < static_cast<double>(std::numeric_limits<float>::max()))) return std::numeric_limits<float>::infinity();
+  float f = static_cast<float>(v);
+  if (static_cast<double>(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+// Rearranges a[0..n) so that a[k] holds the k-th smallest value (as
+// std::nth_element does), with branch-free partitions: the data are
+// random-looking distances, where a branching partition mispredicts half the
+// time.
+void select_kth(float* a, i64 n, i64 k) {
+  i64 lo = 0, hi = n;
+  while (hi - lo > 16) {
+    const float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+    const float pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
+    i64 j = lo;
+    for (i64 t = lo; t < hi; ++t) {
+      const float v = a[t];
+      const bool less = v < pivot;
+      a[t] = a[j];
+      a[j] = v;
+      j += less;
+    }
+    if (k < j) {
+      hi = j;
+      continue;
+    }
+    i64 j2 = j;  // [j, j2): equal to the pivot (never empty)
+    for (i64 t = j; t < hi; ++t) {
+      const float v = a[t];
+      const bool eq = !(pivot < v);
+      a[t] = a[j2];
+      a[j2] = v;
+      j2 += eq;
+    }
+    if (k < j2) return;
+    lo = j2;
+  }
+  for (i64 t = lo + 1; t < hi; ++t) {
+    const float v = a[t];
+    i64 u = t;
+    while (u > lo && v < a[u - 1]) {
+      a[u] = a[u - 1];
+      --u;
+    }
+    a[u] = v;
+  }
+}
+
+struct KthScratch {
+  std::vector<float> tmp;
+  std::vector<double> ex;
+  std::vector<i64> ids;
+};
+
+// Exact k-th smallest squared distance of point i, given approximations
+// vals[0..m) (with point ids idx) that contain every point whose
+// approximation is <= F + 2e, F being the approximate k-th smallest. Returns
+// false (nothing done) when the candidates were collected only up to less
+// than F + 2e (*need then holds the threshold to collect up to).
+bool exact_kth(const float* vals, const i64* idx, i64 m, i64 k, double e, float collected_upto, const float* x,
+               int d, i64 i, KthScratch& s, double* out, i64* evals, double* need) {
+  s.tmp.assign(vals, vals + m);
+  select_kth(s.tmp.data(), m, k);
+  const double F = s.tmp[k];
+  const double lo = F - 2.0 * e, hi = F + 2.0 * e;
+  if (!(hi <= static_cast<double>(collected_upto))) {
+    *need = hi;
+    return false;
+  }
+  // Below lo: exactly below the k-th exact value; above hi: exactly above it
+  // (order statistics move by at most e under perturbations of at most e).
+  i64 below = 0, c = 0;
+  if (static_cast<i64>(s.ids.size()) < m) s.ids.resize(m);
+  i64* ids = s.ids.data();
+  for (i64 t = 0; t < m; ++t) {
+    const double f = vals[t];
+    below += f < lo;
+    ids[c] = idx[t];
+    c += (f >= lo) & (f <= hi);
+  }
+  s.ex.resize(c);
+  exact_d2_many(x + i * d, x, ids, c, d, s.ex.data());
+  *evals += c;
+  const i64 kk = k - below;
+  std::nth_element(s.ex.begin(), s.ex.begin() + kk, s.ex.end());
+  *out = s.ex[kk];
+  return true;
+}
+
+struct RowScratch {
+  std::vector<float> samp, vals;
+  std::vector<i64> idx;
+  KthScratch kth;
+};
+
+// Writes the entries of row[0..n) that are <= upto (and their columns) to
+// vals/idx, which hold n entries; returns how many.
+i64 collect_generic(const float* row, i64 n, float upto, float* vals, i64* idx) {
+  i64 c = 0;
+  for (i64 j = 0; j < n; ++j) {
+    const float f = row[j];
+    vals[c] = f;
+    idx[c] = j;
+    c += (f <= upto);
+  }
+  return c;
+}
+
+#ifdef FOCAL_X86
+__attribute__((target("avx2"))) i64 collect_avx2(const float* row, i64 n, float upto, float* vals, i64* idx) {
+  const __m256 t = _mm256_set1_ps(upto);
+  i64 c = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    int bits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), t, _CMP_LE_OQ));
+    while (bits) {
+      const int l = __builtin_ctz(bits);
+      bits &= bits - 1;
+      vals[c] = row[j + l];
+      idx[c] = j + l;
+      ++c;
+    }
+  }
+  for (; j < n; ++j)
+    if (row[j] <= upto) { vals[c] = row[j]; idx[c] = j; ++c; }
+  return c;
+}
+#endif
+
+i64 collect_into(const float* row, i64 n, float upto, float* vals, i64* idx) {
+#ifdef FOCAL_X86
+  if (cpu_avx2()) return collect_avx2(row, n, upto, vals, idx);
+#endif
+  return collect_generic(row, n, upto, vals, idx);
+}
+
+i64 collect(const float* row, i64 n, float upto, RowScratch& s) {
+  if (static_cast<i64>(s.vals.size()) < n) {
+    s.vals.resize(n);
+    s.idx.resize(n);
+  }
+#ifdef FOCAL_X86
+  if (cpu_avx2()) return collect_avx2(row, n, upto, s.vals.data(), s.idx.data());
+#endif
+  return collect_generic(row, n, upto, s.vals.data(), s.idx.data());
+}
+
+// Exact core distance (squared) of point i from its full approximate row.
+double core_from_row(const float* row, const float* next_row, i64 n, i64 i, i64 k, double e, const float* x, int d,
+                     RowScratch& s, i64* evals) {
+  // A sample puts the collection threshold just above the k-th value.
+  const i64 stride = std::max<i64>(1, n / 256);
+  if (next_row) {  // the matrix is far larger than the caches: fetch ahead
+    for (i64 j = 0; j < n; j += 16) __builtin_prefetch(next_row + j);
+  }
+  s.samp.clear();
+  for (i64 j = 0; j < n; j += stride) s.samp.push_back(row[j]);
+  const i64 ns = static_cast<i64>(s.samp.size());
+  const i64 r = std::min<i64>(ns - 1, static_cast<i64>(static_cast<double>(k + 1) * ns / n * 1.25) + 4);
+  select_kth(s.samp.data(), ns, r);
+  float upto = float_at_least(static_cast<double>(s.samp[r]) + 4.0 * e);
+  i64 m = collect(row, n, upto, s);
+  if (m < k + 1) {
+    upto = std::numeric_limits<float>::infinity();
+    m = collect(row, n, upto, s);
+  }
+  double out = 0.0, need = 0.0;
+  if (!exact_kth(s.vals.data(), s.idx.data(), m, k, e, upto, x, d, i, s.kth, &out, evals, &need)) {
+    upto = float_at_least(need);
+    m = collect(row, n, upto, s);
+    exact_kth(s.vals.data(), s.idx.data(), m, k, e, upto, x, d, i, s.kth, &out, evals, &need);
+  }
+  return out;
+}
+
+// ------------------------------------------------------------- Prim's loop
+//
+// The package's Prim: the tree starts at point 0; every point outside keeps
+// the smallest mutual reachability to the tree seen so far and the tree point
+// that first reached it (strict-less updates); the point with the smallest
+// value joins next, the lowest index among equal values. Values are held as
+// intervals [lo, hi] around the exact value (float32 distance +- the bound),
+// collapsed to the exact value (lo == hi) whenever a decision needs it.
+
+// Per-slot state; a slot is a point outside the tree (dense path: slot ==
+// point; implicit path: compacted slots).
+struct Slots {
+  const float* x = nullptr;
+  int d = 0;
+  const double* c2 = nullptr;  // exact squared core distance by point
+  double e = 0.0;
+  double* lo = nullptr;
+  double* hi = nullptr;
+  const double* c2s = nullptr;  // squared core distance by slot (+inf: no point there)
+  i64* src = nullptr;           // tree point that gave the current value
+  const int* idx = nullptr;     // slot -> point; null: identity
+  i64 evals = 0;
+
+  i64 point(i64 s) const { return idx ? idx[s] : s; }
+  void exactify(i64 s) {
+    if (lo[s] == hi[s]) return;
+    const i64 j = point(s), q = src[s];
+    const double y = exact_d2(x + q * d, x + j * d, d);
+    ++evals;
+    lo[s] = hi[s] = std::max(y, std::max(c2[q], c2s[s]));
+  }
+  // An offer the float32 bound cannot settle: decide it exactly.
+  void resolve(i64 s, i64 v, double cm) {
+    exactify(s);
+    const double y = exact_d2(x + v * d, x + point(s) * d, d);
+    ++evals;
+    const double mr = y > cm ? y : cm;
+    if (mr < lo[s]) {
+      lo[s] = hi[s] = mr;
+      src[s] = v;
+    }
+  }
+};
+
+// Offers the edges (v, slot s) for s in [s0, s1), f[s] being their float32
+// squared distances; returns the smallest hi. Slots whose value became their
+// own core distance, which nothing can lower, are appended to *saturated.
+double relax_generic(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v, std::vector<i64>* saturated) {
+  double mn = kInf;
+  for (i64 s = s0; s < s1; ++s) {
+    const double fd = f[s];
+    const double cj = S.c2s[s];
+    const double cm = c2v > cj ? c2v : cj;
+    double mlo = fd - S.e;
+    if (mlo < cm) mlo = cm;
+    double mhi = fd + S.e;
+    if (mhi < cm) mhi = cm;
+    double chi = S.hi[s];
+    if (mhi < S.lo[s]) {
+      S.lo[s] = mlo;
+      S.hi[s] = chi = mhi;
+      S.src[s] = v;
+      if (saturated && mhi == cj) saturated->push_back(s);
+    } else if (mlo < chi) {
+      S.resolve(s, v, cm);
+      chi = S.hi[s];
+      if (saturated && S.lo[s] == cj && chi == cj) saturated->push_back(s);
+    }
+    if (chi < mn) mn = chi;
+  }
+  return mn;
+}
+
+// Exactifies the slots of [s0, s1) with lo <= m and keeps the best
+// (value, point) in (*best, *best_val, *best_pt).
+void select_generic(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_val, i64* best_pt) {
+  for (i64 s = s0; s < s1; ++s) {
+    if (S.lo[s] <= m) {
+      S.exactify(s);
+      const double val = S.lo[s];
+      const i64 pt = S.point(s);
+      if (*best < 0 || val < *best_val || (val == *best_val && pt < *best_pt)) {
+        *best = s;
+        *best_val = val;
+        *best_pt = pt;
+      }
+    }
+  }
+}
+
+#ifdef FOCAL_X86
+__attribute__((target("avx2"))) double relax_avx2(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v,
+                                                  std::vector<i64>* saturated) {
+  const __m256d ve = _mm256_set1_pd(S.e), vc2v = _mm256_set1_pd(c2v);
+  const __m256d vv = _mm256_castsi256_pd(_mm256_set1_epi64x(v));
+  __m256d vmin = _mm256_set1_pd(kInf);
+  double smin = kInf;
+  double* lo = S.lo;
+  double* hi = S.hi;
+  const double* c2s = S.c2s;
+  double* src = reinterpret_cast<double*>(S.src);
+  i64 s = s0;
+  for (; s + 4 <= s1; s += 4) {
+    const __m256d fd = _mm256_cvtps_pd(_mm_loadu_ps(f + s));
+    const __m256d cj = _mm256_loadu_pd(c2s + s);
+    const __m256d cm = _mm256_max_pd(vc2v, cj);
+    const __m256d mlo = _mm256_max_pd(_mm256_sub_pd(fd, ve), cm);
+    const __m256d mhi = _mm256_max_pd(_mm256_add_pd(fd, ve), cm);
+    const __m256d clo = _mm256_loadu_pd(lo + s);
+    __m256d chi = _mm256_loadu_pd(hi + s);
+    const __m256d upd = _mm256_cmp_pd(mhi, clo, _CMP_LT_OQ);
+    const __m256d unc = _mm256_andnot_pd(upd, _mm256_cmp_pd(mlo, chi, _CMP_LT_OQ));
+    const int ub = _mm256_movemask_pd(upd);
+    if (ub) {
+      _mm256_storeu_pd(lo + s, _mm256_blendv_pd(clo, mlo, upd));
+      chi = _mm256_blendv_pd(chi, mhi, upd);
+      _mm256_storeu_pd(hi + s, chi);
+      _mm256_storeu_pd(src + s, _mm256_blendv_pd(_mm256_loadu_pd(src + s), vv, upd));
+      if (saturated) {
+        int sb = ub & _mm256_movemask_pd(_mm256_cmp_pd(mhi, cj, _CMP_EQ_OQ));
+        while (sb) {
+          saturated->push_back(s + __builtin_ctz(sb));
+          sb &= sb - 1;
+        }
+      }
+    }
+    vmin = _mm256_min_pd(vmin, chi);
+    int bits = _mm256_movemask_pd(unc);
+    while (bits) {
+      const i64 t = s + __builtin_ctz(bits);
+      bits &= bits - 1;
+      const double c = c2s[t];
+      S.resolve(t, v, c2v > c ? c2v : c);
+      if (saturated && lo[t] == c && hi[t] == c) saturated->push_back(t);
+      if (hi[t] < smin) smin = hi[t];
+    }
+  }
+  alignas(32) double t4[4];
+  _mm256_store_pd(t4, vmin);
+  double mn = std::min(std::min(std::min(t4[0], t4[1]), std::min(t4[2], t4[3])), smin);
+  if (s < s1) mn = std::min(mn, relax_generic(S, f, s, s1, v, c2v, saturated));
+  return mn;
+}
+
+__attribute__((target("avx2"))) void select_avx2(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_val,
+                                                 i64* best_pt) {
+  const __m256d vm = _mm256_set1_pd(m);
+  i64 s = s0;
+  for (; s + 4 <= s1; s += 4) {
+    int bits = _mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(S.lo + s), vm, _CMP_LE_OQ));
+    while (bits) {
+      const i64 t = s + __builtin_ctz(bits);
+      bits &= bits - 1;
+      select_generic(S, t, t + 1, m, best, best_val, best_pt);
+    }
+  }
+  select_generic(S, s, s1, m, best, best_val, best_pt);
+}
+#endif
+
+double relax(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v, std::vector<i64>* saturated) {
+#ifdef FOCAL_X86
+  if (cpu_avx2()) return relax_avx2(S, f, s0, s1, v, c2v, saturated);
+#endif
+  return relax_generic(S, f, s0, s1, v, c2v, saturated);
+}
+
+void select(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_val, i64* best_pt) {
+#ifdef FOCAL_X86
+  if (cpu_avx2()) return select_avx2(S, s0, s1, m, best, best_val, best_pt);
+#endif
+  select_generic(S, s0, s1, m, best, best_val, best_pt);
+}
+
+// Dense path: slot == point, no compaction. A point in the tree gets an
+// infinite core distance here, so it can neither be updated nor chosen, and
+// the scan over the matrix row stays contiguous.
+void run_prim_dense(const float* d2, i64 n, int d, const float* x, const double* c2, double e, MstResult& out) {
+  const i64 npad = (n + 3) / 4 * 4;
+  AlignedBuffer<double> lo(npad), hi(npad), c2a(npad);
+  AlignedBuffer<i64> src(npad);
+  for (i64 j = 0; j < npad; ++j) {
+    lo[j] = hi[j] = kInf;
+    c2a[j] = j < n ? c2[j] : kInf;
+    src[j] = 0;
+  }
+  Slots S;
+  S.x = x;
+  S.d = d;
+  S.c2 = c2;
+  S.e = e;
+  S.lo = lo.data();
+  S.hi = hi.data();
+  S.c2s = c2a.data();
+  S.src = src.data();
+  out.src.resize(n - 1);
+  out.dst.resize(n - 1);
+  out.weight.resize(n - 1);
+  i64 v = 0;  // point 0 starts the tree, as in the package
+  for (i64 step = 0; step < n - 1; ++step) {
+    c2a[v] = kInf;
+    lo[v] = hi[v] = kInf;
+    const double m = relax(S, d2 + v * n, 0, npad, v, c2[v], nullptr);
+    i64 w = -1, w_pt = -1;
+    double w_val = kInf;
+    select(S, 0, npad, m, &w, &w_val, &w_pt);
+    out.src[step] = src[w];
+    out.dst[step] = w;
+    out.weight[step] = std::sqrt(w_val);
+    v = w;
+  }
+  out.stats.prim_exact += S.evals;
+}
+
+// Implicit path: no matrix; each step recomputes the float32 distances from
+// the new tree point to the active slots. Slots are kept as
+// [active | saturated]: a saturated slot holds its own core distance, the
+// least value it can ever have, so it is never offered an edge again and
+// waits in a heap (ordered by value, then point) until it joins the tree.
+struct Implicit {
+  i64 n = 0;
+  int d = 0;
+  std::vector<int> idx;
+  std::vector<i64> pos;  // point -> slot
+  AlignedBuffer<double> lo, hi, c2s;
+  AlignedBuffer<i64> src;
+  std::vector<float> ns;
+  AlignedBuffer<float> panels;  // active points' rows, slot s at panel s / kPanel, lane s % kPanel
+  i64 active = 0, used = 0;
+
+  void swap_slots(i64 a, i64 b) {
+    if (a == b) return;
+    std::swap(idx[a], idx[b]);
+    std::swap(lo[a], lo[b]);
+    std::swap(hi[a], hi[b]);
+    std::swap(c2s[a], c2s[b]);
+    std::swap(src[a], src[b]);
+    std::swap(ns[a], ns[b]);
+    pos[idx[a]] = a;
+    pos[idx[b]] = b;
+    float* pa = panels.data() + (a / kPanel) * d * kPanel + (a % kPanel);
+    float* pb = panels.data() + (b / kPanel) * d * kPanel + (b % kPanel);
+    for (int k = 0; k < d; ++k) std::swap(pa[k * kPanel], pb[k * kPanel]);
+  }
+  void saturate(i64 s) {  // active -> saturated
+    swap_slots(s, active - 1);
+    --active;
+  }
+  void remove(i64 s) {
+    if (s < active) {
+      swap_slots(s, active - 1);
+      swap_slots(active - 1, used - 1);
+      --active;
+    } else {
+      swap_slots(s, used - 1);
+    }
+    --used;
+  }
+};
+
+// One thread: a step's work (a few thousand active slots once the clusters
+// saturate) is too small to share through a barrier on a loaded machine.
+void run_prim_implicit(Implicit& P, const float* x, const double* c2, double e, MstResult& out) {
+  const i64 n = P.n;
+  const int d = P.d;
+  out.src.resize(n - 1);
+  out.dst.resize(n - 1);
+  out.weight.resize(n - 1);
+  std::vector<float> f(static_cast<std::size_t>((n + kPanel - 1) / kPanel + 1) * kPanel);
+  std::vector<i64> saturated, sat_points;
+  Slots S;
+  S.x = x;
+  S.d = d;
+  S.c2 = c2;
+  S.e = e;
+  S.lo = P.lo.data();
+  S.hi = P.hi.data();
+  S.c2s = P.c2s.data();
+  S.src = P.src.data();
+  S.idx = P.idx.data();
+  using Entry = std::pair<double, i64>;  // (value, point): the package's order of choice
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
+  i64 v = 0;  // point 0 starts the tree
+  float nv = P.ns[P.pos[0]];
+  double c2v = c2[0];
+  P.remove(P.pos[0]);
+  for (i64 edge = 0; edge < n - 1; ++edge) {
+    const i64 A = P.active;
+    double m = kInf;
+    saturated.clear();
+    if (A > 0) {
+      const i64 panels = (A + kPanel - 1) / kPanel;
+      dot_panels(x + v * d, P.panels.data(), d, 0, panels, f.data());
+      const float* nsv = P.ns.data();
+      for (i64 s = 0; s < A; ++s) {
+        const float a = (nv + nsv[s]) - 2.0f * f[s];
+        f[s] = a > 0.0f ? a : 0.0f;
+      }
+      m = relax(S, f.data(), 0, A, v, c2v, &saturated);
+    }
+    const bool have_heap = !heap.empty();
+    if (have_heap) m = std::min(m, heap.top().first);
+    i64 best = -1, best_pt = -1;
+    double best_val = kInf;
+    select(S, 0, A, m, &best, &best_val, &best_pt);
+    if (have_heap) {
+      const Entry& top = heap.top();
+      if (best < 0 || top.first < best_val || (top.first == best_val && top.second < best_pt)) {
+        best_val = top.first;
+        best_pt = top.second;
+        heap.pop();
+      }
+    }
+    // Newly saturated slots leave the active region (tracked by point: slots move).
+    sat_points.clear();
+    for (const i64 s : saturated) sat_points.push_back(P.idx[s]);
+    for (const i64 p : sat_points) {
+      if (p == best_pt) continue;  // joins the tree now
+      const i64 s = P.pos[p];
+      heap.emplace(P.lo[s], p);
+      P.saturate(s);
+    }
+    const i64 ws = P.pos[best_pt];
+    out.src[edge] = P.src[ws];
+    out.dst[edge] = best_pt;
+    out.weight[edge] = std::sqrt(best_val);
+    v = best_pt;
+    c2v = c2[v];
+    nv = P.ns[ws];
+    P.remove(ws);
+  }
+  out.stats.prim_exact += S.evals;
+}
+
+// Writes a block of the distance matrix (rows x cols of a B-wide tile) at
+// (r0, c0) and, when mirror, its transpose at (c0, r0). Whole 64-float rows
+// go out with streaming stores where aligned: the matrix is far larger than
+// the caches and is read again only after it is complete.
+void store_block_generic(const float* tile, i64 B, i64 rows, i64 cols, float* D, i64 n, i64 r0, i64 c0, bool mirror,
+                         float*) {
+  for (i64 r = 0; r < rows; ++r) std::memcpy(D + (r0 + r) * n + c0, tile + r * B, sizeof(float) * cols);
+  if (mirror)
+    for (i64 c = 0; c < cols; ++c) {
+      float* dst = D + (c0 + c) * n + r0;
+      for (i64 r = 0; r < rows; ++r) dst[r] = tile[r * B + c];
+    }
+}
+
+#ifdef FOCAL_X86
+__attribute__((target("avx2"))) void stream_row(float* dst, const float* src, i64 len) {
+  if (len == 64 && (reinterpret_cast<std::uintptr_t>(dst) & 31) == 0) {
+    for (int t = 0; t < 64; t += 8) _mm256_stream_ps(dst + t, _mm256_load_ps(src + t));
+  } else {
+    std::memcpy(dst, src, sizeof(float) * len);
+  }
+}
+
+__attribute__((target("avx2"))) void transpose8(const float* src, i64 ls, float* dst, i64 ld) {
+  const __m256 a0 = _mm256_load_ps(src), a1 = _mm256_load_ps(src + ls), a2 = _mm256_load_ps(src + 2 * ls),
+               a3 = _mm256_load_ps(src + 3 * ls), a4 = _mm256_load_ps(src + 4 * ls),
+               a5 = _mm256_load_ps(src + 5 * ls), a6 = _mm256_load_ps(src + 6 * ls),
+               a7 = _mm256_load_ps(src + 7 * ls);
+  const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
+  const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
+  const __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
+  const __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  _mm256_store_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_store_ps(dst + ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_store_ps(dst + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_store_ps(dst + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_store_ps(dst + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_store_ps(dst + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_store_ps(dst + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_store_ps(dst + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+__attribute__((target("avx2"))) void store_block_avx2(const float* tile, i64 B, i64 rows, i64 cols, float* D, i64 n,
+                                                      i64 r0, i64 c0, bool mirror, float* tileT) {
+  for (i64 r = 0; r < rows; ++r) stream_row(D + (r0 + r) * n + c0, tile + r * B, cols);
+  if (!mirror) return;
+  // The tile is B x B with B a multiple of 8; padding rows/columns are
+  // transposed too and simply not written out.
+  for (i64 r = 0; r < B; r += 8)
+    for (i64 c = 0; c < B; c += 8) transpose8(tile + r * B + c, B, tileT + c * B + r, B);
+  for (i64 c = 0; c < cols; ++c) stream_row(D + (c0 + c) * n + r0, tileT + c * B, rows);
+}
+#endif
+
+void store_block(const float* tile, i64 B, i64 rows, i64 cols, float* D, i64 n, i64 r0, i64 c0, bool mirror,
+                 float* tileT) {
+#ifdef FOCAL_X86
+  if (cpu_avx2()) return store_block_avx2(tile, B, rows, cols, D, n, r0, c0, mirror, tileT);
+#endif
+  store_block_generic(tile, B, rows, cols, D, n, r0, c0, mirror, tileT);
+}
+
+// Orders this thread's streaming stores before the matrix is read elsewhere.
+void finish_stores() {
+#ifdef FOCAL_X86
+  if (cpu_avx2()) _mm_sfence();
+#endif
+}
+
+// The dense matrix is the one big allocation; reusing it across calls (one
+// image after another) saves the kernel zeroing fresh pages every time.
+std::mutex g_matrix_mutex;
+AlignedBuffer<float> g_matrix;
+constexpr std::size_t kMatrixCacheMax = std::size_t(80) << 20;  // bytes kept between calls
+
+AlignedBuffer<float> take_matrix(std::size_t n) {
+  {
+    std::lock_guard<std::mutex> lock(g_matrix_mutex);
+    if (g_matrix.size() >= n) return std::move(g_matrix);
+  }
+  return AlignedBuffer<float>(n);
+}
+
+void give_back_matrix(AlignedBuffer<float>&& m) {
+  if (m.size() * sizeof(float) > kMatrixCacheMax) return;
+  std::lock_guard<std::mutex> lock(g_matrix_mutex);
+  if (m.size() > g_matrix.size()) g_matrix = std::move(m);
+}
+
+}  // namespace
+
+MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples, const MstOptions& opt) {
+  MstResult out;
+  const int threads = resolve_threads(opt.num_threads);
+  out.stats.threads = threads;
+  // The package clips min_samples to [1, N - 1]; the core distance is then
+  // the k-th smallest distance with the point itself at rank 0.
+  i64 k = std::min<i64>(n - 1, min_samples);
+  if (k <= 0) k = 1;
+  out.stats.min_samples = static_cast<int>(k);
+  const bool dense = opt.path == 1 || (opt.path == 0 && n <= opt.dense_max_points);
+  out.stats.dense = dense;
+
+  auto t0 = Clock::now();
+  PackedRows packed;
+  pack_rows(x, n, d, packed);
+  // Norms from the Gram kernel's own diagonal, so identical rows are at an
+  // exactly zero approximate distance.
+  std::vector<float> norms(packed.panels * kPanel, 0.0f);
+  {
+    std::vector<float> tile(kPanel * kPanel);
+    for (i64 p = 0; p < packed.panels; ++p) {
+      gram_panels(packed, p, 1, p, 1, tile.data(), kPanel);
+      for (int r = 0; r < kPanel; ++r) norms[p * kPanel + r] = tile[r * kPanel + r];
+    }
+  }
+  double max_norm = 0.0;
+  for (i64 i = 0; i < n; ++i) max_norm = std::max(max_norm, static_cast<double>(norms[i]));
+  const double e = error_bound(d, max_norm);
+  out.stats.error_bound = e;
+
+  std::vector<double> c2(n);
+  Implicit P;
+  P.n = n;
+  P.d = d;
+  AlignedBuffer<float> d2;
+  std::vector<i64> evals(threads, 0);
+
+  if (dense) {
+    // Full matrix of approximate squared distances, one 64 x 64 block pair
+    // at a time (upper triangle computed, mirrored with whole-line stores).
+    d2 = take_matrix(static_cast<std::size_t>(n) * n + 8);  // + 8: the scan reads whole vectors
+    std::fill(d2.data() + n * n, d2.data() + n * n + 8, 0.0f);
+    const i64 bp = 4;  // panels per block
+    const i64 nb = (packed.panels + bp - 1) / bp;
+    std::vector<std::pair<i64, i64>> pairs;
+    pairs.reserve(nb * (nb + 1) / 2);
+    for (i64 a = 0; a < nb; ++a)
+      for (i64 b = a; b < nb; ++b) pairs.emplace_back(a, b);
+    const i64 B = bp * kPanel;
+    std::vector<AlignedBuffer<float>> tiles(threads), tilesT(threads);
+    for (auto& t : tiles) t.reset(B * B);
+    for (auto& t : tilesT) t.reset(B * B);
+    float* D = d2.data();
+    parallel_for(static_cast<i64>(pairs.size()), threads, 8, [&](i64 b0, i64 b1, int tid) {
+      float* tile = tiles[tid].data();
+      for (i64 pi = b0; pi < b1; ++pi) {
+        const i64 a = pairs[pi].first, b = pairs[pi].second;
+        const i64 npa = std::min(bp, packed.panels - a * bp), npb = std::min(bp, packed.panels - b * bp);
+        gram_panels(packed, a * bp, npa, b * bp, npb, tile, B);
+        const i64 r0 = a * B, c0 = b * B;
+        const i64 r1 = std::min(n, r0 + npa * kPanel), c1 = std::min(n, c0 + npb * kPanel);
+        for (i64 r = r0; r < r1; ++r) {
+          const float nr = norms[r];
+          float* g = tile + (r - r0) * B;
+          for (i64 c = c0; c < c1; ++c) {
+            float f = (nr + norms[c]) - 2.0f * g[c - c0];
+            g[c - c0] = f > 0.0f ? f : 0.0f;
+          }
+          if (a == b) g[r - c0] = 0.0f;
+        }
+        store_block(tile, B, r1 - r0, c1 - c0, D, n, r0, c0, a != b, tilesT[tid].data());
+      }
+      finish_stores();
+    });
+    out.stats.seconds_gram = since(t0);
+    auto t1 = Clock::now();
+    std::vector<RowScratch> scratch(threads);
+    parallel_for(n, threads, 64, [&](i64 i0, i64 i1, int tid) {
+      for (i64 i = i0; i < i1; ++i)
+        c2[i] = core_from_row(D + i * n, i + 1 < i1 ? D + (i + 1) * n : nullptr, n, i, k, e, x, d, scratch[tid],
+                              &evals[tid]);
+    });
+    out.stats.seconds_core = since(t1);
+  } else {
+    // No N x N matrix: stream 64-row blocks against 1024-column blocks and
+    // keep, per row, only the candidates that can still be its core distance.
+    // A sample of columns gives each row a first threshold, so that few
+    // values are kept from the start.
+    const i64 rbp = 4, cbp = 64;
+    const i64 RB = rbp * kPanel, CB = cbp * kPanel;
+    const i64 nrb = (packed.panels + rbp - 1) / rbp;
+    const i64 nsamp = std::min<i64>(n, 2048);
+    std::vector<float> samp_rows(static_cast<std::size_t>(nsamp) * d);
+    std::vector<float> samp_norms(((nsamp + kPanel - 1) / kPanel) * kPanel, 0.0f);
+    for (i64 t = 0; t < nsamp; ++t) {
+      const i64 j = t * n / nsamp;
+      std::memcpy(samp_rows.data() + t * d, x + j * d, sizeof(float) * d);
+      samp_norms[t] = norms[j];
+    }
+    PackedRows spack;
+    pack_rows(samp_rows.data(), nsamp, d, spack);
+    // gram_panels multiplies panels of one packed matrix: pack rows and sample
+    // together would cost a copy of x; instead the row block is packed again
+    // with the sample appended per call (tiny: 64 + 2048 rows).
+    const i64 srank = std::min<i64>(nsamp - 1, static_cast<i64>(static_cast<double>(k + 1) * nsamp / n * 1.25) + 4);
+    std::vector<AlignedBuffer<float>> tiles(threads), stiles(threads);
+    for (auto& t : tiles) t.reset(RB * CB);
+    for (auto& t : stiles) t.reset(RB * spack.panels * kPanel);
+    struct RowState {
+      std::vector<float> vals;
+      std::vector<i64> idx;
+      i64 count = 0;
+      double upto = kInf;
+      i64 cap = 0;
+    };
+    std::vector<std::vector<RowState>> states(threads, std::vector<RowState>(RB));
+    std::vector<KthScratch> kth(threads);
+    std::vector<RowScratch> fallback(threads);
+    std::vector<PackedRows> mixed(threads);
+    std::vector<std::vector<float>> rowbuf(threads);
+    const i64 cap0 = 2 * (k + 1) + 256;
+    parallel_for(nrb, threads, 1, [&](i64 b0, i64 b1, int tid) {
+      float* tile = tiles[tid].data();
+      auto& rows = states[tid];
+      KthScratch& ks = kth[tid];
+      for (i64 rb = b0; rb < b1; ++rb) {
+        const i64 r0 = rb * RB;
+        const i64 npi = std::min(rbp, packed.panels - rb * rbp);
+        const i64 r1 = std::min(n, r0 + npi * kPanel);
+        // First thresholds from the column sample.
+        {
+          PackedRows& mp = mixed[tid];
+          mp.n = npi * kPanel + spack.panels * kPanel;
+          mp.d = d;
+          mp.panels = npi + spack.panels;
+          if (mp.data.size() < static_cast<std::size_t>(mp.panels * d * kPanel)) mp.data.reset(mp.panels * d * kPanel);
+          std::memcpy(mp.data.data(), packed.data.data() + rb * rbp * d * kPanel, sizeof(float) * npi * d * kPanel);
+          std::memcpy(mp.data.data() + npi * d * kPanel, spack.data.data(), sizeof(float) * spack.panels * d * kPanel);
+          const i64 sw = spack.panels * kPanel;
+          float* st_tile = stiles[tid].data();
+          gram_panels(mp, 0, npi, npi, spack.panels, st_tile, sw);
+          for (i64 r = r0; r < r1; ++r) {
+            RowState& st = rows[r - r0];
+            float* g = st_tile + (r - r0) * sw;
+            const float nr = norms[r];
+            for (i64 t = 0; t < nsamp; ++t) {
+              const float f = (nr + samp_norms[t]) - 2.0f * g[t];
+              g[t] = f > 0.0f ? f : 0.0f;
+            }
+            select_kth(g, nsamp, srank);
+            st.upto = static_cast<double>(g[srank]) + 4.0 * e;
+            st.cap = cap0;
+            st.count = 0;
+            if (static_cast<i64>(st.vals.size()) < cap0 + CB) {
+              st.vals.resize(cap0 + CB);
+              st.idx.resize(cap0 + CB);
+            }
+          }
+        }
+        for (i64 cb = 0; cb < packed.panels; cb += cbp) {
+          const i64 npj = std::min(cbp, packed.panels - cb);
+          gram_panels(packed, rb * rbp, npi, cb, npj, tile, CB);
+          const i64 c0 = cb * kPanel, c1 = std::min(n, c0 + npj * kPanel);
+          for (i64 r = r0; r < r1; ++r) {
+            RowState& st = rows[r - r0];
+            float* g = tile + (r - r0) * CB;
+            const float nr = norms[r];
+            const i64 w = c1 - c0;
+            for (i64 c = 0; c < w; ++c) {
+              const float f = (nr + norms[c0 + c]) - 2.0f * g[c];
+              g[c] = f > 0.0f ? f : 0.0f;
+            }
+            if (r >= c0 && r < c1) g[r - c0] = 0.0f;
+            if (static_cast<i64>(st.vals.size()) < st.count + w) {
+              st.vals.resize(st.count + w + st.cap);
+              st.idx.resize(st.count + w + st.cap);
+            }
+            const i64 added = collect_into(g, w, float_at_least(st.upto), st.vals.data() + st.count,
+                                           st.idx.data() + st.count);
+            for (i64 t = st.count; t < st.count + added; ++t) st.idx[t] += c0;
+            st.count += added;
+            if (st.count > st.cap) {
+              ks.tmp.assign(st.vals.begin(), st.vals.begin() + st.count);
+              select_kth(ks.tmp.data(), st.count, k);
+              st.upto = std::min(st.upto, static_cast<double>(ks.tmp[k]) + 2.0 * e);
+              const float keep = float_at_least(st.upto);
+              i64 o = 0;
+              for (i64 t = 0; t < st.count; ++t) {
+                if (st.vals[t] <= keep) { st.vals[o] = st.vals[t]; st.idx[o] = st.idx[t]; ++o; }
+              }
+              st.count = o;
+              if (o > st.cap / 2) st.cap *= 2;
+            }
+          }
+        }
+        for (i64 r = r0; r < r1; ++r) {
+          RowState& st = rows[r - r0];
+          double need = 0.0;
+          const bool ok = st.count >= k + 1 &&
+                          exact_kth(st.vals.data(), st.idx.data(), st.count, k, e, float_at_least(st.upto), x, d, r,
+                                    ks, &c2[r], &evals[tid], &need);
+          if (!ok) {
+            // The sampled threshold was too low for this row: redo it in full.
+            std::vector<float>& rbuf = rowbuf[tid];
+            rbuf.resize(packed.panels * kPanel);
+            dot_panels(x + r * d, packed.data.data(), d, 0, packed.panels, rbuf.data());
+            for (i64 c = 0; c < n; ++c) {
+              const float f = (norms[r] + norms[c]) - 2.0f * rbuf[c];
+              rbuf[c] = f > 0.0f ? f : 0.0f;
+            }
+            rbuf[r] = 0.0f;
+            c2[r] = core_from_row(rbuf.data(), nullptr, n, r, k, e, x, d, fallback[tid], &evals[tid]);
+          }
+        }
+      }
+    });
+    out.stats.seconds_core = since(t0);
+    // Prim's working copy of the rows, and norms from the dot kernel Prim uses.
+    P.panels = std::move(packed.data);
+    P.ns.assign(n, 0.0f);
+    std::vector<float> tmp(kPanel);
+    for (i64 i = 0; i < n; ++i) {
+      dot_panels(x + i * d, P.panels.data() + (i / kPanel) * d * kPanel, d, 0, 1, tmp.data());
+      P.ns[i] = tmp[i % kPanel];
+    }
+  }
+  for (i64 t : evals) out.stats.core_exact += t;
+
+  auto t2 = Clock::now();
+  if (dense) {
+    run_prim_dense(d2.data(), n, d, x, c2.data(), e, out);
+    give_back_matrix(std::move(d2));
+  } else {
+    P.idx.resize(n);
+    std::iota(P.idx.begin(), P.idx.end(), 0);
+    P.pos.resize(n);
+    std::iota(P.pos.begin(), P.pos.end(), 0);
+    P.lo.reset(n);
+    P.hi.reset(n);
+    P.c2s.reset(n);
+    P.src.reset(n);
+    for (i64 i = 0; i < n; ++i) {
+      P.lo[i] = P.hi[i] = kInf;
+      P.c2s[i] = c2[i];
+      P.src[i] = 0;
+    }
+    P.active = P.used = n;
+    run_prim_implicit(P, x, c2.data(), e, out);
+  }
+  out.stats.seconds_prim = since(t2);
+  out.core.resize(n);
+  for (i64 i = 0; i < n; ++i) out.core[i] = std::sqrt(c2[i]);
+  return out;
+}
+
+}  // namespace focal

@@ -1,0 +1,97 @@
+"""focal-eval on a real (tiny) exported model and the shared samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from focal.runtime.eval_cli import main
+from focal.runtime.metrics import best_threshold_scores, image_level, pixel_auc
+from focal.runtime.robustness import apply
+
+
+def _dataset(tmp_path: Path, shared_data: Path, n_forged: int = 2, n_auth: int = 2) -> Path:
+    """A folder dataset: real forgeries with masks plus authentic photos without."""
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    src = shared_data / "real-samples"
+    for img in sorted((src / "images").glob("casia2_*"))[:n_forged]:
+        (root / "images" / img.name).write_bytes(img.read_bytes())
+        mask = src / "masks" / f"{img.stem}.png"
+        (root / "masks" / mask.name).write_bytes(mask.read_bytes())
+    for img in sorted((shared_data / "natural/bsds500").glob("*.jpg"))[:n_auth]:
+        (root / "images" / img.name).write_bytes(img.read_bytes())
+    return root
+
+
+def test_eval_writes_every_output_and_resumes(tiny_artifact: Path, shared_data: Path, tmp_path: Path, capsys) -> None:
+    data = _dataset(tmp_path, shared_data)
+    out = tmp_path / "eval"
+    args = [str(tiny_artifact), "--data", str(data), "--out", str(out), "--clustering", "hdbscan,kmeans",
+            "--min-cluster-size", "50", "--backend", "cpu"]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "| ds | 2 / 2 |" in table and "clustering: kmeans" in table
+    summary = json.loads((out / "metrics.json").read_text())
+    ds = summary["datasets"]["ds"]["methods"]
+    for method in ("hdbscan", "kmeans"):
+        e = ds[method]
+        assert 0.0 <= e["iou"] <= 1.0 and 0.0 <= e["f1_macro"] <= 1.0
+        assert e["false_alarm_images"] in (0.0, 0.5, 1.0)
+        assert e["image"]["accuracy"] is not None
+    assert ds["kmeans"]["false_alarm_images"] == 1.0  # k-means always splits: the paper's Table VIII point
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * 2
+    for name in ("grid_best.png", "grid_worst.png", "table.md", "records.jsonl"):
+        assert (out / name).is_file()
+    before = (out / "records.jsonl").read_text()
+    assert main(args) == 0  # resumed: nothing recomputed
+    assert (out / "records.jsonl").read_text() == before
+
+
+def test_robustness_and_compare(tiny_artifact: Path, tiny_extractor, shared_data: Path, tmp_path: Path, capsys) -> None:
+    from focal.training import save_checkpoint
+
+    ckpt = save_checkpoint(tiny_extractor, tmp_path / "tiny.safetensors")
+    data = _dataset(tmp_path, shared_data, n_forged=1, n_auth=0)
+    out = tmp_path / "eval"
+    assert main([str(tiny_artifact), "--data", str(data), "--out", str(out), "--min-cluster-size", "50",
+                 "--backend", "cpu", "--robustness", "--compare", str(ckpt)]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    # The artifact is the same model as the checkpoint: identical masks.
+    assert summary["compare"]["mask_iou"] == pytest.approx(1.0)
+    assert summary["compare"]["score_diff_max"] < 1e-4
+    assert {"jpeg|50", "blur|3.0", "noise|15.0", "resize|0.25"} <= set(summary["robustness"])
+    assert (out / "robustness.png").is_file()
+
+
+def test_missing_dataset_is_a_clear_error(tiny_artifact: Path, tmp_path: Path, capsys) -> None:
+    assert main([str(tiny_artifact), "--data", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "nope.json" in capsys.readouterr().err
+
+
+def test_auc_and_best_threshold_hand_cases() -> None:
+    truth = np.array([[1, 1, 0, 0]], bool)
+    assert pixel_auc(np.array([[0.9, 0.8, 0.1, 0.2]]), truth) == 1.0
+    assert pixel_auc(np.array([[0.1, 0.2, 0.9, 0.8]]), truth) == 0.0
+    assert pixel_auc(np.array([[0.5, 0.5, 0.5, 0.5]]), truth) == 0.5  # ties
+    assert np.isnan(pixel_auc(np.zeros((1, 4)), np.zeros((1, 4), bool)))
+    # Best threshold 0.8 flags pixels 0, 1 and 3: TP 2, FP 1 -> F1 0.8, IoU 2/3.
+    f1, iou = best_threshold_scores(np.array([[0.9, 0.8, 0.1, 0.85]]), truth)
+    assert (f1, iou) == (pytest.approx(0.8), pytest.approx(2 / 3))
+    img = image_level(np.array([0.9, 0.1, 0.8, 0.2]), np.array([1, 0, 0, 1], bool), np.array([1, 0, 1, 0], bool))
+    assert img["auc"] == 1.0 and img["accuracy"] == 0.5 and img["balanced_accuracy"] == 0.5
+
+
+def test_perturbations_are_real_and_deterministic(rng: np.random.Generator) -> None:
+    img = cv2.GaussianBlur(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8), (0, 0), 2)
+    assert apply(img, "resize", 0.5).shape == (32, 40, 3)
+    np.testing.assert_array_equal(apply(img, "noise", 7.0), apply(img, "noise", 7.0))
+    assert np.abs(apply(img, "jpeg", 50).astype(int) - img).mean() > 0.1
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        apply(img, "rotate", 1.0)
