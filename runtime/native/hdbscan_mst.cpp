@@ -37,10 +37,10 @@ namespace {
 // out[t] = exact_d2(xi, x + ids[t] * d) for t < m, bit for bit: eight
 // independent sums advance together (each still in increasing k), which
 // hides the latency of the additions the sequential order imposes.
-void exact_d2_many(const float* xi, const float* x, const i64* ids, i64 m, int d, double* out) {
+void exact_d2_many(const float* xi, const float* x, const int* ids, i64 m, int d, double* out) {
   for (i64 t = 0; t < m; t += 8) {
     const float* p[8];
-    for (int q = 0; q < 8; ++q) p[q] = x + ids[std::min(t + q, m - 1)] * d;  // short tail: repeat the last
+    for (int q = 0; q < 8; ++q) p[q] = x + static_cast<i64>(ids[std::min(t + q, m - 1)]) * d;  // short tail: repeat the last
     double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int k = 0; k < d; ++k) {
       const double a = xi[k];
@@ -127,7 +127,7 @@ void select_kth(float* a, i64 n, i64 k) {
 struct KthScratch {
   std::vector<float> tmp;
   std::vector<double> ex;
-  std::vector<i64> ids;
+  std::vector<int> ids;
 };
 
 // Exact k-th smallest squared distance of point i, given approximations
@@ -135,7 +135,7 @@ struct KthScratch {
 // approximation is <= F + 2e, F being the approximate k-th smallest. Returns
 // false (nothing done) when the candidates were collected only up to less
 // than F + 2e (*need then holds the threshold to collect up to).
-bool exact_kth(const float* vals, const i64* idx, i64 m, i64 k, double e, float collected_upto, const float* x,
+bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, float collected_upto, const float* x,
                int d, i64 i, KthScratch& s, double* out, i64* evals, double* need) {
   s.tmp.assign(vals, vals + m);
   select_kth(s.tmp.data(), m, k);
@@ -149,7 +149,7 @@ bool exact_kth(const float* vals, const i64* idx, i64 m, i64 k, double e, float 
   // (order statistics move by at most e under perturbations of at most e).
   i64 below = 0, c = 0;
   if (static_cast<i64>(s.ids.size()) < m) s.ids.resize(m);
-  i64* ids = s.ids.data();
+  int* ids = s.ids.data();
   for (i64 t = 0; t < m; ++t) {
     const double f = vals[t];
     below += f < lo;
@@ -167,44 +167,103 @@ bool exact_kth(const float* vals, const i64* idx, i64 m, i64 k, double e, float 
 
 struct RowScratch {
   std::vector<float> samp, vals;
-  std::vector<i64> idx;
+  std::vector<int> idx;
   KthScratch kth;
 };
 
 // Writes the entries of row[0..n) that are <= upto (and their columns) to
 // vals/idx, which hold n entries; returns how many.
-i64 collect_generic(const float* row, i64 n, float upto, float* vals, i64* idx) {
+i64 collect_generic(const float* row, i64 n, float upto, float* vals, int* idx) {
   i64 c = 0;
   for (i64 j = 0; j < n; ++j) {
     const float f = row[j];
     vals[c] = f;
-    idx[c] = j;
+    idx[c] = static_cast<int>(j);
     c += (f <= upto);
   }
   return c;
 }
 
 #ifdef FOCAL_X86
-__attribute__((target("avx2"))) i64 collect_avx2(const float* row, i64 n, float upto, float* vals, i64* idx) {
-  const __m256 t = _mm256_set1_ps(upto);
-  i64 c = 0, j = 0;
-  for (; j + 8 <= n; j += 8) {
-    int bits = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + j), t, _CMP_LE_OQ));
-    while (bits) {
-      const int l = __builtin_ctz(bits);
-      bits &= bits - 1;
-      vals[c] = row[j + l];
-      idx[c] = j + l;
-      ++c;
+// Left-packing permutations: lane order of the set bits of an 8-bit mask.
+struct PackTable {
+  alignas(32) int perm[256][8];
+  PackTable() {
+    for (int m = 0; m < 256; ++m) {
+      int c = 0;
+      for (int l = 0; l < 8; ++l)
+        if (m >> l & 1) perm[m][c++] = l;
+      for (; c < 8; ++c) perm[m][c] = 0;
     }
   }
+};
+const PackTable kPack;
+
+// Appends, without branching, the lanes of f selected by mask to vals and
+// their column numbers (base + lane) to idx; both need 8 entries of room.
+__attribute__((target("avx2"))) inline i64 pack8(__m256 f, int mask, __m256i cols, float* vals, int* idx) {
+  const __m256i p = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.perm[mask]));
+  _mm256_storeu_ps(vals, _mm256_permutevar8x32_ps(f, p));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), _mm256_permutevar8x32_epi32(cols, p));
+  return __builtin_popcount(mask);
+}
+
+__attribute__((target("avx2"))) i64 collect_avx2(const float* row, i64 n, float upto, float* vals, int* idx) {
+  const __m256 t = _mm256_set1_ps(upto);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  i64 c = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(row + j);
+    const int bits = _mm256_movemask_ps(_mm256_cmp_ps(v, t, _CMP_LE_OQ));
+    c += pack8(v, bits, _mm256_add_epi32(lanes, _mm256_set1_epi32(static_cast<int>(j))), vals + c, idx + c);
+  }
   for (; j < n; ++j)
-    if (row[j] <= upto) { vals[c] = row[j]; idx[c] = j; ++c; }
+    if (row[j] <= upto) { vals[c] = row[j]; idx[c] = static_cast<int>(j); ++c; }
   return c;
 }
 #endif
 
-i64 collect_into(const float* row, i64 n, float upto, float* vals, i64* idx) {
+// Squared distances f = max(nr + nc[c] - 2 g[c], 0) of one row against w
+// columns, those <= upto appended to vals (with column c0 + c to idx); the
+// float operations are those of the dense path. Returns how many.
+i64 filter_generic(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0, float* vals, int* idx) {
+  i64 cnt = 0;
+  for (i64 c = 0; c < w; ++c) {
+    float f = (nr + nc[c]) - 2.0f * g[c];
+    f = f > 0.0f ? f : 0.0f;
+    vals[cnt] = f;
+    idx[cnt] = static_cast<int>(c0 + c);
+    cnt += (f <= upto);
+  }
+  return cnt;
+}
+
+#ifdef FOCAL_X86
+__attribute__((target("avx2"))) i64 filter_avx2(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0,
+                                                float* vals, int* idx) {
+  const __m256 vn = _mm256_set1_ps(nr), vt = _mm256_set1_ps(upto), two = _mm256_set1_ps(2.0f);
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  i64 cnt = 0, c = 0;
+  for (; c + 8 <= w; c += 8) {
+    const __m256 s = _mm256_add_ps(vn, _mm256_loadu_ps(nc + c));
+    const __m256 f = _mm256_max_ps(_mm256_sub_ps(s, _mm256_mul_ps(two, _mm256_loadu_ps(g + c))), zero);
+    const int bits = _mm256_movemask_ps(_mm256_cmp_ps(f, vt, _CMP_LE_OQ));
+    cnt += pack8(f, bits, _mm256_add_epi32(lanes, _mm256_set1_epi32(static_cast<int>(c0 + c))), vals + cnt,
+                 idx + cnt);
+  }
+  return cnt + filter_generic(g + c, w - c, nr, nc + c, upto, c0 + c, vals + cnt, idx + cnt);
+}
+#endif
+
+i64 filter_into(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0, float* vals, int* idx) {
+#ifdef FOCAL_X86
+  if (cpu_avx2()) return filter_avx2(g, w, nr, nc, upto, c0, vals, idx);
+#endif
+  return filter_generic(g, w, nr, nc, upto, c0, vals, idx);
+}
+
+i64 collect_into(const float* row, i64 n, float upto, float* vals, int* idx) {
 #ifdef FOCAL_X86
   if (cpu_avx2()) return collect_avx2(row, n, upto, vals, idx);
 #endif
@@ -212,9 +271,9 @@ i64 collect_into(const float* row, i64 n, float upto, float* vals, i64* idx) {
 }
 
 i64 collect(const float* row, i64 n, float upto, RowScratch& s) {
-  if (static_cast<i64>(s.vals.size()) < n) {
-    s.vals.resize(n);
-    s.idx.resize(n);
+  if (static_cast<i64>(s.vals.size()) < n + 8) {
+    s.vals.resize(n + 8);
+    s.idx.resize(n + 8);
   }
 #ifdef FOCAL_X86
   if (cpu_avx2()) return collect_avx2(row, n, upto, s.vals.data(), s.idx.data());
@@ -793,7 +852,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
     for (auto& t : stiles) t.reset(RB * spack.panels * kPanel);
     struct RowState {
       std::vector<float> vals;
-      std::vector<i64> idx;
+      std::vector<int> idx;
       i64 count = 0;
       double upto = kInf;
       i64 cap = 0;
@@ -851,19 +910,13 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
             float* g = tile + (r - r0) * CB;
             const float nr = norms[r];
             const i64 w = c1 - c0;
-            for (i64 c = 0; c < w; ++c) {
-              const float f = (nr + norms[c0 + c]) - 2.0f * g[c];
-              g[c] = f > 0.0f ? f : 0.0f;
+            if (r >= c0 && r < c1) g[r - c0] = std::numeric_limits<float>::max();  // distance to itself: 0
+            if (static_cast<i64>(st.vals.size()) < st.count + w + 8) {
+              st.vals.resize(st.count + w + 8 + st.cap);
+              st.idx.resize(st.count + w + 8 + st.cap);
             }
-            if (r >= c0 && r < c1) g[r - c0] = 0.0f;
-            if (static_cast<i64>(st.vals.size()) < st.count + w) {
-              st.vals.resize(st.count + w + st.cap);
-              st.idx.resize(st.count + w + st.cap);
-            }
-            const i64 added = collect_into(g, w, float_at_least(st.upto), st.vals.data() + st.count,
-                                           st.idx.data() + st.count);
-            for (i64 t = st.count; t < st.count + added; ++t) st.idx[t] += c0;
-            st.count += added;
+            st.count += filter_into(g, w, nr, norms.data() + c0, float_at_least(st.upto), c0,
+                                    st.vals.data() + st.count, st.idx.data() + st.count);
             if (st.count > st.cap) {
               ks.tmp.assign(st.vals.begin(), st.vals.begin() + st.count);
               select_kth(ks.tmp.data(), st.count, k);

@@ -1,0 +1,34 @@
+"""focal-bench on a real (tiny) artifact against its PyTorch reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from focal.runtime.bench import STAGES, matmul_gflops, onnx_flops
+from focal.runtime.bench_cli import main
+
+
+def test_bench_reports_stages_ratios_and_rates(tiny_artifact: Path, tiny_extractor, tmp_path: Path, capsys) -> None:
+    from focal.training import save_checkpoint
+
+    ckpt = save_checkpoint(tiny_extractor, tmp_path / "tiny.safetensors")
+    out = tmp_path / "bench.json"
+    assert main([str(tiny_artifact), "--reference", str(ckpt), "--backend", "cpu", "--warmup", "1",
+                 "--clustering", "kmeans", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| cpu | fp32 |" in table and "| pytorch-eager | fp32 |" in table
+    report = json.loads(out.read_text())
+    (run,) = report["runs"]
+    assert set(run["stages"]) == set(STAGES)
+    assert all(run["stages"][s]["median"] >= 0 for s in STAGES)
+    assert run["vs_reference"]["infer"] > 0 and run["peak_rss_mb"] > 0 and run["throughput"] > 0
+    assert report["model_gflops"] > 0 and report["machine_matmul_gflops"] > 0
+    assert report["reference"]["flops"] > 0
+
+
+def test_onnx_flop_count_matches_the_convolutions(tiny_artifact: Path) -> None:
+    # tiny at 128: three 3x3 convs 3->16 (64x64 out), 16->16 (32x32), 16->16 (16x16).
+    expected = 2 * (64 * 64 * 16 * 3 * 9 + 32 * 32 * 16 * 16 * 9 + 16 * 16 * 16 * 16 * 9)
+    assert onnx_flops(tiny_artifact / "model.onnx") == expected
+    assert matmul_gflops(n=256, repeat=2) > 0
