@@ -22,7 +22,7 @@ from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.engines import LockedEngine, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
-from focal.runtime.postprocess import localize
+from focal.runtime.postprocess import fuse_feature_maps, localize
 from focal.runtime.preprocess import to_input
 
 STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "cluster", "postprocess")
@@ -75,16 +75,55 @@ class _Prepared:
     source: str | None
     height: int = 0
     width: int = 0
-    tensor: np.ndarray | None = None
+    tensors: list[np.ndarray] = field(default_factory=list)  # one [3, S, S] input per member
     error: Exception | None = None
     timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Member:
+    """One artifact's engine and the facts of its manifest."""
+
+    def __init__(self, artifact: Path, cfg: DetectorConfig) -> None:
+        self.artifact = artifact
+        self.manifest: Manifest = load_manifest(artifact)
+        spec = self.manifest.input
+        if spec.color != "RGB" or abs(spec.scale - 1 / 255) > 1e-9 or spec.resize != "bilinear" or spec.keep_aspect:
+            raise ValueError(
+                f"{artifact}: preprocessing {spec.color}/scale {spec.scale}/{spec.resize}/keep_aspect "
+                f"{spec.keep_aspect} is not one this runtime implements (RGB, 1/255, bilinear, stretched)"
+            )
+        self.backend = resolve_backend(cfg.backend, self.manifest, cfg.precision)
+        self.engine = LockedEngine(open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads))
+        # A static batch axis takes exactly `batch` images per call; a dynamic one any number.
+        self.static_batch = None if spec.dynamic_batch else int(spec.batch)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        spec = self.manifest.input
+        return to_input(image, spec.size, spec.mean, spec.std)
+
+    def infer(self, tensors: list[np.ndarray]) -> np.ndarray:
+        """``[B, 3, S, S]`` -> ``[B, D, h, w]``, padding or splitting to the model's batch rule."""
+        name_in = self.engine.input_names[0]
+        name_out = self.engine.output_names[0]
+        if self.static_batch is None:
+            return self.engine.infer({name_in: np.stack(tensors)})[name_out]
+        outs = []
+        step = self.static_batch
+        for i in range(0, len(tensors), step):
+            chunk = tensors[i : i + step]
+            batch = np.stack(chunk + [chunk[-1]] * (step - len(chunk)))  # pad a short last batch
+            outs.append(self.engine.infer({name_in: batch})[name_out][: len(chunk)])
+        return np.concatenate(outs)
 
 
 class Detector:
     """FOCAL forgery localization from an exported artifact, without torch.
 
     Args:
-        artifact: folder with ``focal.json`` and the model files.
+        artifact: folder with ``focal.json`` and the model files, or a list
+            of such folders whose features are fused by the paper's rule
+            (each member's map resized to the first one's with nearest
+            interpolation, L2-normalised, concatenated; no retraining).
         config: run-time choices (:class:`DetectorConfig`); keyword
             arguments with the same names override its fields.
 
@@ -98,31 +137,27 @@ class Detector:
             the machine cannot run (the message says what to do).
     """
 
-    def __init__(self, artifact: str | Path, config: DetectorConfig | None = None, **overrides: object) -> None:
+    def __init__(self, artifact: str | Path | list[str | Path], config: DetectorConfig | None = None, **overrides: object) -> None:
         cfg = config or DetectorConfig()
         if overrides:
             cfg = DetectorConfig(**{**cfg.__dict__, **overrides})  # type: ignore[arg-type]
-        self.artifact = Path(artifact)
-        self.manifest: Manifest = load_manifest(self.artifact)
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {PRECISIONS}")
+        if cfg.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+        paths = [Path(a) for a in ([artifact] if isinstance(artifact, (str, Path)) else artifact)]
+        if not paths:
+            raise ValueError("no artifact given")
+        self.config = cfg
+        self.members = [_Member(p, cfg) for p in paths]
+        self.artifact = paths[0]
+        self.manifest: Manifest = self.members[0].manifest  # the first member sets size and defaults
         self.clustering = cfg.clustering or self.manifest.clustering.method
         if self.clustering not in CLUSTER_METHODS:
             raise ValueError(f"unknown clustering {self.clustering!r}; choose one of {CLUSTER_METHODS}")
         self.min_cluster_size = int(cfg.min_cluster_size or self.manifest.clustering.min_cluster_size)
-        if cfg.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
-        spec = self.manifest.input
-        if spec.color != "RGB" or abs(spec.scale - 1 / 255) > 1e-9 or spec.resize != "bilinear" or spec.keep_aspect:
-            raise ValueError(
-                f"{self.artifact}: preprocessing {spec.color}/scale {spec.scale}/{spec.resize}/keep_aspect "
-                f"{spec.keep_aspect} is not one this runtime implements (RGB, 1/255, bilinear, stretched)"
-            )
-        self.config = cfg
-        self.backend = resolve_backend(cfg.backend, self.manifest, cfg.precision)
-        self.engine = LockedEngine(open_engine(self.artifact, self.manifest, self.backend, cfg.precision, cfg.threads))
-        # A static batch axis takes exactly `batch` images per call; a dynamic one any number.
-        self._static_batch = None if spec.dynamic_batch else int(spec.batch)
+        self.backend = self.members[0].backend
+        self.engine = self.members[0].engine
 
     # -- context manager -------------------------------------------------
     def __enter__(self) -> "Detector":
@@ -132,8 +167,9 @@ class Detector:
         self.close()
 
     def close(self) -> None:
-        """Release the engine."""
-        self.engine.close()
+        """Release the engines."""
+        for member in self.members:
+            member.engine.close()
 
     # -- stages ----------------------------------------------------------
     def _prepare(self, item: str | Path | np.ndarray) -> _Prepared:
@@ -146,27 +182,17 @@ class Detector:
                 item, max_pixels=self.config.max_pixels, apply_orientation=self.config.exif_orientation
             )
             t1 = time.perf_counter()
-            spec = self.manifest.input
-            prep.tensor = to_input(image, spec.size, spec.mean, spec.std)
+            prep.tensors = [m.preprocess(image) for m in self.members]
             prep.height, prep.width = image.shape[:2]
             prep.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (time.perf_counter() - t1) * 1e3}
         except (OSError, ValueError) as exc:
             prep.error = exc
         return prep
 
-    def _infer(self, tensors: list[np.ndarray]) -> np.ndarray:
-        """``[B, 3, S, S]`` -> ``[B, D, h, w]``, padding or splitting to the model's batch rule."""
-        name_in = self.engine.input_names[0]
-        name_out = self.engine.output_names[0]
-        if self._static_batch is None:
-            return self.engine.infer({name_in: np.stack(tensors)})[name_out]
-        outs = []
-        step = self._static_batch
-        for i in range(0, len(tensors), step):
-            chunk = tensors[i : i + step]
-            batch = np.stack(chunk + [chunk[-1]] * (step - len(chunk)))  # pad a short last batch
-            outs.append(self.engine.infer({name_in: batch})[name_out][: len(chunk)])
-        return np.concatenate(outs)
+    def _infer(self, preps: list[_Prepared]) -> np.ndarray:
+        """Feature maps of a batch, ``[B, D, h, w]``; several members are fused."""
+        maps = [m.infer([p.tensors[k] for p in preps]) for k, m in enumerate(self.members)]
+        return maps[0] if len(maps) == 1 else fuse_feature_maps(maps)
 
     def _finish(self, preps: list[_Prepared]) -> list[Result | Exception]:
         """Infer the good images of a batch together and localise each."""
@@ -176,7 +202,7 @@ class Detector:
         infer_ms = 0.0
         if good:
             t0 = time.perf_counter()
-            feats = self._infer([p.tensor for p in good])  # type: ignore[misc]
+            feats = self._infer(good)
             infer_ms = (time.perf_counter() - t0) * 1e3 / len(good)
         k = 0
         for p in preps:
@@ -206,7 +232,7 @@ class Detector:
         prep = self._prepare(image)
         if prep.error is not None:
             raise prep.error
-        return self._infer([prep.tensor])[0].astype(np.float32, copy=False)  # type: ignore[list-item]
+        return self._infer([prep])[0].astype(np.float32, copy=False)
 
     def __call__(self, image: str | Path | np.ndarray) -> Result:
         """Detect forged regions in one image.

@@ -134,3 +134,22 @@ def test_full_cpu_detection_never_imports_torch(tiny_artifact: Path, photo_dir: 
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr or "detection imported torch"
+
+
+def test_fusion_of_two_artifacts_matches_the_fused_reference(tmp_path: Path, tiny_artifact: Path, tiny_extractor,
+                                                             shared_data: Path) -> None:
+    """Detector([a, b]) fuses like FusedExtractor: nearest resize to a's map, normalise, concatenate."""
+    torch = pytest.importorskip("torch")
+    from focal.training import FusedExtractor, ReferenceConfig, ReferenceDetector, create_extractor
+
+    torch.manual_seed(1)
+    hrnet = create_extractor("hrnet")  # stride 4: its 32 x 32 map is resized to tiny's 16 x 16
+    hrnet_art = export_artifact(hrnet, tmp_path / "hrnet", size=128)
+    ref = ReferenceDetector(FusedExtractor([tiny_extractor, hrnet]),
+                            ReferenceConfig(clustering="kmeans", input_size=128))
+    with Detector([tiny_artifact, hrnet_art], backend="cpu", clustering="kmeans", keep_features=True) as det:
+        for img in _photos(shared_data, 2):
+            got, want = det(img), ref(img)
+            assert got.features.shape == (16 * 16, 16 + 32)
+            assert (got.features * want.features).sum(axis=1).min() >= 0.9999
+            np.testing.assert_array_equal(got.labels, want.labels)
