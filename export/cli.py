@@ -1,0 +1,130 @@
+"""``focal-export``: parse arguments into an :class:`ExportConfig` and call :func:`export`.
+
+Examples::
+
+    focal-export --backbone vit --fp16
+    focal-export --backbone lite --input-size 512 --fp16 --int8 --calib photos/ --verify samples/
+    focal-export --backbone vit+hrnet --weights FOCAL_ViT_weights.pth FOCAL_HRNet_weights.pth --fp16 --engine
+
+Exit codes: 0 done; 1 verification below the parity thresholds; 2 bad
+arguments or inputs; 3 ``--engine`` on a machine without TensorRT or a GPU
+(the ONNX files and the manifest are written all the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from focal._cli import make_parser
+from focal.calibration.methods import CALIBRATION_METHODS
+from focal.export.config import ExportConfig
+from focal.export.onnx import MIN_OPSET
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``focal-export`` argument parser (backbone choices from the registry)."""
+    from focal.training.backbones import backbone_info, list_backbones
+
+    known = ", ".join(f"{n} ({backbone_info(n).description})" for n in list_backbones())
+    parser = make_parser("focal-export", "Export a FOCAL extractor to ONNX (FP32/FP16/INT8) and TensorRT engines.")
+    model = parser.add_argument_group("model")
+    model.add_argument("--backbone", required=True, metavar="NAME",
+                       help=f"registry name, or names joined by '+' for a fusion (one graph, fused map). Known: {known}")
+    model.add_argument("--weights", nargs="+", default=[], metavar="PATH",
+                       help="our .safetensors checkpoint, an authors' .pth, or one file per fusion member "
+                            "(default: random weights, seeded; lite keeps its ImageNet encoder)")
+    model.add_argument("--input-size", type=int, default=None, metavar="N", help="square input side (default: the backbone's)")
+    model.add_argument("--batch", type=int, default=1, metavar="N", help="batch of the graph (default 1)")
+    model.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (height/width stay static)")
+    model.add_argument("--opset", type=int, default=MIN_OPSET, metavar="N", help=f"ONNX opset (>= {MIN_OPSET})")
+    model.add_argument("--seed", type=int, default=0, help="seed of random weights and of the parity input")
+    model.add_argument("--out", default=None, metavar="DIR", help="artifact folder (default: focal-BACKBONE-SIZE)")
+
+    prec = parser.add_argument_group("precision")
+    prec.add_argument("--fp16", action="store_true", help="also write model.fp16.onnx (fragile ops kept FP32)")
+    prec.add_argument("--fp16-keep", action="append", default=[], metavar="NODE",
+                      help="node name or glob also kept FP32 in the FP16 graph (repeatable)")
+    prec.add_argument("--int8", action="store_true", help="also write model.int8.onnx (explicit symmetric Q/DQ)")
+    prec.add_argument("--calib", default=None, metavar="DIR|synthetic[:DIR]",
+                      help="INT8 calibration images: a folder, or synthetic forgeries made from the photos in DIR")
+    prec.add_argument("--calib-count", type=int, default=64, metavar="N", help="calibration images (default 64)")
+    prec.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax", help="activation range rule")
+    prec.add_argument("--calib-cache", default=None, metavar="DIR", help="calibration cache (default ~/.cache/focal/calibration)")
+    prec.add_argument("--int8-exclude", action="append", default=[], metavar="NODE",
+                      help="node name or glob left unquantized (repeatable)")
+    prec.add_argument("--int8-quantize-stem", action="store_true", help="also quantize the first Conv (sees pixels)")
+    prec.add_argument("--int8-quantize-head", action="store_true", help="also quantize the last Conv/MatMul (feature head)")
+
+    eng = parser.add_argument_group("TensorRT")
+    eng.add_argument("--engine", action="store_true", help="build TensorRT engines for the exported precisions")
+    eng.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="builder workspace limit (default 4)")
+    eng.add_argument("--timing-cache", default=None, metavar="FILE", help="timing cache reused across builds")
+    eng.add_argument("--max-batch", type=int, default=None, metavar="N", help="largest batch of a dynamic-batch profile")
+
+    chk = parser.add_argument_group("checks")
+    chk.add_argument("--verify", default=None, metavar="IMAGES", help="folder or file of images: parity of every artifact")
+    chk.add_argument("--verify-limit", type=int, default=16, metavar="N", help="at most N verification images")
+    chk.add_argument("--clustering", choices=("hdbscan", "kmeans"), default="hdbscan", help="manifest default and verification")
+    chk.add_argument("--min-cluster-size", type=int, default=200, metavar="N", help="HDBSCAN's smallest cluster")
+    chk.add_argument("--precision-report", action="store_true",
+                     help="per-block sensitivity: which blocks, kept FP32 / unquantized, recover most parity")
+    chk.add_argument("--report-images", type=int, default=4, metavar="N", help="images per precision-report variant")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ExportConfig:
+    """Turn parsed arguments into an :class:`ExportConfig` (its validation applies)."""
+    out = args.out or f"focal-{args.backbone.replace('+', '-')}-{args.input_size or 'default'}"
+    return ExportConfig(
+        backbone=args.backbone, weights=tuple(args.weights), input_size=args.input_size, batch=args.batch,
+        dynamic_batch=args.dynamic_batch, out=out, opset=args.opset, seed=args.seed,
+        fp16=args.fp16, fp16_keep=tuple(args.fp16_keep), int8=args.int8, calib=args.calib,
+        calib_count=args.calib_count, calib_method=args.calib_method, calib_cache=args.calib_cache,
+        int8_exclude=tuple(args.int8_exclude), int8_keep_stem=not args.int8_quantize_stem,
+        int8_keep_head=not args.int8_quantize_head, engine=args.engine, workspace_gb=args.workspace,
+        timing_cache=args.timing_cache, max_batch=args.max_batch, verify=args.verify, verify_limit=args.verify_limit,
+        clustering=args.clustering, min_cluster_size=args.min_cluster_size, precision_report=args.precision_report,
+        report_images=args.report_images,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``focal-export``; returns the exit code."""
+    from focal.export.pipeline import export
+    from focal.export.tensorrt import EngineUnavailable
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits 2 with the usage line
+
+    def progress(msg: str) -> None:
+        if not args.quiet:
+            print(f"focal-export: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        result = export(cfg, progress=progress)
+    except EngineUnavailable as exc:
+        partial = getattr(exc, "result", None)
+        if partial is not None:
+            print(partial.summary())
+        print(f"focal-export: error: {exc} (the ONNX files and focal.json in {cfg.out} were written)", file=sys.stderr)
+        return 3
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"focal-export: error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    if result.verification is not None and not result.verification.passed:
+        print("focal-export: verification: some artifacts are below the parity thresholds", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

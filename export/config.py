@@ -1,0 +1,69 @@
+"""``ExportConfig``: everything ``focal-export`` / :func:`focal.export.export` is asked to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from focal.calibration.methods import CALIBRATION_METHODS
+from focal.export.onnx import MIN_OPSET
+
+__all__ = ["ExportConfig", "SYNTHETIC"]
+
+# `calib` value selecting the synthetic forgery generator (optionally "synthetic:PHOTO_DIR").
+SYNTHETIC = "synthetic"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One export: which model, which precisions, which checks."""
+
+    backbone: str  # registry name, or members joined by '+' for a fusion (one graph, fused map)
+    weights: tuple[str, ...] = ()  # our .safetensors, an authors' .pth, or one file per fusion member; () = random/packaged
+    input_size: int | None = None  # square side S; None = the extractor's own (1024 vit/hrnet, 512 lite)
+    batch: int = 1  # batch of the graph (static), or the optimum of a dynamic one
+    dynamic_batch: bool = False  # symbolic batch axis (TensorRT gets an optimisation profile)
+    out: str = "focal-export"  # artifact folder (focal.json + model files)
+    opset: int = MIN_OPSET  # ONNX opset, >= 17
+    seed: int = 0  # seeds random weights (no --weights) and the parity input
+    fp16: bool = False  # also write model.fp16.onnx
+    fp16_keep: tuple[str, ...] = ()  # node names / globs kept FP32 in the FP16 graph, beyond the default policy
+    int8: bool = False  # also write model.int8.onnx (needs calib)
+    calib: str | None = None  # INT8 calibration: a folder of images, "synthetic" or "synthetic:PHOTO_DIR"
+    calib_count: int = 64  # calibration images used
+    calib_method: str = "minmax"  # one of CALIBRATION_METHODS
+    calib_cache: str | None = None  # calibration cache folder; None = ~/.cache/focal/calibration
+    int8_exclude: tuple[str, ...] = ()  # node names / globs left unquantized
+    int8_keep_stem: bool = True  # leave the first Conv (sees pixels) unquantized
+    int8_keep_head: bool = True  # leave the last Conv/MatMul (the feature head) unquantized
+    engine: bool = False  # also build TensorRT engines for the exported precisions (GPU + TensorRT only)
+    workspace_gb: float = 4.0  # TensorRT builder workspace limit
+    timing_cache: str | None = None  # TensorRT timing cache file; None = ~/.cache/focal/tensorrt/
+    max_batch: int | None = None  # TensorRT profile maximum for a dynamic batch
+    verify: str | None = None  # folder or file of images to verify parity on
+    verify_limit: int = 16  # at most this many verification images
+    clustering: str = "hdbscan"  # clustering used in the manifest default and by verification
+    min_cluster_size: int = 200  # HDBSCAN's smallest cluster (manifest default, verification)
+    precision_report: bool = False  # per-block sensitivity of FP16/INT8 (needs verify images or calib)
+    report_images: int = 4  # images the precision report runs on
+
+    def __post_init__(self) -> None:
+        if not self.backbone:
+            raise ValueError("backbone must be given (a registry name or 'a+b')")
+        if self.input_size is not None and self.input_size < 8:
+            raise ValueError(f"input_size must be >= 8, got {self.input_size}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
+        if self.opset < MIN_OPSET:
+            raise ValueError(f"opset must be >= {MIN_OPSET}, got {self.opset}")
+        if self.int8 and not self.calib:
+            raise ValueError("--int8 needs calibration data: --calib DIR (images) or --calib synthetic")
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise ValueError(f"unknown calibration method {self.calib_method!r}; choose one of {CALIBRATION_METHODS}")
+        if self.calib_count < 1:
+            raise ValueError(f"calib_count must be >= 1, got {self.calib_count}")
+        if self.verify_limit < 1 or self.report_images < 1:
+            raise ValueError("verify_limit and report_images must be >= 1")
+        if self.max_batch is not None and self.max_batch < self.batch:
+            raise ValueError(f"max_batch {self.max_batch} is below batch {self.batch}")
+        if self.precision_report and not (self.verify or self.calib):
+            raise ValueError("--precision-report needs images: give --verify IMAGES or --calib")

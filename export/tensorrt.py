@@ -1,0 +1,259 @@
+"""TensorRT engines from the precision-bearing ONNX graphs.
+
+The precision is already in the graph (:mod:`focal.export.precision`): FP16
+tensors and Casts, INT8 Q/DQ nodes. So the network is parsed *strongly
+typed* (TensorRT 11: the only mode; TensorRT 10: the ``STRONGLY_TYPED``
+flag) and TensorRT runs each layer in its tensors' type, with no builder
+precision flag. Where strong typing is missing (TensorRT before 10), the
+equivalent is built the old way: the FP16 (and INT8) flag plus FP32
+precision constraints on the layers the manifest lists as kept in FP32.
+
+Also: a workspace limit, a timing cache reused across builds (one file per
+GPU and TensorRT version: a second build of the same layers skips the
+kernel timing), and an optimisation profile when the batch axis is dynamic.
+``tensorrt`` and ``pycuda`` are imported only here, inside the functions,
+with an error naming the extra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from focal.runtime.manifest import sha256_file
+
+__all__ = [
+    "EngineBuild",
+    "EngineConfig",
+    "EngineUnavailable",
+    "build_engine",
+    "check_tensorrt",
+    "engine_file_name",
+    "gpu_info",
+]
+
+
+class EngineUnavailable(RuntimeError):
+    """This machine cannot build TensorRT engines (no TensorRT, no GPU); the message is one line."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How an engine is built."""
+
+    workspace_gb: float = 4.0  # builder scratch memory limit, GiB
+    timing_cache: str | None = None  # timing cache file reused across builds; None = ~/.cache/focal/tensorrt/
+    min_batch: int = 1  # dynamic batch axis: smallest batch of the optimisation profile
+    opt_batch: int | None = None  # ... the batch kernels are tuned for (None: the export batch)
+    max_batch: int | None = None  # ... the largest batch (None: 2 x the export batch, at least 4)
+    optimization_level: int = 3  # TensorRT builder optimisation level, 0-5 (higher: longer build, maybe faster)
+    device: int = 0  # CUDA device ordinal
+
+    def __post_init__(self) -> None:
+        if self.workspace_gb <= 0:
+            raise ValueError(f"workspace_gb must be > 0, got {self.workspace_gb}")
+        if not 0 <= self.optimization_level <= 5:
+            raise ValueError(f"optimization_level must be in [0, 5], got {self.optimization_level}")
+        if self.min_batch < 1:
+            raise ValueError(f"min_batch must be >= 1, got {self.min_batch}")
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    """What :func:`build_engine` wrote."""
+
+    path: Path  # the engine file
+    sha256: str  # of the engine file
+    size_bytes: int  # engine file size
+    tensorrt: str  # TensorRT version that built it
+    gpu: str  # GPU name
+    compute_capability: str  # "major.minor"
+    strongly_typed: bool  # True: precisions from the graph; False: flags + constraints
+    constrained_layers: int  # weakly typed only: layers pinned to FP32
+    timing_cache: Path  # the timing cache used and updated
+    seconds: float  # build time
+
+
+def _import_tensorrt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise EngineUnavailable(
+            "--engine needs TensorRT and an NVIDIA GPU: TensorRT is not installed here "
+            "(pip install 'focal[gpu]' on a CUDA machine; JetPack ships it on Jetsons)"
+        ) from None
+    return trt
+
+
+def gpu_info(device: int = 0) -> tuple[str, str]:
+    """``(name, "major.minor")`` of a CUDA GPU, from pycuda or else ``nvidia-smi``.
+
+    Raises:
+        EngineUnavailable: no CUDA GPU can be found.
+    """
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        if cuda.Device.count() > device:
+            dev = cuda.Device(device)
+            major, minor = dev.compute_capability()
+            return str(dev.name()), f"{major}.{minor}"
+    except Exception:  # no pycuda, or no driver: try nvidia-smi before giving up
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=30, check=True,
+            ).stdout.strip().splitlines()
+            if len(out) > device:
+                name, cap = (p.strip() for p in out[device].split(",", 1))
+                return name, cap
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    raise EngineUnavailable("--engine needs an NVIDIA GPU: no CUDA device found on this machine")
+
+
+def check_tensorrt(device: int = 0) -> tuple[str, str, str]:
+    """``(tensorrt version, gpu name, compute capability)``, or :class:`EngineUnavailable` with one line."""
+    trt = _import_tensorrt()
+    name, cap = gpu_info(device)
+    return str(trt.__version__), name, cap
+
+
+def engine_file_name(precision: str, trt_version: str) -> str:
+    """``model.<precision>.<trt-version>.engine``: an engine is only valid for the TensorRT that built it."""
+    return f"model.{precision}.{trt_version}.engine"
+
+
+def _default_timing_cache(gpu: str, trt_version: str) -> Path:
+    base = Path(os.environ.get("FOCAL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "focal")
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", gpu).strip("-")
+    return base / "tensorrt" / f"{slug}-trt{trt_version}.timing"
+
+
+def _write_atomic(path: Path, data: bytes | memoryview) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    tmp.replace(path)
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    precision: str,
+    config: EngineConfig = EngineConfig(),
+    fp32_nodes: Sequence[str] = (),
+    batch: int = 1,
+    progress: Any = None,
+) -> EngineBuild:
+    """Build and save a TensorRT engine from one of the artifact's ONNX graphs.
+
+    Args:
+        onnx_path: the graph (FP32, FP16 or INT8 Q/DQ).
+        engine_path: where the serialised engine goes.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (only used without strong typing).
+        config: workspace, timing cache, batch profile.
+        fp32_nodes: ONNX node names kept in FP32 (weakly typed builds pin them).
+        batch: the export batch (the profile's default optimum).
+        progress: optional ``callable(str)``.
+
+    Returns:
+        An :class:`EngineBuild`.
+
+    Raises:
+        EngineUnavailable: no TensorRT or no GPU (one line).
+        ValueError: the parser rejects the graph (its errors listed).
+        RuntimeError: the builder fails.
+    """
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    trt = _import_tensorrt()
+    gpu, capability = gpu_info(config.device)
+    say = progress or (lambda _msg: None)
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    start = time.perf_counter()
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    # parse_from_file resolves external data relative to the graph's folder.
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"{onnx_path}: TensorRT's ONNX parser rejected the graph: {errors}")
+
+    cfg = builder.create_builder_config()
+    cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gb * (1 << 30)))
+    if hasattr(cfg, "builder_optimization_level"):
+        cfg.builder_optimization_level = config.optimization_level
+
+    constrained = 0
+    if not strongly_typed:
+        if precision in ("fp16", "int8") and hasattr(trt.BuilderFlag, "FP16"):
+            cfg.set_flag(trt.BuilderFlag.FP16)
+        if precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
+            cfg.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ still needs it when weakly typed
+        if fp32_nodes:
+            cfg.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            keep = set(fp32_nodes)
+            for i in range(network.num_layers):
+                layer = network.get_layer(i)
+                if layer.name in keep:
+                    layer.precision = trt.float32
+                    for j in range(layer.num_outputs):
+                        layer.set_output_type(j, trt.float32)
+                    constrained += 1
+
+    image = network.get_input(0)
+    if image.shape[0] == -1:
+        opt = config.opt_batch or batch
+        top = config.max_batch or max(4, 2 * batch)
+        if not config.min_batch <= opt <= top:
+            raise ValueError(f"batch profile must satisfy min <= opt <= max, got {config.min_batch}, {opt}, {top}")
+        rest = tuple(image.shape[1:])
+        profile = builder.create_optimization_profile()
+        profile.set_shape(image.name, (config.min_batch, *rest), (opt, *rest), (top, *rest))
+        cfg.add_optimization_profile(profile)
+
+    trt_version = str(trt.__version__)
+    cache_path = Path(config.timing_cache) if config.timing_cache else _default_timing_cache(gpu, trt_version)
+    timing = cfg.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    cfg.set_timing_cache(timing, ignore_mismatch=False)
+
+    say(f"tensorrt {trt_version}: building {engine_path.name} on {gpu} (sm {capability}, "
+        f"{'strongly typed' if strongly_typed else 'precision flags'})")
+    serialized = builder.build_serialized_network(network, cfg)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT {trt_version} failed to build an engine from {onnx_path} (see its log above)")
+    _write_atomic(engine_path, memoryview(serialized))
+    _write_atomic(cache_path, memoryview(cfg.get_timing_cache().serialize()))
+    return EngineBuild(
+        path=engine_path,
+        sha256=sha256_file(engine_path),
+        size_bytes=engine_path.stat().st_size,
+        tensorrt=trt_version,
+        gpu=gpu,
+        compute_capability=capability,
+        strongly_typed=strongly_typed,
+        constrained_layers=constrained,
+        timing_cache=cache_path,
+        seconds=time.perf_counter() - start,
+    )

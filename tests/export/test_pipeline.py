@@ -1,0 +1,149 @@
+"""export(cfg) and focal-export: the artifact folder, its manifest, the one-line engine failure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from focal.export import EngineUnavailable, ExportConfig, export  # noqa: E402
+from focal.export.cli import main  # noqa: E402
+from focal.runtime.manifest import load_manifest, sha256_file  # noqa: E402
+
+
+def _has_tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory, photos):
+    out = tmp_path_factory.mktemp("tiny-artifact")
+    cfg = ExportConfig(backbone="tiny", input_size=64, out=str(out), fp16=True, int8=True, calib=str(photos),
+                       calib_count=4, int8_keep_stem=False, calib_cache=str(out.parent / "calib-cache"))
+    return export(cfg), out
+
+
+def test_artifact_files_and_manifest(tiny_artifact):
+    result, out = tiny_artifact
+    manifest = load_manifest(out)
+    assert {p.name for p in out.iterdir()} >= {"focal.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+    assert [(m.file, m.kind, m.precision) for m in manifest.models] == [
+        ("model.onnx", "onnx", "fp32"), ("model.fp16.onnx", "onnx", "fp16"), ("model.int8.onnx", "onnx", "int8")]
+    for m in manifest.models:
+        assert m.sha256 == sha256_file(out / m.file)
+    assert manifest.extractor == "tiny" and manifest.fusion is None
+    assert manifest.input.size == 64 and manifest.input.mean is None and manifest.input.name == "image"
+    assert (manifest.output.feature_dim, manifest.output.height, manifest.output.width) == (16, 8, 8)
+    assert manifest.tools["opset"] >= 17 and "onnxruntime" in manifest.tools and "torch" in manifest.tools
+    assert manifest.source["init_seed"] == 0 and manifest.source["weights"] is None
+    int8 = manifest.model("onnx", "int8")
+    assert int8.calibration["kind"] == "folder" and int8.calibration["method"]["method"] == "minmax"
+    assert int8.excluded_nodes == ["/backbone/net/net.6/Conv"]  # the feature head
+    assert "original" in int8.calibration["jpeg_qualities"]
+    summary = result.summary()
+    assert "model.int8.onnx" in summary and "max abs diff" in summary
+
+
+def test_runtime_detector_runs_every_precision(tiny_artifact, rng):
+    from focal.runtime import Detector
+
+    _, out = tiny_artifact
+    image = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    for precision in ("fp32", "fp16", "int8"):
+        with Detector(out, backend="cpu", precision=precision, clustering="kmeans") as det:
+            assert det(image).mask.shape == (70, 90)
+
+
+def test_rebuild_reuses_the_calibration_cache(tiny_artifact, photos, tmp_path):
+    _, out = tiny_artifact
+    cfg = ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path / "again"), int8=True, calib=str(photos),
+                       calib_count=4, int8_keep_stem=False, calib_cache=str(out.parent / "calib-cache"))
+    again = export(cfg)
+    assert again.calibration.from_cache
+    assert sha256_file(tmp_path / "again/model.int8.onnx") == sha256_file(out / "model.int8.onnx")
+
+
+def test_fusion_manifest(tmp_path):
+    result = export(ExportConfig(backbone="tiny+tiny", input_size=64, out=str(tmp_path)))
+    manifest = load_manifest(tmp_path)
+    assert manifest.fusion == "concat-l2-nearest" and [m.name for m in manifest.members] == ["tiny", "tiny"]
+    assert manifest.output.feature_dim == 32
+    assert result.onnx.max_abs_diff < 1e-4
+
+
+def test_weights_round_trip_through_our_checkpoint(tmp_path, tiny_model):
+    from focal.export import model_from_manifest
+    from focal.training import save_checkpoint
+
+    ckpt = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
+    export(ExportConfig(backbone="tiny", weights=(str(ckpt),), input_size=64, out=str(tmp_path / "a")))
+    manifest = load_manifest(tmp_path / "a")
+    assert manifest.source["weights_sha256"] == [sha256_file(ckpt)]
+    rebuilt = model_from_manifest(manifest)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), tiny_model(x))
+
+
+@pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed: the engine path is covered by test_tensorrt")
+def test_engine_without_tensorrt_fails_with_one_line_and_keeps_onnx(tmp_path, capsys):
+    out = tmp_path / "art"
+    code = main(["--backbone", "tiny", "--input-size", "64", "--fp16", "--engine", "--out", str(out), "-q"])
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("focal-export: error: --engine needs TensorRT")
+    assert "pip install 'focal[gpu]'" in err[0]
+    assert (out / "model.onnx").is_file() and (out / "model.fp16.onnx").is_file()
+    assert [m.kind for m in load_manifest(out).models] == ["onnx", "onnx"]
+    with pytest.raises(EngineUnavailable) as info:
+        export(ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path / "b"), engine=True))
+    assert info.value.result.files  # the partial result is attached
+
+
+def test_cli_usage_errors(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--backbone", "tiny", "--int8", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--int8 needs calibration data" in capsys.readouterr().err
+    assert main(["--backbone", "nope", "--out", str(tmp_path), "-q"]) == 2
+    assert "unknown backbone 'nope'" in capsys.readouterr().err
+
+
+def test_cli_help_lists_the_registry(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for name in ("vit", "vit-b", "hrnet", "lite", "tiny"):
+        assert name in text
+    assert "--precision-report" in text and "--calib" in text
+
+
+def test_cli_writes_summary_and_parity(tmp_path, forgeries, capsys):
+    out = tmp_path / "art"
+    code = main(["--backbone", "tiny", "--input-size", "128", "--fp16", "--out", str(out), "--verify", str(forgeries),
+                 "--verify-limit", "3", "--clustering", "kmeans"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "focal-export: [2/6] exporting ONNX" in captured.err
+    assert "parity against the PyTorch reference" in captured.out
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] and {r["precision"] for r in parity["rows"]} == {"fp32", "fp16"}
+
+
+def test_in_memory_models_need_their_reference_for_verify(tmp_path, tiny_model, forgeries):
+    from focal.export import verify
+
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path)), extractor=tiny_model)
+    assert load_manifest(tmp_path).source["init_seed"] is None
+    with pytest.raises(ValueError, match="given in memory"):
+        verify(tmp_path, forgeries)
+    with pytest.raises(ValueError, match="extractor is 'tiny'"):
+        export(ExportConfig(backbone="lite", out=str(tmp_path / "x")), extractor=tiny_model)
