@@ -68,8 +68,8 @@ class TrainConfig:
 # Named, reproducible recipes. `lite-synthetic` is the embedded default model's.
 PRESETS: dict[str, dict[str, Any]] = {
     "lite-synthetic": dict(
-        backbone="lite", data="synthetic", input_size=512, epochs=14, train_samples=400, val_samples=48,
-        batch_size=4, lr=1e-4, max_side=768, augment=True, val_clustering="hdbscan", val_every=2,
+        backbone="lite", data="synthetic", input_size=512, epochs=14, train_samples=400, val_samples=32,
+        batch_size=4, lr=1e-4, max_side=768, augment=True, val_clustering="hdbscan", val_every=1,
         fuzzy_iters=0, workers=1,
     ),
     "smoke": dict(
