@@ -1,8 +1,7 @@
 """The native core (``focal.runtime._native``) behind the reference contracts.
 
-Every function here computes what its NumPy / ``hdbscan`` counterpart in
-:mod:`focal.runtime.cluster` (or :mod:`focal.runtime.postprocess`) computes,
-label for label; that module stays the oracle the native core is tested
+Every function here computes what its NumPy / ``hdbscan`` / OpenCV
+counterpart computes, label for label; that module stays the oracle the native core is tested
 against and the fallback where the extension is not built. Which one ran is
 for the caller to report: :func:`available` says whether the extension
 imported, :func:`build_info` how it was built.
@@ -17,8 +16,11 @@ order (Prim's from point 0, lowest index first; edges sorted by the same
 repeat the package's arithmetic, including its float32 sum of child
 stabilities.
 
-Thread count: ``num_threads=0`` uses OpenMP's default (``OMP_NUM_THREADS``)
-where the extension was built with OpenMP, else the number of cores.
+Thread count: ``num_threads=0`` means ``FOCAL_NATIVE_THREADS`` if set, else
+the CPUs this process may use (OpenMP's default where the extension was
+built with ``FOCAL_NATIVE_OPENMP=ON``). On a machine shared with other work,
+1 can be as fast as 2: the dense work is then memory-bound and the other
+core busy.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ __all__ = [
     "hdbscan_raw_labels",
     "kmeans_cosine",
     "labels_from_clusters",
-    "labels_to_mask",
     "mst",
     "normalize_rows",
     "resize_nearest",
@@ -165,7 +166,14 @@ def hdbscan_raw_labels(
 
 
 def labels_from_clusters(raw_labels: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """The method's labelling, as :func:`focal.runtime.cluster.labels_from_clusters`.
+    """The method's labelling, as :func:`focal.runtime.cluster.labels_from_clusters`,
+    in double precision.
+
+    The same labels except where a noise point is equally similar to two
+    cluster means up to float32 rounding (exact ties on lattice-like
+    features): the reference's float32 means and BLAS product then decide,
+    and this exact arithmetic may decide the other way. :func:`cluster_labels`
+    therefore finishes with the reference's own NumPy code.
 
     Args:
         raw_labels: ``[N]`` integer cluster ids, ``-1`` = noise.
@@ -235,27 +243,17 @@ def cluster_labels(
     n = feats.shape[0]
     if np.ptp(feats, axis=0).max() == 0.0:
         return np.zeros(n, dtype=np.uint8)
+    # The last step (largest cluster pristine, noise to the most cosine-similar
+    # cluster mean) stays the reference's NumPy code, about a millisecond:
+    # its float32 means and BLAS product decide exact ties between two means
+    # (lattice-like features) by their rounding, which no other arithmetic
+    # reproduces.
     if method == "kmeans":
-        return labels_from_clusters(kmeans_cosine(feats, k=2, seed=seed), feats)
+        return ref.labels_from_clusters(kmeans_cosine(feats, k=2, seed=seed), feats)
     if n < min_cluster_size:
         return np.zeros(n, dtype=np.uint8)
     raw = hdbscan_raw_labels(feats, min_cluster_size, min_samples, num_threads=num_threads)
-    return labels_from_clusters(raw, feats)
-
-
-def labels_to_mask(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """As :func:`focal.runtime.postprocess.labels_to_mask`: OpenCV bilinear resize of
-    the ``[h, w]`` label map as float32, then ``>= 0.5`` -> 255.
-
-    Returns:
-        ``[height, width]`` uint8, 255 = forged.
-    """
-    lab = np.asarray(labels)
-    if lab.ndim != 2:
-        raise ValueError(f"labels must be [h, w], got shape {lab.shape}")
-    if height < 1 or width < 1:
-        raise ValueError(f"bad output size {height} x {width}")
-    return _require().labels_to_mask(np.ascontiguousarray(lab, dtype=np.uint8), int(height), int(width))
+    return ref.labels_from_clusters(raw, feats)
 
 
 def resize_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -141,7 +141,7 @@ def _run_runtime(cfg: BenchConfig, backend: str, precision: str, paths: list[str
             throughput = n / (time.perf_counter() - t0)
             queue.put({
                 "backend": backend, "precision": precision, "engine": det.engine.name,
-                "clustering_impl": getattr(cluster, "IMPLEMENTATION", "reference"),
+                "clustering_impl": cluster.resolve_backend("auto"),
                 "stages": {s: _stats(v) for s, v in per_stage.items()},
                 "throughput": throughput, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             })

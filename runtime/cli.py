@@ -164,7 +164,7 @@ def detect(inputs: list[str], cfg: DetectConfig) -> int:
         print(f"focal-detect: {skipped} image(s) already done in {cfg.out} (use --overwrite to redo)", file=sys.stderr)
     with Detector(cfg.artifact, cfg.detector) as det, results_path.open("a") as log:
         print(f"focal-detect: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
-              f"clustering {det.clustering}", file=sys.stderr)
+              f"clustering {det.clustering} ({det.cluster_backend})", file=sys.stderr)
         for job, result in zip(todo, det.detect_many(j.source for j in todo)):
             if isinstance(result, Result):
                 try:

@@ -22,6 +22,36 @@ import numpy as np
 
 ClusterMethod = Literal["hdbscan", "kmeans"]
 CLUSTER_METHODS: tuple[str, ...] = ("hdbscan", "kmeans")
+ClusterBackend = Literal["auto", "native", "reference"]
+CLUSTER_BACKENDS: tuple[str, ...] = ("auto", "native", "reference")
+
+
+def resolve_backend(backend: ClusterBackend = "auto") -> str:
+    """Which implementation ``cluster_features(..., backend=backend)`` runs.
+
+    Returns:
+        ``"native"`` (the compiled core, ``focal.runtime._native``) or
+        ``"reference"`` (this module's NumPy / ``hdbscan`` code); ``"auto"``
+        is native where the extension is built.
+
+    Raises:
+        ValueError: unknown backend.
+        RuntimeError: ``"native"`` asked for where the extension is not built.
+    """
+    if backend not in CLUSTER_BACKENDS:
+        raise ValueError(f"unknown clustering backend {backend!r}; choose one of {CLUSTER_BACKENDS}")
+    if backend == "reference":
+        return "reference"
+    from focal.runtime import _native_api
+
+    if _native_api.available():
+        return "native"
+    if backend == "native":
+        raise RuntimeError(
+            "the native clustering core (focal.runtime._native) is not built; "
+            "reinstall with a C++17 compiler (pip install .) or use backend='reference'"
+        )
+    return "reference"
 
 # The paper's HDBSCAN setting (Section IV / method.md section 4).
 DEFAULT_MIN_CLUSTER_SIZE = 200
@@ -189,6 +219,7 @@ def cluster_features(
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
     min_samples: int | None = None,
     seed: int = 0,
+    backend: ClusterBackend = "auto",
 ) -> np.ndarray:
     """Forged/pristine labels of one image's feature vectors.
 
@@ -202,6 +233,9 @@ def cluster_features(
         min_samples: HDBSCAN core-distance neighbourhood, default
             ``min_cluster_size``.
         seed: k-means initialisation seed.
+        backend: ``"native"`` (compiled core), ``"reference"`` (NumPy /
+            ``hdbscan``) or ``"auto"`` (native where built); the labels are
+            the same, :func:`resolve_backend` says which one runs.
 
     Returns:
         ``[N]`` uint8, ``1`` = forged, ``0`` = pristine.
@@ -211,6 +245,10 @@ def cluster_features(
     """
     if method not in CLUSTER_METHODS:
         raise ValueError(f"unknown clustering method {method!r}; choose one of {CLUSTER_METHODS}")
+    if resolve_backend(backend) == "native":
+        from focal.runtime import _native_api
+
+        return _native_api.cluster_labels(features, method, min_cluster_size, min_samples, seed)
     feats = _validate(features, min_cluster_size)
     n = feats.shape[0]
     # Identical vectors carry no evidence of two sources; HDBSCAN's lambdas

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from focal.runtime.cluster import CLUSTER_METHODS
+from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
 from focal.runtime.engines import LockedEngine, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
@@ -36,6 +37,7 @@ class DetectorConfig:
     precision: str = "fp32"  # which of the artifact's models: "fp32", "fp16", "int8"
     clustering: str | None = None  # "hdbscan" / "kmeans"; None = the manifest's default
     min_cluster_size: int | None = None  # None = the manifest's default (200 in the paper)
+    cluster_backend: str = "auto"  # "native" (compiled core), "reference" (NumPy/hdbscan) or "auto"
     threads: int | None = None  # CPU threads for ONNX Runtime; None = all cores
     batch_size: int = 1  # images per engine call (models with a dynamic batch axis)
     max_pixels: int = DEFAULT_MAX_PIXELS  # decode limit against decompression bombs
@@ -156,6 +158,7 @@ class Detector:
         if self.clustering not in CLUSTER_METHODS:
             raise ValueError(f"unknown clustering {self.clustering!r}; choose one of {CLUSTER_METHODS}")
         self.min_cluster_size = int(cfg.min_cluster_size or self.manifest.clustering.min_cluster_size)
+        self.cluster_backend = resolve_cluster_backend(cfg.cluster_backend)  # which implementation runs
         self.backend = self.members[0].backend
         self.engine = self.members[0].engine
 
@@ -209,7 +212,8 @@ class Detector:
             if p.error is not None:
                 results.append(p.error)
                 continue
-            loc = localize(feats[k].astype(np.float32, copy=False), p.height, p.width, self.clustering, self.min_cluster_size)  # type: ignore[index]
+            loc = localize(feats[k].astype(np.float32, copy=False), p.height, p.width, self.clustering,
+                           self.min_cluster_size, self.cluster_backend)
             k += 1
             timings = {**p.timings, "infer": infer_ms, "cluster": loc.cluster_ms, "postprocess": loc.post_ms}
             results.append(Result(

@@ -64,6 +64,7 @@ def localize(
     width: int,
     method: str = "hdbscan",
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
+    backend: str = "auto",
 ) -> Localization:
     """Method.md sections 1 and 4 after the network: normalise, cluster, mask, score.
 
@@ -77,6 +78,8 @@ def localize(
         width: W of the original image.
         method: ``"hdbscan"`` or ``"kmeans"``.
         min_cluster_size: HDBSCAN's smallest cluster.
+        backend: clustering implementation, "auto" (native where built),
+            "native" or "reference"; the labels are the same.
 
     Returns:
         A :class:`Localization`.
@@ -87,7 +90,7 @@ def localize(
     d, h, w = feature_map.shape
     flat = normalize_rows(feature_map.reshape(d, h * w).T)
     t1 = time.perf_counter()
-    labels = cluster_features(flat, method, min_cluster_size)
+    labels = cluster_features(flat, method, min_cluster_size, backend=backend)  # type: ignore[arg-type]
     t2 = time.perf_counter()
     mask = labels_to_mask(labels.reshape(h, w), height, width)
     score = forgery_score(flat, labels)

@@ -138,30 +138,6 @@ py::array_t<std::uint8_t> resize_nearest_u8(const CArray<std::uint8_t>& src, int
   return out;
 }
 
-py::array_t<float> resize_linear_f32(const CArray<float>& src, int H, int W) {
-  require_2d(src, "src");
-  check_size(H, W);
-  py::array_t<float> out({H, W});
-  {
-    py::gil_scoped_release nogil;
-    focal::resize_linear_f32(src.data(), static_cast<int>(src.shape(0)), static_cast<int>(src.shape(1)),
-                             out.mutable_data(), H, W);
-  }
-  return out;
-}
-
-py::array_t<std::uint8_t> labels_to_mask(const CArray<std::uint8_t>& labels, int H, int W) {
-  require_2d(labels, "labels");
-  check_size(H, W);
-  py::array_t<std::uint8_t> out({H, W});
-  {
-    py::gil_scoped_release nogil;
-    focal::labels_to_mask(labels.data(), static_cast<int>(labels.shape(0)), static_cast<int>(labels.shape(1)),
-                          out.mutable_data(), H, W);
-  }
-  return out;
-}
-
 py::array_t<float> fuse_maps(const std::vector<CArray<float>>& maps) {
   if (maps.empty()) throw std::invalid_argument("fuse_maps needs at least one map");
   for (const auto& m : maps)
@@ -211,7 +187,5 @@ PYBIND11_MODULE(_native, m) {
         py::arg("num_threads") = 0);
   m.def("normalize_rows", &normalize_rows, py::arg("features"), py::arg("eps") = 1e-12f);
   m.def("resize_nearest_u8", &resize_nearest_u8, py::arg("src"), py::arg("height"), py::arg("width"));
-  m.def("resize_linear_f32", &resize_linear_f32, py::arg("src"), py::arg("height"), py::arg("width"));
-  m.def("labels_to_mask", &labels_to_mask, py::arg("labels"), py::arg("height"), py::arg("width"));
   m.def("fuse_maps", &fuse_maps, py::arg("maps"));
 }

@@ -1,5 +1,5 @@
-// Shared helpers of the native core: aligned buffers, a thread team and a
-// barrier. Plain C++17, no Python headers (style.md, "Native code").
+// Shared helpers of the native core: aligned buffers and a thread team.
+// Plain C++17, no Python headers (style.md, "Native code").
 #pragma once
 
 #include <algorithm>
@@ -52,9 +52,9 @@ class AlignedBuffer {
   std::size_t n_ = 0;
 };
 
-// Number of worker threads for a request: <= 0 means the default (OpenMP's
-// max threads where built with OpenMP, which honours OMP_NUM_THREADS, else
-// std::thread::hardware_concurrency()).
+// Number of worker threads for a request: <= 0 means the default, which is
+// FOCAL_NATIVE_THREADS if set, else OpenMP's max threads where built with
+// OpenMP (honours OMP_NUM_THREADS), else the CPUs this process may use.
 int resolve_threads(int requested);
 
 // True when the library was built with OpenMP.
@@ -62,43 +62,9 @@ bool built_with_openmp();
 
 // Runs fn(tid, nthreads) on a team of `nthreads` threads (the caller is
 // thread 0) and returns when all have finished. setup(nthreads_actual) runs
-// once, before any fn, so a barrier can be sized for the team actually made.
+// once, before any fn, with the size of the team actually made.
 void run_team(int nthreads, const std::function<void(int)>& setup,
               const std::function<void(int, int)>& fn);
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-// Sense-counting spin barrier that yields the core after a short spin (these
-// machines share their cores with other work, so a preempted peer must not
-// be waited on at full spin).
-class SpinBarrier {
- public:
-  void init(int n) { n_ = n; count_.store(0); gen_.store(0); }
-  void wait() {
-    if (n_ <= 1) return;
-    const int gen = gen_.load(std::memory_order_acquire);
-    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
-      count_.store(0, std::memory_order_relaxed);
-      gen_.fetch_add(1, std::memory_order_acq_rel);
-      return;
-    }
-    int spins = 0;
-    while (gen_.load(std::memory_order_acquire) == gen) {
-      if (++spins < 2000) cpu_relax(); else std::this_thread::yield();
-    }
-  }
-
- private:
-  int n_ = 1;
-  std::atomic<int> count_{0};
-  std::atomic<int> gen_{0};
-};
 
 // Dynamic parallel loop over [0, n) in chunks of `grain`: f(begin, end, tid).
 template <class F>

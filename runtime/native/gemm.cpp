@@ -59,6 +59,8 @@ void tile_generic(const float* A, const float* B, int d, float* C, i64 ldc) {
   for (int c0 = 0; c0 < kPanel; c0 += 4 * kNV) {
     for (int r0 = 0; r0 < kPanel; r0 += 4) {
       v4sf tot[4][kNV];
+      for (int t = 0; t < 4; ++t)
+        for (int v = 0; v < kNV; ++v) tot[t][v] = v4sf{0.f, 0.f, 0.f, 0.f};
       for (int k0 = 0; k0 < d; k0 += kChunk) {
         const int k1 = std::min(d, k0 + kChunk);
         v4sf acc[4][kNV];
@@ -87,7 +89,7 @@ void tile_generic(const float* A, const float* B, int d, float* C, i64 ldc) {
 void dots_generic(const float* v, const float* panels, int d, i64 q0, i64 q1, float* out) {
   for (i64 q = q0; q < q1; ++q) {
     const float* b = panels + q * d * kPanel;
-    v4sf tot[4];
+    v4sf tot[4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
     for (int k0 = 0; k0 < d; k0 += kChunk) {
       const int k1 = std::min(d, k0 + kChunk);
       v4sf acc[4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};

@@ -263,13 +263,6 @@ i64 filter_into(const float* g, i64 w, float nr, const float* nc, float upto, i6
   return filter_generic(g, w, nr, nc, upto, c0, vals, idx);
 }
 
-i64 collect_into(const float* row, i64 n, float upto, float* vals, int* idx) {
-#ifdef FOCAL_X86
-  if (cpu_avx2()) return collect_avx2(row, n, upto, vals, idx);
-#endif
-  return collect_generic(row, n, upto, vals, idx);
-}
-
 i64 collect(const float* row, i64 n, float upto, RowScratch& s) {
   if (static_cast<i64>(s.vals.size()) < n + 8) {
     s.vals.resize(n + 8);
@@ -318,8 +311,8 @@ double core_from_row(const float* row, const float* next_row, i64 n, i64 i, i64 
 // intervals [lo, hi] around the exact value (float32 distance +- the bound),
 // collapsed to the exact value (lo == hi) whenever a decision needs it.
 
-// Per-slot state; a slot is a point outside the tree (dense path: slot ==
-// point; implicit path: compacted slots).
+// Per-slot view used by the relaxation kernels; a slot is a point outside
+// the tree, idx maps slots to points.
 struct Slots {
   const float* x = nullptr;
   int d = 0;
@@ -483,52 +476,14 @@ void select(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_val, i64
   select_generic(S, s0, s1, m, best, best_val, best_pt);
 }
 
-// Dense path: slot == point, no compaction. A point in the tree gets an
-// infinite core distance here, so it can neither be updated nor chosen, and
-// the scan over the matrix row stays contiguous.
-void run_prim_dense(const float* d2, i64 n, int d, const float* x, const double* c2, double e, MstResult& out) {
-  const i64 npad = (n + 3) / 4 * 4;
-  AlignedBuffer<double> lo(npad), hi(npad), c2a(npad);
-  AlignedBuffer<i64> src(npad);
-  for (i64 j = 0; j < npad; ++j) {
-    lo[j] = hi[j] = kInf;
-    c2a[j] = j < n ? c2[j] : kInf;
-    src[j] = 0;
-  }
-  Slots S;
-  S.x = x;
-  S.d = d;
-  S.c2 = c2;
-  S.e = e;
-  S.lo = lo.data();
-  S.hi = hi.data();
-  S.c2s = c2a.data();
-  S.src = src.data();
-  out.src.resize(n - 1);
-  out.dst.resize(n - 1);
-  out.weight.resize(n - 1);
-  i64 v = 0;  // point 0 starts the tree, as in the package
-  for (i64 step = 0; step < n - 1; ++step) {
-    c2a[v] = kInf;
-    lo[v] = hi[v] = kInf;
-    const double m = relax(S, d2 + v * n, 0, npad, v, c2[v], nullptr);
-    i64 w = -1, w_pt = -1;
-    double w_val = kInf;
-    select(S, 0, npad, m, &w, &w_val, &w_pt);
-    out.src[step] = src[w];
-    out.dst[step] = w;
-    out.weight[step] = std::sqrt(w_val);
-    v = w;
-  }
-  out.stats.prim_exact += S.evals;
-}
-
-// Implicit path: no matrix; each step recomputes the float32 distances from
-// the new tree point to the active slots. Slots are kept as
-// [active | saturated]: a saturated slot holds its own core distance, the
-// least value it can ever have, so it is never offered an edge again and
-// waits in a heap (ordered by value, then point) until it joins the tree.
-struct Implicit {
+// Prim's state for both paths. Slots are kept as [active | saturated]: a
+// saturated slot holds its own core distance, the least value it can ever
+// have, so it is never offered an edge again and waits in a heap (ordered by
+// value, then point) until it joins the tree. Each step offers the new tree
+// point's edges to the active slots only: gathered from the matrix row
+// (dense path) or recomputed by the dot kernel from the active points' packed
+// rows (implicit path, no matrix).
+struct PrimSlots {
   i64 n = 0;
   int d = 0;
   std::vector<int> idx;
@@ -546,9 +501,10 @@ struct Implicit {
     std::swap(hi[a], hi[b]);
     std::swap(c2s[a], c2s[b]);
     std::swap(src[a], src[b]);
-    std::swap(ns[a], ns[b]);
+    if (!ns.empty()) std::swap(ns[a], ns[b]);
     pos[idx[a]] = a;
     pos[idx[b]] = b;
+    if (!panels.size()) return;
     float* pa = panels.data() + (a / kPanel) * d * kPanel + (a % kPanel);
     float* pb = panels.data() + (b / kPanel) * d * kPanel + (b % kPanel);
     for (int k = 0; k < d; ++k) std::swap(pa[k * kPanel], pb[k * kPanel]);
@@ -569,9 +525,12 @@ struct Implicit {
   }
 };
 
-// One thread: a step's work (a few thousand active slots once the clusters
-// saturate) is too small to share through a barrier on a loaded machine.
-void run_prim_implicit(Implicit& P, const float* x, const double* c2, double e, MstResult& out) {
+// One thread: a step's work (at most a few thousand active slots once the
+// clusters saturate) is too small to share through a barrier per step on a
+// machine shared with other work.
+template <class Distances>
+void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, Distances&& distances,
+                    MstResult& out) {
   const i64 n = P.n;
   const int d = P.d;
   out.src.resize(n - 1);
@@ -592,7 +551,7 @@ void run_prim_implicit(Implicit& P, const float* x, const double* c2, double e, 
   using Entry = std::pair<double, i64>;  // (value, point): the package's order of choice
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
   i64 v = 0;  // point 0 starts the tree
-  float nv = P.ns[P.pos[0]];
+  float nv = P.ns.empty() ? 0.0f : P.ns[P.pos[0]];
   double c2v = c2[0];
   P.remove(P.pos[0]);
   for (i64 edge = 0; edge < n - 1; ++edge) {
@@ -600,13 +559,7 @@ void run_prim_implicit(Implicit& P, const float* x, const double* c2, double e, 
     double m = kInf;
     saturated.clear();
     if (A > 0) {
-      const i64 panels = (A + kPanel - 1) / kPanel;
-      dot_panels(x + v * d, P.panels.data(), d, 0, panels, f.data());
-      const float* nsv = P.ns.data();
-      for (i64 s = 0; s < A; ++s) {
-        const float a = (nv + nsv[s]) - 2.0f * f[s];
-        f[s] = a > 0.0f ? a : 0.0f;
-      }
+      distances(v, nv, A, f.data());
       m = relax(S, f.data(), 0, A, v, c2v, &saturated);
     }
     const bool have_heap = !heap.empty();
@@ -637,7 +590,7 @@ void run_prim_implicit(Implicit& P, const float* x, const double* c2, double e, 
     out.weight[edge] = std::sqrt(best_val);
     v = best_pt;
     c2v = c2[v];
-    nv = P.ns[ws];
+    nv = P.ns.empty() ? 0.0f : P.ns[ws];
     P.remove(ws);
   }
   out.stats.prim_exact += S.evals;
@@ -773,7 +726,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
   out.stats.error_bound = e;
 
   std::vector<double> c2(n);
-  Implicit P;
+  PrimSlots P;
   P.n = n;
   P.d = d;
   AlignedBuffer<float> d2;
@@ -965,10 +918,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
   for (i64 t : evals) out.stats.core_exact += t;
 
   auto t2 = Clock::now();
-  if (dense) {
-    run_prim_dense(d2.data(), n, d, x, c2.data(), e, out);
-    give_back_matrix(std::move(d2));
-  } else {
+  {
     P.idx.resize(n);
     std::iota(P.idx.begin(), P.idx.end(), 0);
     P.pos.resize(n);
@@ -983,7 +933,29 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
       P.src[i] = 0;
     }
     P.active = P.used = n;
-    run_prim_implicit(P, x, c2.data(), e, out);
+    if (dense) {
+      // The active points' float32 distances to v, gathered from its row.
+      const float* D = d2.data();
+      const int* idx = P.idx.data();
+      run_prim_slots(P, x, c2.data(), e, [&](i64 v, float, i64 A, float* f) {
+        const float* row = D + v * n;
+        // The row comes from memory (the matrix outgrows the caches); ask
+        // for all of it at once rather than line by line in gather order.
+        for (i64 j = 0; j < n; j += 16) __builtin_prefetch(row + j);
+        for (i64 s = 0; s < A; ++s) f[s] = row[idx[s]];
+      }, out);
+      give_back_matrix(std::move(d2));
+    } else {
+      // Recomputed: the dot kernel on the active points' packed rows.
+      run_prim_slots(P, x, c2.data(), e, [&](i64 v, float nv, i64 A, float* f) {
+        dot_panels(x + v * d, P.panels.data(), d, 0, (A + kPanel - 1) / kPanel, f);
+        const float* nsv = P.ns.data();
+        for (i64 s = 0; s < A; ++s) {
+          const float a = (nv + nsv[s]) - 2.0f * f[s];
+          f[s] = a > 0.0f ? a : 0.0f;
+        }
+      }, out);
+    }
   }
   out.stats.seconds_prim = since(t2);
   out.core.resize(n);

@@ -1,5 +1,8 @@
 // Cosine k-means and the rest of the post-network path: normalisation,
-// fusion resizing, label-map resizing. Plain C++17, no Python headers.
+// fusion resizing, nearest-neighbour label-map resizing. Plain C++17, no
+// Python headers. (Bilinear resizing to the image stays with OpenCV: it is
+// native already, and its float path - IPP on x86 wheels - rounds in ways no
+// other code reproduces bit for bit at the 0.5 threshold.)
 #pragma once
 
 #include <cstdint>
@@ -23,14 +26,6 @@ void normalize_rows(const float* x, i64 n, int d, float eps, float* out);
 
 // cv2.resize(src, (dw, dh), interpolation=cv2.INTER_NEAREST), one channel uint8.
 void resize_nearest_u8(const std::uint8_t* src, int sh, int sw, std::uint8_t* dst, int dh, int dw);
-
-// cv2.resize(src, (dw, dh), interpolation=cv2.INTER_LINEAR) for one float32
-// channel, in OpenCV's float arithmetic.
-void resize_linear_f32(const float* src, int sh, int sw, float* dst, int dh, int dw);
-
-// The runtime's label map -> mask step: bilinear resize of the uint8 label
-// map as float, then value >= 0.5 -> 255, else 0 (runtime/postprocess.py).
-void labels_to_mask(const std::uint8_t* labels, int h, int w, std::uint8_t* mask, int H, int W);
 
 // One member of a fusion: [c, h, w] float32 map resized to (oh, ow) with
 // torch's F.interpolate(mode="nearest") index rule, each pixel's c-vector

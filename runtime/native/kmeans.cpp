@@ -19,7 +19,9 @@ inline double dot(const float* a, const double* c, int d) {
 
 std::vector<i64> kmeans_cosine(const float* x, i64 n, int d, int k, i64 first, int max_iter, int num_threads,
                                int* iterations) {
-  const int threads = resolve_threads(num_threads);
+  // A pass is n * k * d multiply-adds; below a few million a thread team costs
+  // more than it saves (and on a shared machine a late thread stalls the pass).
+  const int threads = static_cast<double>(n) * d * std::max(k, 1) < 4e6 ? 1 : resolve_threads(num_threads);
   const int K = static_cast<int>(std::min<i64>(k, n));
   std::vector<double> c(static_cast<std::size_t>(K) * d);
   auto set_row = [&](int j, i64 row) {

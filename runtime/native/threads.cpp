@@ -1,6 +1,12 @@
 // Thread team: OpenMP where the build found it, std::thread otherwise.
 #include "common.hpp"
 
+#include <cstdlib>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 #ifdef FOCAL_HAVE_OPENMP
 #include <omp.h>
 #endif
@@ -17,9 +23,18 @@ bool built_with_openmp() {
 
 int resolve_threads(int requested) {
   if (requested > 0) return requested;
+  if (const char* env = std::getenv("FOCAL_NATIVE_THREADS")) {
+    const int v = std::atoi(env);
+    if (v > 0) return v;
+  }
 #ifdef FOCAL_HAVE_OPENMP
   return std::max(1, omp_get_max_threads());
 #else
+#ifdef __linux__
+  // The CPUs this process may run on (taskset, container cpusets), not all online ones.
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
   return std::max(1u, std::thread::hardware_concurrency());
 #endif
 }

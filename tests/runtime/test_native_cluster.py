@@ -1,0 +1,337 @@
+"""The native core (focal.runtime._native) against its NumPy / hdbscan oracle.
+
+Clusterings are compared label for label (and by adjusted Rand index, the
+project's rule for two clustering implementations); the spanning tree is
+compared bit for bit with the package's exact Prim's; nearest-neighbour
+resizing with OpenCV, fusion resizing with torch's index rule.
+Skipped, with the reason, where the extension is not built.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from focal.runtime import _native_api as na
+from focal.runtime import cluster as ref
+
+pytestmark = pytest.mark.skipif(
+    not na.available(), reason="focal.runtime._native is not built (pip install . with a C++17 compiler)"
+)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+def feature_map(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    dim: int,
+    regions: list[tuple[int, int, int, int]],
+    spreads: list[float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """A realistic h x w feature map: a smooth background source plus forged
+    rectangles (y0, x0, y1, x1), each from its own source; rows L2-normalised
+    in row-major pixel order. Returns features [h*w, dim] and the source id
+    of each pixel."""
+    src = np.zeros((h, w), dtype=np.int64)
+    for i, (y0, x0, y1, x1) in enumerate(regions, start=1):
+        src[y0:y1, x0:x1] = i
+    centres = ref.normalize_rows(rng.normal(size=(len(regions) + 1, dim)))
+    # Low-frequency variation inside each source (texture, lighting) ...
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    smooth = np.stack([np.sin(2 * np.pi * (a * yy + b * xx) + c) for a, b, c in rng.uniform(0, 2, size=(dim, 3))], -1)
+    feats = centres[src] + 0.15 * smooth / np.sqrt(dim)
+    # ... plus per-pixel noise, its strength depending on the source.
+    sp = np.asarray(spreads)[src][..., None]
+    feats = feats + sp * rng.normal(size=(h, w, dim)) / np.sqrt(dim)
+    return ref.normalize_rows(feats.reshape(h * w, dim)).astype(np.float32), src.reshape(-1)
+
+
+def blobs(rng: np.random.Generator, sizes: list[int], dim: int, spreads: list[float]) -> np.ndarray:
+    centres = ref.normalize_rows(rng.normal(size=(len(sizes), dim)))
+    ids = np.repeat(np.arange(len(sizes)), sizes)
+    feats = centres[ids] + np.asarray(spreads)[ids][:, None] * rng.normal(size=(ids.size, dim)) / np.sqrt(dim)
+    return ref.normalize_rows(feats[rng.permutation(ids.size)]).astype(np.float32)
+
+
+def scenario(name: str) -> tuple[np.ndarray, int, int | None]:
+    """(features, min_cluster_size, min_samples) of a named, seeded case."""
+    rng = np.random.default_rng(sum(map(ord, name)))  # a fixed seed per case
+    if name == "two_sources":
+        feats, _ = feature_map(rng, 48, 48, 64, [(10, 12, 30, 34)], [0.5, 0.9])
+        return feats, 100, None
+    if name == "three_sources":
+        feats, _ = feature_map(rng, 48, 56, 96, [(4, 4, 20, 24), (28, 30, 44, 52)], [0.4, 0.8, 1.2])
+        return feats, 100, None
+    if name == "single_source":
+        feats, _ = feature_map(rng, 40, 40, 64, [], [0.7])
+        return feats, 100, None
+    if name == "sphere_noise":
+        return ref.normalize_rows(rng.normal(size=(1500, 16))).astype(np.float32), 50, None
+    if name == "duplicates":
+        base = blobs(rng, [700, 300, 200], 48, [0.5, 0.8, 1.1])
+        extra = base[rng.choice(base.shape[0], 500, replace=False)]
+        return np.concatenate([base, extra])[rng.permutation(1700)], 60, 8
+    if name == "lattice_ties":
+        # Directions rounded to a coarse lattice: few distinct vectors, so
+        # zero core distances (infinite lambdas) and exact ties everywhere.
+        c = rng.normal(size=(3, 3))
+        ids = rng.choice(3, 1500, p=[0.6, 0.25, 0.15])
+        return ref.normalize_rows(np.round(c[ids] + 0.6 * rng.normal(size=(1500, 3)))).astype(np.float32), 60, 5
+    if name == "min_samples_differs":
+        feats, _ = feature_map(rng, 40, 48, 64, [(5, 5, 20, 25)], [0.6, 1.0])
+        return feats, 80, 12
+    if name == "small_min_cluster_size":
+        return blobs(rng, [600, 250, 150], 32, [0.6, 0.6, 0.9]), 5, None
+    raise KeyError(name)
+
+
+SCENARIOS = [
+    "two_sources",
+    "three_sources",
+    "single_source",
+    "sphere_noise",
+    "duplicates",
+    "lattice_ties",
+    "min_samples_differs",
+    "small_min_cluster_size",
+]
+
+
+def package_prim(feats: np.ndarray, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The package's exact Prim's (its prims_balltree path), before sorting:
+    core distances and the (src, dst, weight) edges in the order added."""
+    from hdbscan._hdbscan_linkage import mst_linkage_core_vector
+    from hdbscan.dist_metrics import DistanceMetric
+    from sklearn.neighbors import BallTree
+
+    x = feats.astype(np.float64)
+    k = min(x.shape[0] - 1, min_samples) or 1
+    core = BallTree(x, leaf_size=40).query(x, k=k + 1, dualtree=True, breadth_first=True)[0][:, -1].copy()
+    edges = mst_linkage_core_vector(x, core, DistanceMetric.get_metric("euclidean"), 1.0)
+    return core, edges
+
+
+# -------------------------------------------------------------------- tests
+
+
+def test_build_info_names_the_kernels() -> None:
+    info = na.build_info()
+    assert info is not None
+    assert info["gemm_isa"] in {"avx2+fma", "sse2", "neon", "generic"}
+    assert info["default_threads"] >= 1
+    print("native core:", info)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_final_labels_identical_to_reference(name: str) -> None:
+    feats, mcs, ms = scenario(name)
+    want = ref.cluster_features(feats, min_cluster_size=mcs, min_samples=ms)
+    got = na.cluster_labels(feats, min_cluster_size=mcs, min_samples=ms)
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert adjusted_rand_score(want, got) == 1.0
+    assert got.any() == want.any()  # the same "no forged cluster" decision
+
+
+@pytest.mark.parametrize("name", ["two_sources", "three_sources", "duplicates", "lattice_ties", "min_samples_differs"])
+def test_raw_labels_identical_to_package(name: str) -> None:
+    feats, mcs, ms = scenario(name)
+    x = ref.normalize_rows(feats)
+    want = ref.hdbscan_raw_labels(x, mcs, ms)
+    got = na.hdbscan_raw_labels(x, mcs, ms)
+    np.testing.assert_array_equal(got, want)  # same partition, same numbering
+
+
+def test_realistic_map_finds_the_forged_region() -> None:
+    feats, src = feature_map(np.random.default_rng(3), 48, 48, 64, [(8, 8, 28, 30)], [0.4, 0.6])
+    got = na.cluster_labels(feats, min_cluster_size=100)
+    assert adjusted_rand_score(src, got) > 0.9
+    assert got[src == 1].mean() > 0.9 and got[src == 0].mean() < 0.1
+
+
+@pytest.mark.parametrize("path", ["dense", "implicit"])
+@pytest.mark.parametrize("name", ["duplicates", "lattice_ties", "small_min_cluster_size"])
+def test_spanning_tree_bit_identical_to_package_prim(name: str, path: str) -> None:
+    feats, mcs, ms = scenario(name)
+    k = ms if ms is not None else mcs
+    core, edges = package_prim(feats, k)
+    src, dst, weight, got_core, stats = na.mst(feats, k, path=path)
+    assert stats["dense"] == (path == "dense")
+    np.testing.assert_array_equal(got_core, core)
+    np.testing.assert_array_equal(src, edges[:, 0].astype(np.int64))
+    np.testing.assert_array_equal(dst, edges[:, 1].astype(np.int64))
+    np.testing.assert_array_equal(weight, edges[:, 2])
+
+
+def test_threads_and_paths_do_not_change_the_tree() -> None:
+    feats, mcs, _ = scenario("three_sources")
+    runs = [
+        na.mst(feats, mcs, num_threads=1, path="dense"),
+        na.mst(feats, mcs, num_threads=2, path="dense"),
+        na.mst(feats, mcs, num_threads=2, path="implicit"),
+        na.mst(feats, mcs, num_threads=1, path="implicit"),
+    ]
+    for other in runs[1:]:
+        for a, b in zip(runs[0][:4], other[:4]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_portable_kernels_give_the_same_tree() -> None:
+    # FOCAL_NATIVE_ISA=generic forces the baseline (SSE2 / NEON) kernels: a
+    # different float32 rounding, the same exact result.
+    feats, mcs, _ = scenario("two_sources")
+    code = (
+        "import numpy as np, sys; from focal.runtime import _native_api as na;"
+        "x = np.load(sys.argv[1]); r = na.mst(x, int(sys.argv[2]));"
+        "print(na.build_info()['gemm_isa']); np.save(sys.argv[3], np.stack([r[0], r[1]]).astype(float));"
+        "np.save(sys.argv[4], r[2])"
+    )
+    tmp = os.environ.get("PYTEST_TMP", "/tmp")
+    paths = [os.path.join(tmp, f"focal_native_{os.getpid()}_{i}.npy") for i in range(3)]
+    np.save(paths[0], feats)
+    env = dict(os.environ, FOCAL_NATIVE_ISA="generic")
+    out = subprocess.run(
+        [sys.executable, "-c", code, paths[0], str(mcs), paths[1], paths[2]],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert out.stdout.split()[0] in {"sse2", "neon", "generic"}
+    src, dst, weight, _, _ = na.mst(feats, mcs)
+    np.testing.assert_array_equal(np.load(paths[1]), np.stack([src, dst]).astype(float))
+    np.testing.assert_array_equal(np.load(paths[2]), weight)
+    for p in paths:
+        os.unlink(p)
+
+
+def test_edge_cases_follow_the_reference() -> None:
+    rng = np.random.default_rng(7)
+    small = blobs(rng, [100, 50], 16, [0.5, 0.5])
+    assert not na.cluster_labels(small, min_cluster_size=200).any()  # N below min_cluster_size
+    np.testing.assert_array_equal(
+        na.cluster_labels(small, min_cluster_size=150), ref.cluster_features(small, min_cluster_size=150)
+    )
+    one = ref.normalize_rows(rng.normal(size=(1, 8))).astype(np.float32)
+    assert na.cluster_labels(one, min_cluster_size=2).tolist() == [0]
+    assert na.cluster_labels(one, method="kmeans").tolist() == [0]
+    assert na.hdbscan_raw_labels(one, 2).tolist() == [-1]  # the package raises here
+    same = np.tile(ref.normalize_rows(np.ones((1, 16))), (500, 1)).astype(np.float32)
+    assert not na.cluster_labels(same, min_cluster_size=50).any()
+    two = ref.normalize_rows(rng.normal(size=(2, 8))).astype(np.float32)
+    np.testing.assert_array_equal(na.hdbscan_raw_labels(two, 2), ref.hdbscan_raw_labels(two, 2))
+    scaled = small * rng.uniform(0.5, 3.0, size=(small.shape[0], 1)).astype(np.float32)
+    np.testing.assert_array_equal(
+        na.cluster_labels(scaled, min_cluster_size=40), ref.cluster_features(scaled, min_cluster_size=40)
+    )
+
+
+def test_bad_inputs_raise_like_the_reference() -> None:
+    feats = blobs(np.random.default_rng(0), [300], 8, [0.5])
+    bad = feats.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf in 1 of 300 rows"):
+        na.cluster_labels(bad)
+    with pytest.raises(ValueError, match=r"\[N, D\]"):
+        na.cluster_labels(feats[None])
+    with pytest.raises(ValueError, match="unknown clustering method"):
+        na.cluster_labels(feats, method="dbscan")
+    with pytest.raises(ValueError, match="min_cluster_size"):
+        na.hdbscan_raw_labels(feats, 1)
+    with pytest.raises(ValueError, match="path"):
+        na.mst(feats, 5, path="sparse")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [2, 3])
+def test_kmeans_identical_to_reference(seed: int, k: int) -> None:
+    feats, _ = feature_map(np.random.default_rng(10 + seed), 40, 40, 64, [(5, 5, 22, 20)], [0.7, 1.0])
+    np.testing.assert_array_equal(na.kmeans_cosine(feats, k=k, seed=seed), ref.kmeans_cosine(feats, k=k, seed=seed))
+    np.testing.assert_array_equal(
+        na.cluster_labels(feats, method="kmeans", seed=seed), ref.cluster_features(feats, method="kmeans", seed=seed)
+    )
+
+
+def test_method_labelling_matches_reference_away_from_float32_ties() -> None:
+    rng = np.random.default_rng(5)
+    feats = blobs(rng, [400, 300, 300], 16, [0.6, 0.6, 0.6])
+    raw = rng.integers(-1, 3, size=feats.shape[0])
+    np.testing.assert_array_equal(na.labels_from_clusters(raw, feats), ref.labels_from_clusters(raw, feats))
+    tie = np.repeat([0, 1], 500)  # equal sizes: the lowest id is pristine
+    np.testing.assert_array_equal(na.labels_from_clusters(tie, feats), ref.labels_from_clusters(tie, feats))
+    assert not na.labels_from_clusters(np.full(1000, -1), feats).any()
+
+
+# ------------------------------------------------------------------ resizing
+
+
+SIZES = [(64, 64, 512, 512), (64, 64, 480, 640), (16, 16, 1000, 750), (64, 64, 32, 32), (48, 40, 48, 40),
+         (64, 64, 100, 37), (7, 5, 333, 211), (64, 64, 1, 1)]
+
+
+@pytest.mark.parametrize("h,w,H,W", SIZES)
+def test_resize_nearest_identical_to_opencv(h: int, w: int, H: int, W: int) -> None:
+    labels = np.random.default_rng(H).integers(0, 4, size=(h, w), dtype=np.uint8)
+    want = cv2.resize(labels, (W, H), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(na.resize_nearest(labels, H, W), want)
+
+
+def nearest_index(out_size: int, in_size: int) -> np.ndarray:
+    """torch's upsample_nearest source index, in its float32 arithmetic."""
+    if out_size == in_size:
+        return np.arange(out_size)
+    if out_size == 2 * in_size:
+        return np.arange(out_size) >> 1
+    scale = np.float32(in_size) / np.float32(out_size)
+    return np.minimum(np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64), in_size - 1)
+
+
+def test_fuse_feature_maps_matches_the_fusion_rule() -> None:
+    rng = np.random.default_rng(11)
+    maps = [rng.normal(size=(256, 64, 64)), rng.normal(size=(32, 256, 256)), rng.normal(size=(8, 30, 50))]
+    got = na.fuse_feature_maps(maps)
+    parts = []
+    for m in maps:
+        ys, xs = nearest_index(64, m.shape[1]), nearest_index(64, m.shape[2])
+        flat = m.astype(np.float32)[:, ys][:, :, xs].reshape(m.shape[0], -1).T
+        parts.append(ref.normalize_rows(flat))
+    want = np.concatenate(parts, axis=1)
+    assert got.shape == (64 * 64, 256 + 32 + 8) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
+
+
+def test_fusion_index_rule_is_torchs() -> None:
+    torch = pytest.importorskip("torch", reason="torch (train extra) not installed")
+    F = torch.nn.functional
+    rng = np.random.default_rng(12)
+    for src_hw in [(256, 256), (30, 50), (64, 64), (32, 32), (100, 7)]:
+        m = rng.normal(size=(4, *src_hw)).astype(np.float32)
+        want = F.interpolate(torch.from_numpy(m)[None], size=(64, 64), mode="nearest")[0]
+        want = F.normalize(want, dim=0).numpy().reshape(4, -1).T
+        ref0 = rng.normal(size=(2, 64, 64)).astype(np.float32)
+        got = na.fuse_feature_maps([ref0, m])[:, 2:]
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
+
+
+def test_normalize_rows_agrees_with_numpy() -> None:
+    x = np.random.default_rng(13).normal(size=(500, 77)).astype(np.float32) * 3
+    x[7] = 0.0
+    got = na.normalize_rows(x)
+    np.testing.assert_allclose(got, ref.normalize_rows(x), rtol=2e-7, atol=1e-8)
+    assert not got[7].any()
+
+
+def test_reference_warnings_do_not_leak() -> None:
+    # The reference silences the package's duplicate-point warnings; the
+    # native path never emits any.
+    feats, mcs, ms = scenario("lattice_ties")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        na.cluster_labels(feats, min_cluster_size=mcs, min_samples=ms)
