@@ -6,7 +6,7 @@ from pathlib import Path
 
 from focal.runtime.manifest import MANIFEST_NAME
 
-DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+DEFAULT_DIR = Path(__file__).resolve().parent / "default_model"
 
 
 def default_artifact() -> Path:

@@ -20,6 +20,7 @@ import numpy as np
 
 from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
+from focal.runtime.default import default_artifact
 from focal.runtime.engines import LockedEngine, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
@@ -126,6 +127,7 @@ class Detector:
             of such folders whose features are fused by the paper's rule
             (each member's map resized to the first one's with nearest
             interpolation, L2-normalised, concatenated; no retraining).
+            ``None``: the model embedded in the package.
         config: run-time choices (:class:`DetectorConfig`); keyword
             arguments with the same names override its fields.
 
@@ -139,7 +141,7 @@ class Detector:
             the machine cannot run (the message says what to do).
     """
 
-    def __init__(self, artifact: str | Path | list[str | Path], config: DetectorConfig | None = None, **overrides: object) -> None:
+    def __init__(self, artifact: str | Path | list[str | Path] | None = None, config: DetectorConfig | None = None, **overrides: object) -> None:
         cfg = config or DetectorConfig()
         if overrides:
             cfg = DetectorConfig(**{**cfg.__dict__, **overrides})  # type: ignore[arg-type]
@@ -147,6 +149,8 @@ class Detector:
             raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {PRECISIONS}")
         if cfg.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+        if artifact is None:
+            artifact = default_artifact()
         paths = [Path(a) for a in ([artifact] if isinstance(artifact, (str, Path)) else artifact)]
         if not paths:
             raise ValueError("no artifact given")
