@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from focal.runtime import Detector, DetectorConfig, Result
+from focal.runtime import Detector, Result
 from focal.runtime.manifest import load_manifest, save_manifest
 
 from runtime_artifacts import export_artifact
