@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int)
     p.add_argument("--train-samples", type=int, help="synthetic samples per epoch")
     p.add_argument("--val-samples", type=int)
+    p.add_argument("--fresh-forgeries", action="store_true", default=None,
+                   help="new synthetic forgeries every epoch instead of the same ones")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--loss", choices=LOSSES)

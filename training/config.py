@@ -29,6 +29,7 @@ class TrainConfig:
     segmentations: str | None = "../shared/data/natural/bsds500_groundTruth_mat"  # BSDS500 .mat object shapes
     val_fraction: float = 0.1  # share of photos held out (by file) for synthetic validation
     train_samples: int = 400  # synthetic samples per epoch
+    fresh_forgeries: bool = False  # synthetic training samples: new forgeries every epoch (not the same ones)
     val_samples: int = 32  # synthetic validation samples (fixed across epochs)
     max_side: int | None = 768  # photos shrunk to this longer side before forging (speed)
     input_size: int = 512  # square side S fed to the backbone

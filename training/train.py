@@ -118,7 +118,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
         split = split_by_file(photos, cfg.val_fraction, seed=cfg.seed)
         seg = cfg.segmentations if cfg.segmentations and Path(cfg.segmentations).is_dir() else None
         syn = SyntheticConfig(max_side=cfg.max_side)
-        train = SyntheticDataset(SyntheticForgeryGenerator(split.train, syn, seg), cfg.train_samples, train_cfg)
+        train = SyntheticDataset(SyntheticForgeryGenerator(split.train, syn, seg), cfg.train_samples, train_cfg,
+                                 fresh_per_epoch=cfg.fresh_forgeries)
         val = SyntheticDataset(SyntheticForgeryGenerator(split.val, syn, seg), cfg.val_samples, val_cfg)
         desc = (f"synthetic forgeries from {photos_root}: {len(split.train)} training photos, "
                 f"{len(split.val)} held-out validation photos")

@@ -99,3 +99,17 @@ def test_torchrun_two_processes_on_cpu(shared_data: Path, tmp_path: Path) -> Non
     assert summary["steps"] == 2  # 8 samples, batch 2, split over 2 ranks: 2 steps each
     assert "on cpu x2" in proc.stderr
     assert (out / "latest.safetensors").is_file()
+
+
+def test_fresh_forgeries_change_with_the_epoch_and_stay_deterministic(shared_data: Path) -> None:
+    from focal.training.data import DatasetConfig, SyntheticDataset, SyntheticForgeryGenerator, list_images
+
+    photos = list_images(shared_data / "natural/bsds500")[:12]
+    for fresh in (False, True):
+        ds = SyntheticDataset(SyntheticForgeryGenerator(photos), 3, DatasetConfig(size=64), fresh_per_epoch=fresh)
+        first = ds[1]["mask"]
+        ds.set_epoch(1)
+        second = ds[1]["mask"]
+        ds.set_epoch(0)
+        assert torch.equal(ds[1]["mask"], first)  # deterministic per (epoch, index)
+        assert torch.equal(first, second) is (not fresh)

@@ -232,9 +232,17 @@ class SyntheticDataset(_ForgeryDataset):
     """
 
     def __init__(
-        self, generator: SyntheticForgeryGenerator, length: int, config: DatasetConfig = DatasetConfig()
+        self,
+        generator: SyntheticForgeryGenerator,
+        length: int,
+        config: DatasetConfig = DatasetConfig(),
+        fresh_per_epoch: bool = False,
     ) -> None:
         super().__init__(config)
+        # False: sample i is the same forgery every epoch (only augmentation
+        # changes); True: a new forgery per (epoch, i), so a training run does
+        # not see (and memorise) the same few hundred forgeries again.
+        self._fresh = fresh_per_epoch
         if length <= 0:
             raise ValueError(f"length must be positive, got {length}")
         self._generator = generator
@@ -251,6 +259,7 @@ class SyntheticDataset(_ForgeryDataset):
             ValueError: if a photo or segmentation file cannot be read.
         """
         index = self._index(index)
-        rng = np.random.default_rng([self._config.seed, index, _GENERATE_STREAM])
+        key = [self._config.seed, index, _GENERATE_STREAM] + ([self._epoch] if self._fresh else [])
+        rng = np.random.default_rng(key)
         sample = self._generator.generate(index, rng)
         return self._finish(index, sample.image, sample.mask, str(sample.host), authentic=sample.authentic)
