@@ -108,7 +108,7 @@ def _load_previous(path: Path) -> dict[str, dict]:
     return records
 
 
-def _record(job: DetectJob, out: Path, result: Result | Exception) -> dict:
+def _record(job: DetectJob, result: Result | Exception) -> dict:
     if isinstance(result, Exception):
         return {"path": str(job.source), "error": str(result)}
     return {
@@ -177,7 +177,7 @@ def detect(inputs: list[str], cfg: DetectConfig) -> int:
                     _write_atomic(cfg.out / f"{job.key}.overlay.png", _png(overlay(image, result.mask)[:, :, ::-1]))
                 except (OSError, ValueError) as exc:
                     result = exc
-            rec = _record(job, cfg.out, result)
+            rec = _record(job, result)
             if rec["error"] is not None:
                 failures += 1
                 print(f"focal-detect: {job.source}: {rec['error']}", file=sys.stderr)

@@ -357,8 +357,7 @@ def open_engine(
     path = artifact_dir / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"{path}: listed in the manifest but missing")
-    provider = "tensorrt-ep" if backend == "tensorrt-ep" else backend
-    return OnnxRuntimeEngine(path, provider=provider, threads=threads, fp16=precision == "fp16")
+    return OnnxRuntimeEngine(path, provider=backend, threads=threads, fp16=precision == "fp16")
 
 
 class LockedEngine:
