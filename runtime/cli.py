@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-cluster-size", type=int, help="HDBSCAN's smallest cluster (default: the artifact's)")
     parser.add_argument("--batch", type=int, default=1, help="images per engine call (dynamic-batch models)")
     parser.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: all cores)")
+    parser.add_argument("--low-memory", action="store_true",
+                        help="turn ONNX Runtime's CPU memory arena off: about half the peak memory on big models, slower")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     parser.add_argument("--json", action="store_true", help="print one JSON record per image on stdout")
     args = parser.parse_args(argv)
@@ -226,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             detector=DetectorConfig(
                 backend=args.backend, precision=args.precision, clustering=args.clustering,
                 min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch,
+                mem_arena=not args.low_memory,
             ),
             overwrite=args.overwrite,
             json_stdout=args.json,

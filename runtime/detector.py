@@ -40,6 +40,7 @@ class DetectorConfig:
     min_cluster_size: int | None = None  # None = the manifest's default (200 in the paper)
     cluster_backend: str = "auto"  # "native" (compiled core), "reference" (NumPy/hdbscan) or "auto"
     threads: int | None = None  # CPU threads for ONNX Runtime; None = all cores
+    mem_arena: bool = True  # ONNX Runtime's CPU arena: faster; off saves peak memory on big models
     batch_size: int = 1  # images per engine call (models with a dynamic batch axis)
     max_pixels: int = DEFAULT_MAX_PIXELS  # decode limit against decompression bombs
     exif_orientation: bool = True  # rotate as EXIF says, so masks match the picture as shown
@@ -96,7 +97,7 @@ class _Member:
                 f"{spec.keep_aspect} is not one this runtime implements (RGB, 1/255, bilinear, stretched)"
             )
         self.backend = resolve_backend(cfg.backend, self.manifest, cfg.precision)
-        self.engine = LockedEngine(open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads))
+        self.engine = LockedEngine(open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads, cfg.mem_arena))
         # A static batch axis takes exactly `batch` images per call; a dynamic one any number.
         self.static_batch = None if spec.dynamic_batch else int(spec.batch)
 
