@@ -72,6 +72,47 @@ def test_batches_match_single_images(tiny_artifact: Path, shared_data: Path) -> 
         np.testing.assert_array_equal(a.labels, b.labels)
 
 
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_overlapped_clustering_gives_the_same_results_in_order(
+    tiny_artifact: Path, photo_dir: Path, monkeypatch: pytest.MonkeyPatch, batch_size: int
+) -> None:
+    import threading
+
+    files = sorted(photo_dir.glob("*.jpg"))[:4]
+    bad = photo_dir / "broken.jpg"
+    bad.write_bytes(files[0].read_bytes()[:300])
+    items = [files[0], bad, *files[1:]]
+    with Detector(tiny_artifact, backend="cpu", min_cluster_size=50, overlap_clustering="off") as det:
+        assert not det._overlap_clustering()  # "auto" is off on CPU; here forced
+        plain = list(det.detect_many(items, batch_size=batch_size))
+    with Detector(tiny_artifact, backend="cpu", min_cluster_size=50, overlap_clustering="on") as det:
+        threads: set[str] = set()
+        localize = det._localize
+
+        def spy(*args: object) -> list:
+            threads.add(threading.current_thread().name)
+            return localize(*args)
+
+        monkeypatch.setattr(det, "_localize", spy)
+        overlapped = list(det.detect_many(items, batch_size=batch_size))
+    assert threads and all(t.startswith("focal-cluster") for t in threads)  # really off the main thread
+    assert len(overlapped) == len(plain) == 5
+    for a, b in zip(plain, overlapped):
+        if isinstance(a, Exception):
+            assert type(b) is type(a) and str(b) == str(a)
+            continue
+        assert a.path == b.path
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_auto_overlap_is_off_on_cpu(tiny_artifact: Path) -> None:
+    with Detector(tiny_artifact, backend="cpu") as det:
+        assert not det._overlap_clustering()
+    with pytest.raises(ValueError, match="overlap_clustering"):
+        Detector(tiny_artifact, backend="cpu", overlap_clustering="yes")
+
+
 def test_static_batch_model_is_fed_whole_batches(tmp_path: Path, tiny_extractor, shared_data: Path) -> None:
     artifact = export_artifact(tiny_extractor, tmp_path / "static", size=128, dynamic_batch=False)
     imgs = _photos(shared_data, 3)
