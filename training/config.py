@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-LOSSES: tuple[str, ...] = ("scl", "nce")
+LOSSES: tuple[str, ...] = ("scl", "scl-pixel", "nce")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class TrainConfig:
     batch_size: int = 4  # images per step (paper: 4)
     lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
     weight_decay: float = 0.0  # Adam weight decay
-    loss: str = "scl"  # "scl" (the paper's) or "nce" (the release's, ablation)
+    loss: str = "scl"  # "scl" (the paper's), "scl-pixel" (per-pixel queries) or "nce" (the release's)
     tau: float = 0.1  # contrastive temperature
     # SCL alternating fuzzy rounds; 0 = weights stay the hard mask labels. Measured (README,
     # "Training"): from random init the fuzzy rounds wash out the labels (both centres start

@@ -143,6 +143,7 @@ def scl_loss(
     max_iter: int = 10,
     tol: float = 1e-4,
     reduction: Reduction = "mean",
+    per_pixel: bool = False,
 ) -> torch.Tensor:
     """Soft contrastive loss of FOCAL (method.md eq. (8)-(10)), image by image.
 
@@ -172,6 +173,20 @@ def scl_loss(
       ``backward()`` works and gives zero gradients. ``"none"`` returns the
       ``[B]`` per-image losses with 0 for images lacking a class.
 
+    ``per_pixel=True`` (the ``scl-pixel`` training loss, this project's
+    variant) moves the expectation outside the log: every pixel is a query
+    against both centres, weighted by its membership::
+
+        L_p = sum_i w_i1^m softplus((s(c_2, f_i) - s(c_1, f_i)) / tau) / sum_i w_i1^m
+
+    and ``L_f`` symmetrically. Why: the centre-level loss saturates. Measured
+    on the `lite` backbone after 7 epochs on synthetic forgeries, it was
+    below 0.001 on most training images while 10-30% of their pristine pixels
+    lay nearer the forged centre than the pristine one: once the *mean*
+    similarity beats the centre-to-centre similarity by ~0.5 (at tau 0.1) no
+    gradient is left for the pixels the clustering then gets wrong. The
+    per-pixel form keeps a gradient exactly on those pixels.
+
     Note:
         The fuzzy rounds minimise (1), which sees the mask only through the
         initial ``W``. When the features already form two tight clusters that
@@ -189,6 +204,7 @@ def scl_loss(
         max_iter: cap on alternating fuzzy rounds, ``>= 0``.
         tol: convergence threshold on the max absolute weight change, ``>= 0``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``, as described above.
+        per_pixel: the per-pixel variant described above.
 
     Returns:
         A scalar (``"mean"``, ``"sum"``) or ``[B]`` (``"none"``) tensor in the
@@ -218,10 +234,16 @@ def scl_loss(
     unit_centres = _safe_normalize(centres)
     # feats is already unit-norm (or zero), so this dot product is the cosine.
     sims = torch.einsum("bkd,bnd->bnk", unit_centres, feats)  # [B, N, 2]
-    positives = (powered * sims).sum(dim=1) / mass.clamp_min(torch.finfo(mass.dtype).tiny)
-    negative = (unit_centres[:, 0] * unit_centres[:, 1]).sum(dim=-1)  # [B]
-    # -log(e^(p/t) / (e^(p/t) + e^(n/t))) == softplus((n - p) / t), stable for small t.
-    per_side = F.softplus((negative.unsqueeze(-1) - positives) / tau)  # [B, 2]
+    denom = mass.clamp_min(torch.finfo(mass.dtype).tiny)
+    if per_pixel:
+        # Pixel i as the query of category k: its own centre against the other one.
+        margins = sims.flip(-1) - sims  # [B, N, 2]: s(c_other, f_i) - s(c_k, f_i)
+        per_side = (powered * F.softplus(margins / tau)).sum(dim=1) / denom  # [B, 2]
+    else:
+        positives = (powered * sims).sum(dim=1) / denom
+        negative = (unit_centres[:, 0] * unit_centres[:, 1]).sum(dim=-1)  # [B]
+        # -log(e^(p/t) / (e^(p/t) + e^(n/t))) == softplus((n - p) / t), stable for small t.
+        per_side = F.softplus((negative.unsqueeze(-1) - positives) / tau)  # [B, 2]
     per_image = per_side.sum(dim=-1)  # [B]
 
     valid = assignment.has_both

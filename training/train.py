@@ -181,8 +181,8 @@ def validate(model: torch.nn.Module, dataset: Dataset, clustering: str, device: 
 def _loss(cfg: TrainConfig, feats: torch.Tensor, masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     small = downsample_mask(masks, tuple(feats.shape[-2:]))
     feats = feats.float()  # the loss runs in FP32 even under autocast
-    if cfg.loss == "scl":
-        return scl_loss(feats, small, tau=cfg.tau, max_iter=cfg.fuzzy_iters)
+    if cfg.loss in ("scl", "scl-pixel"):
+        return scl_loss(feats, small, tau=cfg.tau, max_iter=cfg.fuzzy_iters, per_pixel=cfg.loss == "scl-pixel")
     return nce_loss(feats, small, tau=cfg.tau, generator=gen)
 
 

@@ -545,3 +545,53 @@ def test_value_validation() -> None:
         scl_loss(feats.to(torch.int64), masks)
     with pytest.raises(TypeError, match="generator"):
         nce_loss(feats, masks, generator=0)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- scl-pixel
+
+
+def test_scl_pixel_closed_form_hard_weights() -> None:
+    # Same 4 pixels as the closed-form SCL case: c1 = (.5, .5) -> unit (1, 1)/sqrt2,
+    # c2 = -c1. Each pixel is at cosine 1/sqrt2 to its own centre and -1/sqrt2 to
+    # the other, so every pixel's term is softplus(-sqrt2 / tau); both sides equal it.
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]], dtype=torch.float64)
+    feats = feats.T.reshape(1, 2, 2, 2)
+    mask = torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=torch.float64).reshape(1, 1, 2, 2)
+    tau = 0.5
+    expected = 2.0 * math.log1p(math.exp(-math.sqrt(2.0) / tau))
+    got = scl_loss(feats, mask, tau=tau, max_iter=0, per_pixel=True)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_scl_pixel_keeps_a_gradient_where_the_centre_loss_has_saturated() -> None:
+    # Two tight clusters far apart, plus a few pristine pixels sitting on the
+    # forged cluster: the centre-level loss barely notices them, the per-pixel
+    # loss is dominated by them and pushes exactly them.
+    g = torch.Generator().manual_seed(0)
+    d, n = 8, 40
+    a = torch.zeros(d, dtype=torch.float64)
+    a[0] = 1
+    b = torch.zeros(d, dtype=torch.float64)
+    b[1] = 1
+    pristine = a + 0.05 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    forged = b + 0.05 * torch.randn(n // 2, d, generator=g, dtype=torch.float64)
+    strays = b + 0.05 * torch.randn(4, d, generator=g, dtype=torch.float64)  # labelled pristine
+    feats = torch.cat([pristine, strays, forged]).T.reshape(1, d, 1, -1).clone().requires_grad_(True)
+    mask = torch.cat([torch.zeros(n + 4), torch.ones(n // 2)]).to(torch.float64).reshape(1, 1, 1, -1)
+    centre = scl_loss(feats, mask, tau=0.1, max_iter=0)
+    pixel = scl_loss(feats, mask, tau=0.1, max_iter=0, per_pixel=True)
+    assert centre.item() < 1e-3 < pixel.item()
+    (grad,) = torch.autograd.grad(pixel, feats)
+    norms = grad.reshape(d, -1).norm(dim=0)
+    assert norms[n : n + 4].min() > 5 * norms[:n].max()  # the strays get most of the gradient
+
+
+def test_scl_pixel_images_stay_apart() -> None:
+    feats, masks = _random_batch(b=2, seed=2)
+    base = scl_loss(feats, masks, reduction="none", per_pixel=True)
+    other = torch.randn(1, 5, 3, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    replaced = scl_loss(torch.cat([feats[:1], 10 * other]), torch.cat([masks[:1], 1 - masks[1:]]),
+                        reduction="none", per_pixel=True)
+    assert replaced[0].item() == base[0].item()
+    single = scl_loss(feats[1:], masks[1:], reduction="none", per_pixel=True)
+    torch.testing.assert_close(single[0], base[1], rtol=1e-12, atol=1e-12)
