@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loss", choices=LOSSES)
     p.add_argument("--fuzzy-iters", type=int, help="SCL alternating fuzzy rounds (0 = hard mask labels)")
     p.add_argument("--tau", type=float, help="contrastive temperature")
+    p.add_argument("--authentic-weight", type=float,
+                   help="weight of the compactness term on untouched samples (0 = the paper's recipe)")
     p.add_argument("--val-clustering", choices=["kmeans", "hdbscan"])
     p.add_argument("--workers", type=int)
     p.add_argument("--threads", type=int)

@@ -40,6 +40,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # Adam weight decay
     loss: str = "scl"  # "scl" (the paper's), "scl-pixel" (per-pixel queries) or "nce" (the release's)
     tau: float = 0.1  # contrastive temperature
+    # Weight of losses.compactness_loss on untouched samples (method.md allows "a compactness
+    # term" there); 0 = the paper's recipe, where untouched images teach nothing.
+    authentic_weight: float = 0.0
     # SCL alternating fuzzy rounds; 0 = weights stay the hard mask labels. Measured (README,
     # "Training"): from random init the fuzzy rounds wash out the labels (both centres start
     # close, so every weight is ~0.5) and validation IoU stays flat while the loss falls.
@@ -60,6 +63,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "input_size", "train_samples", "val_samples", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.authentic_weight < 0:
+            raise ValueError(f"authentic_weight must be >= 0, got {self.authentic_weight}")
         if self.lr <= 0 or self.tau <= 0:
             raise ValueError(f"lr and tau must be positive, got lr={self.lr}, tau={self.tau}")
         if not 0.0 < self.val_fraction < 1.0:

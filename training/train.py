@@ -51,7 +51,7 @@ from focal.training.data import (
     list_images,
     split_by_file,
 )
-from focal.training.losses import nce_loss, scl_loss
+from focal.training.losses import compactness_loss, nce_loss, scl_loss
 from focal.training.model import Extractor
 
 
@@ -182,8 +182,12 @@ def _loss(cfg: TrainConfig, feats: torch.Tensor, masks: torch.Tensor, gen: torch
     small = downsample_mask(masks, tuple(feats.shape[-2:]))
     feats = feats.float()  # the loss runs in FP32 even under autocast
     if cfg.loss in ("scl", "scl-pixel"):
-        return scl_loss(feats, small, tau=cfg.tau, max_iter=cfg.fuzzy_iters, per_pixel=cfg.loss == "scl-pixel")
-    return nce_loss(feats, small, tau=cfg.tau, generator=gen)
+        loss = scl_loss(feats, small, tau=cfg.tau, max_iter=cfg.fuzzy_iters, per_pixel=cfg.loss == "scl-pixel")
+    else:
+        loss = nce_loss(feats, small, tau=cfg.tau, generator=gen)
+    if cfg.authentic_weight > 0:
+        loss = loss + cfg.authentic_weight * compactness_loss(feats, small)
+    return loss
 
 
 def _read_state(out: Path) -> dict[str, Any] | None:
@@ -223,7 +227,10 @@ def train(cfg: TrainConfig) -> TrainSummary:
     state = _read_state(out)
     if state is not None and config_path.is_file():
         previous = json.loads(config_path.read_text())
-        changed = {k for k, v in asdict(cfg).items() if previous.get(k) != v and k not in ("epochs", "max_steps", "workers", "threads")}
+        # A key the old run did not know yet had its default value then.
+        defaults = asdict(TrainConfig())
+        changed = {k for k, v in asdict(cfg).items()
+                   if previous.get(k, defaults[k]) != v and k not in ("epochs", "max_steps", "workers", "threads")}
         if changed:
             raise ValueError(f"{out}: holds a run with other settings ({sorted(changed)}); use another --out")
     if ddp.main:

@@ -595,3 +595,45 @@ def test_scl_pixel_images_stay_apart() -> None:
     assert replaced[0].item() == base[0].item()
     single = scl_loss(feats[1:], masks[1:], reduction="none", per_pixel=True)
     torch.testing.assert_close(single[0], base[1], rtol=1e-12, atol=1e-12)
+
+
+# -------------------------------------------------------------- compactness
+
+
+def test_compactness_is_zero_for_one_direction_and_ignores_forged_images() -> None:
+    from focal.training.losses import compactness_loss
+
+    same = torch.zeros(1, 4, 3, 3, dtype=torch.float64)
+    same[:, 0] = 2.0
+    none = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    assert compactness_loss(same, none).item() == pytest.approx(0.0, abs=1e-12)
+    # Two opposite halves: mean direction 0 -> loss 1.
+    split = same.clone()
+    split[0, 0, :, :1] = -2.0
+    split[0, 0, :, 1:2] = 0.0
+    split[0, 1, :, 1:2] = 2.0  # a third of the pixels orthogonal
+    loss = compactness_loss(split, none).item()
+    assert 0.0 < loss < 1.0
+    # A forged image alongside changes nothing; alone it gives a connected zero.
+    forged_mask = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    forged_mask[0, 0, 0, 0] = 1
+    noise = torch.randn(1, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    both = compactness_loss(torch.cat([split, noise]), torch.cat([none, forged_mask]))
+    assert both.item() == pytest.approx(loss, rel=1e-12)
+    x = noise.clone().requires_grad_(True)
+    zero = compactness_loss(x, forged_mask)
+    zero.backward()
+    assert zero.item() == 0.0 and torch.count_nonzero(x.grad) == 0
+
+
+def test_compactness_gradient_pulls_towards_the_mean_direction() -> None:
+    from focal.training.losses import compactness_loss
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, 6, 4, 4, dtype=torch.float64, generator=g).requires_grad_(True)
+    masks = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    before = compactness_loss(x, masks)
+    before.backward()
+    with torch.no_grad():
+        after = compactness_loss(x - 0.1 * x.grad, masks)
+    assert after.item() < before.item()
