@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-LOSSES: tuple[str, ...] = ("scl", "scl-pixel", "nce")
+LOSSES: tuple[str, ...] = ("scl", "scl-pixel", "nce", "nce-sym")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ class TrainConfig:
     batch_size: int = 4  # images per step (paper: 4)
     lr: float = 1e-4  # Adam learning rate (paper: 1e-4)
     weight_decay: float = 0.0  # Adam weight decay
-    loss: str = "scl"  # "scl" (the paper's), "scl-pixel" (per-pixel queries) or "nce" (the release's)
+    # "scl" (the paper's), "scl-pixel" (per-pixel queries), "nce" (the release's) or "nce-sym"
+    # (the release's loss from both sides: forged pixels as queries against pristine negatives too)
+    loss: str = "scl"
     tau: float = 0.1  # contrastive temperature
     # Weight of losses.compactness_loss on untouched samples (method.md allows "a compactness
     # term" there); 0 = the paper's recipe, where untouched images teach nothing.

@@ -637,3 +637,38 @@ def test_compactness_gradient_pulls_towards_the_mean_direction() -> None:
     with torch.no_grad():
         after = compactness_loss(x - 0.1 * x.grad, masks)
     assert after.item() < before.item()
+
+
+def test_nce_sym_also_asks_the_forged_pixels_to_be_compact() -> None:
+    # Pristine tight around e0; forged either tight around e1 or scattered over
+    # directions orthogonal to e0. The release's NCE (pristine queries) barely
+    # tells the two apart; the symmetric form prefers the compact forged group.
+    from focal.training.config import TrainConfig
+    from focal.training.train import _loss
+
+    g = torch.Generator().manual_seed(0)
+    d, h, w = 16, 8, 8
+    n = h * w
+    mask = torch.zeros(1, 1, h, w)
+    mask[..., :, :3] = 1  # 24 forged pixels
+    forged = mask.reshape(-1) > 0
+    pristine_rows = torch.zeros(n, d)
+    pristine_rows[:, 0] = 1
+    pristine_rows += 0.05 * torch.randn(n, d, generator=g)
+    tight = pristine_rows.clone()
+    tight[forged] = 0
+    tight[forged, 1] = 1
+    tight[forged] += 0.05 * torch.randn(int(forged.sum()), d, generator=g)
+    scattered = tight.clone()
+    spread = torch.randn(int(forged.sum()), d - 1, generator=g)
+    scattered[forged] = torch.cat([torch.zeros(int(forged.sum()), 1), spread], dim=1)
+
+    def loss(rows: torch.Tensor, kind: str) -> float:
+        feats = rows.T.reshape(1, d, h, w)
+        cfg = TrainConfig(loss=kind)
+        # Full-resolution masks: _loss downsamples them to the feature map (same size here).
+        return float(_loss(cfg, feats, mask, torch.Generator().manual_seed(1)))
+
+    nce_gap = loss(scattered, "nce") - loss(tight, "nce")
+    sym_gap = loss(scattered, "nce-sym") - loss(tight, "nce-sym")
+    assert sym_gap > 0.5 and sym_gap > 5 * abs(nce_gap)
