@@ -323,7 +323,7 @@ class Detector:
 
         ``"auto"``: yes when the network runs on a GPU, whose time the CPU
         clustering then hides; no on CPU, where both stages would share the
-        same cores (measured in the README, "Speed").
+        same cores (measured: README, "Detection").
         """
         mode = self.config.overlap_clustering
         if mode == "auto":
