@@ -89,7 +89,7 @@ def _work(kind: str, feats: np.ndarray, repeat: int, threads: int) -> dict[str, 
         elif kind == "reference":
             from focal.runtime.cluster import cluster_features
 
-            labels = cluster_features(feats, "hdbscan", MIN_CLUSTER_SIZE)
+            labels = cluster_features(feats, "hdbscan", MIN_CLUSTER_SIZE, backend="reference")
         elif kind == "native":
             from focal.runtime import _native_api as na
 
@@ -97,7 +97,7 @@ def _work(kind: str, feats: np.ndarray, repeat: int, threads: int) -> dict[str, 
         elif kind == "reference_kmeans":
             from focal.runtime.cluster import cluster_features
 
-            labels = cluster_features(feats, "kmeans")
+            labels = cluster_features(feats, "kmeans", backend="reference")
         elif kind == "native_kmeans":
             from focal.runtime import _native_api as na
 
@@ -214,11 +214,11 @@ def end_to_end(threads: int, repeat: int) -> None:
             t3 = time.perf_counter()
             lab_n = na.cluster_labels(flat, "hdbscan", MIN_CLUSTER_SIZE, num_threads=threads)
             t4 = time.perf_counter()
-            lab_r = cluster_features(flat, "hdbscan", MIN_CLUSTER_SIZE)
+            lab_r = cluster_features(flat, "hdbscan", MIN_CLUSTER_SIZE, backend="reference")
             t5 = time.perf_counter()
             km_n = na.cluster_labels(flat, "kmeans")
             t6 = time.perf_counter()
-            km_r = cluster_features(flat, "kmeans")
+            km_r = cluster_features(flat, "kmeans", backend="reference")
             t7 = time.perf_counter()
             labels_to_mask(lab_n.reshape(h, w), image.shape[0], image.shape[1])
             t8 = time.perf_counter()

@@ -32,3 +32,32 @@ def test_onnx_flop_count_matches_the_convolutions(tiny_artifact: Path) -> None:
     expected = 2 * (64 * 64 * 16 * 3 * 9 + 32 * 32 * 16 * 16 * 9 + 16 * 16 * 16 * 16 * 9)
     assert onnx_flops(tiny_artifact / "model.onnx") == expected
     assert matmul_gflops(n=256, repeat=2) > 0
+
+
+def test_cluster_benchmark_times_the_reference_path_not_the_native_one(monkeypatch) -> None:
+    # benchmarks/bench_cluster.py once timed `cluster_features` with its default
+    # backend ("auto" = native where built) as "the reference".
+    import importlib.util
+    import sys
+
+    import numpy as np
+
+    import focal.runtime.cluster as cluster
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_cluster.py"
+    spec = importlib.util.spec_from_file_location("bench_cluster", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_cluster", bench)
+    spec.loader.exec_module(bench)
+    seen: list[str] = []
+    real = cluster.cluster_features
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("backend", "auto"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cluster, "cluster_features", spy)
+    feats = bench.feature_map(16, 8, seed=0)  # 256 points
+    bench._work("reference", feats, 1, 1)
+    bench._work("reference_kmeans", feats, 1, 1)
+    assert seen == ["reference", "reference"]
