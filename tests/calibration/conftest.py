@@ -1,26 +1,10 @@
-"""Calibration fixtures: real photos from shared data, a private cache."""
+"""Calibration fixtures (photos and the private cache come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
-DATA = Path(os.environ.get("FOCAL_SHARED", Path(__file__).resolve().parents[2].parent / "shared")) / "data"
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FOCAL_CACHE", str(tmp_path_factory.getbasetemp() / "focal-cache"))
-
-
-@pytest.fixture(scope="session")
-def photos() -> Path:
-    src = DATA / "natural/bsds500"
-    if not src.is_dir():
-        pytest.skip(f"shared data not found at {src} (set FOCAL_SHARED)")
-    return src
 
 
 @pytest.fixture

@@ -17,13 +17,13 @@ def _run(path, x):
     return session.run(None, {"image": x})[0]
 
 
-def test_tiny_matches_pytorch(tmp_path, tiny_model, rng):
-    result = export_onnx(tiny_model, tmp_path / "model.onnx", 128)
+def test_tiny_matches_pytorch(tmp_path, tiny_extractor, rng):
+    result = export_onnx(tiny_extractor, tmp_path / "model.onnx", 128)
     assert result.path.is_file() and result.external_data is None
     assert result.opset >= MIN_OPSET and result.output_shape == (1, 16, 16, 16)
     x = rng.random((1, 3, 128, 128), dtype=np.float32)
     with torch.no_grad():
-        ref = tiny_model(torch.from_numpy(x)).numpy()
+        ref = tiny_extractor(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(_run(result.path, x), ref, rtol=1e-3, atol=1e-4)
     graph = onnx.load(str(result.path)).graph
     assert [i.name for i in graph.input] == ["image"] and [o.name for o in graph.output] == ["features"]
@@ -48,13 +48,13 @@ def test_sam_vit_exports_with_single_layernorm_nodes_and_named_nodes(tmp_path, s
     assert result.max_rel_diff < 1e-4
 
 
-def test_dynamic_batch(tmp_path, tiny_model, rng):
-    result = export_onnx(tiny_model, tmp_path / "model.onnx", 64, batch=2, dynamic_batch=True)
+def test_dynamic_batch(tmp_path, tiny_extractor, rng):
+    result = export_onnx(tiny_extractor, tmp_path / "model.onnx", 64, batch=2, dynamic_batch=True)
     dims = onnx.load(str(result.path)).graph.input[0].type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [3, 64, 64]
     x = rng.random((3, 3, 64, 64), dtype=np.float32)
     with torch.no_grad():
-        ref = tiny_model(torch.from_numpy(x)).numpy()
+        ref = tiny_extractor(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(_run(result.path, x), ref, rtol=1e-3, atol=1e-4)
 
 
@@ -71,9 +71,9 @@ def test_fusion_exports_one_graph_with_the_fused_map(tmp_path, rng):
     np.testing.assert_allclose(np.linalg.norm(out[16:], axis=0), 1.0, atol=1e-5)
 
 
-def test_large_models_go_to_external_data(tmp_path, tiny_model, monkeypatch):
+def test_large_models_go_to_external_data(tmp_path, tiny_extractor, monkeypatch):
     monkeypatch.setattr("focal.export.onnx._EXTERNAL_DATA_BYTES", 1000)
-    result = export_onnx(tiny_model, tmp_path / "model.onnx", 64)
+    result = export_onnx(tiny_extractor, tmp_path / "model.onnx", 64)
     assert result.external_data == tmp_path / "model.onnx.data" and result.external_data.is_file()
     assert result.size_bytes > result.path.stat().st_size
     assert result.max_abs_diff < 1e-4
@@ -83,7 +83,7 @@ def test_large_models_go_to_external_data(tmp_path, tiny_model, monkeypatch):
     "kwargs, match",
     [({"opset": 16}, "opset"), ({"input_size": 100}, "multiple of"), ({"batch": 0}, "batch")],
 )
-def test_bad_arguments(tmp_path, tiny_model, kwargs, match):
+def test_bad_arguments(tmp_path, tiny_extractor, kwargs, match):
     args = {"input_size": 128, **kwargs}
     with pytest.raises(ValueError, match=match):
-        export_onnx(tiny_model, tmp_path / "m.onnx", **args)
+        export_onnx(tiny_extractor, tmp_path / "m.onnx", **args)

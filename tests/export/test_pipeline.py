@@ -79,18 +79,18 @@ def test_fusion_manifest(tmp_path):
     assert result.onnx.max_abs_diff < 1e-4
 
 
-def test_weights_round_trip_through_our_checkpoint(tmp_path, tiny_model):
+def test_weights_round_trip_through_our_checkpoint(tmp_path, tiny_extractor):
     from focal.export import model_from_manifest
     from focal.training import save_checkpoint
 
-    ckpt = save_checkpoint(tiny_model, tmp_path / "tiny.safetensors")
+    ckpt = save_checkpoint(tiny_extractor, tmp_path / "tiny.safetensors")
     export(ExportConfig(backbone="tiny", weights=(str(ckpt),), input_size=64, out=str(tmp_path / "a")))
     manifest = load_manifest(tmp_path / "a")
     assert manifest.source["weights_sha256"] == [sha256_file(ckpt)]
     rebuilt = model_from_manifest(manifest)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(rebuilt(x), tiny_model(x))
+        torch.testing.assert_close(rebuilt(x), tiny_extractor(x))
 
 
 @pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed: the engine path is covered by test_tensorrt")
@@ -138,12 +138,12 @@ def test_cli_writes_summary_and_parity(tmp_path, forgeries, capsys):
     assert parity["passed"] and {r["precision"] for r in parity["rows"]} == {"fp32", "fp16"}
 
 
-def test_in_memory_models_need_their_reference_for_verify(tmp_path, tiny_model, forgeries):
+def test_in_memory_models_need_their_reference_for_verify(tmp_path, tiny_extractor, forgeries):
     from focal.export import verify
 
-    export(ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path)), extractor=tiny_model)
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path)), extractor=tiny_extractor)
     assert load_manifest(tmp_path).source["init_seed"] is None
     with pytest.raises(ValueError, match="given in memory"):
         verify(tmp_path, forgeries)
     with pytest.raises(ValueError, match="extractor is 'tiny'"):
-        export(ExportConfig(backbone="lite", out=str(tmp_path / "x")), extractor=tiny_model)
+        export(ExportConfig(backbone="lite", out=str(tmp_path / "x")), extractor=tiny_extractor)

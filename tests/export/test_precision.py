@@ -126,11 +126,11 @@ def test_fp16_saturates_huge_weights(fused_onnx):
 
 
 @pytest.fixture(scope="module")
-def tiny_int8(tmp_path_factory, tiny_model):
+def tiny_int8(tmp_path_factory, tiny_extractor):
     rng = np.random.default_rng(0)
     tmp = tmp_path_factory.mktemp("int8")
     fp32 = tmp / "model.onnx"
-    export_onnx(tiny_model, fp32, 64)
+    export_onnx(tiny_extractor, fp32, 64)
     prepared = prepare_for_quantization(fp32, tmp / "prepared.onnx")
     import cv2
 

@@ -29,9 +29,9 @@ def test_node_blocks(name, block):
     assert node_block(name) == block
 
 
-def test_report_ranks_blocks(tmp_path, tiny_model, photos, forgeries):
+def test_report_ranks_blocks(tmp_path, tiny_extractor, photos, forgeries):
     out = tmp_path / "tiny"
-    export(ExportConfig(backbone="tiny", input_size=64, out=str(out)), extractor=tiny_model)
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(out)), extractor=tiny_extractor)
     reader = FolderReader(photos, 64, limit=4)
     report = precision_report(out / "model.onnx", forgeries, ReportConfig(
         clustering="kmeans", images=2, int8_keep_stem=False, int8_keep_head=False, calib_cache=str(tmp_path / "c"),

@@ -29,10 +29,10 @@ def _check(row):
     assert row.passed
 
 
-def test_tiny_fp32_fp16(tmp_path, tiny_model, forgeries):
+def test_tiny_fp32_fp16(tmp_path, tiny_extractor, forgeries):
     out = tmp_path / "tiny"
-    export(ExportConfig(backbone="tiny", input_size=128, fp16=True, out=str(out)), extractor=tiny_model)
-    report = verify(out, forgeries, reference=tiny_model, config=VerifyConfig(clustering="kmeans", limit=4))
+    export(ExportConfig(backbone="tiny", input_size=128, fp16=True, out=str(out)), extractor=tiny_extractor)
+    report = verify(out, forgeries, reference=tiny_extractor, config=VerifyConfig(clustering="kmeans", limit=4))
     rows = _rows(report)
     assert set(rows) == {("fp32", "onnxruntime-cpu"), ("fp16", "onnxruntime-cpu"), ("fp16", "ort-cpu fp16-storage-emu")}
     for row in rows.values():

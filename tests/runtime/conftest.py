@@ -15,15 +15,6 @@ from runtime_artifacts import export_artifact
 
 
 @pytest.fixture(scope="session")
-def tiny_extractor():
-    torch = pytest.importorskip("torch")
-    from focal.training import create_extractor
-
-    torch.manual_seed(0)
-    return create_extractor("tiny")
-
-
-@pytest.fixture(scope="session")
 def tiny_artifact(tmp_path_factory, tiny_extractor) -> Path:
     return export_artifact(tiny_extractor, tmp_path_factory.mktemp("tiny-artifact"), size=128, dynamic_batch=True)
 
