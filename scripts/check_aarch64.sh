@@ -13,7 +13,9 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 # Same flags as CMakeLists.txt's release build (gemm.cpp may contract FMAs).
-for src in runtime/native/{threads,gemm,hdbscan_mst,hdbscan_tree,kmeans,resize}.cpp; do
+# Every kernel source beside the binding file (CMakeLists.txt builds the same set).
+for src in runtime/native/*.cpp; do
+  [ "$(basename "$src")" = bindings.cpp ] && continue
   contract=off
   [ "$(basename "$src")" = gemm.cpp ] && contract=fast
   .zig-venv/bin/python -m ziglang c++ -target aarch64-linux-gnu -std=c++17 -O3 -fno-math-errno \
