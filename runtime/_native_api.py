@@ -62,9 +62,12 @@ def build_info() -> dict[str, Any] | None:
     """How the extension was built and what it runs on, or None without one.
 
     Returns:
-        ``{"openmp": bool, "default_threads": int, "gemm_isa": str, "arch": str}``;
-        ``gemm_isa`` is the inner-product kernel family the CPU selected
-        (``"avx2+fma"``, ``"sse2"``, ``"neon"`` or ``"generic"``).
+        ``{"openmp": bool, "default_threads": int, "gemm_isa": str,
+        "select_isa": str, "arch": str}``; ``gemm_isa`` is the inner-product
+        kernel family the CPU selected (``"avx2+fma"``, ``"sse2"``, ``"neon"``
+        or ``"generic"``), ``select_isa`` that of the selection and filter
+        kernels behind the core distances (``"avx512"``, ``"avx2"`` or
+        ``"generic"``). ``FOCAL_NATIVE_ISA=generic`` or ``=avx2`` caps both.
     """
     return None if _native is None else dict(_native.build_info())
 

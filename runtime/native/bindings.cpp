@@ -11,6 +11,7 @@
 #include "gemm.hpp"
 #include "hdbscan.hpp"
 #include "kernels.hpp"
+#include "select.hpp"
 
 namespace py = pybind11;
 using focal::i64;
@@ -158,11 +159,22 @@ py::array_t<float> fuse_maps(const std::vector<CArray<float>>& maps) {
   return out;
 }
 
+// The selection kernel on its own, for tests against np.partition.
+float kth_smallest(const CArray<float>& v, i64 k) {
+  if (v.ndim() != 1) throw std::invalid_argument("values must be 1-D");
+  const i64 n = v.shape(0);
+  if (k < 0 || k >= n) throw std::invalid_argument("k must be in [0, n)");
+  focal::SelectScratch s;
+  py::gil_scoped_release nogil;
+  return focal::kth_smallest(v.data(), n, k, s);
+}
+
 py::dict build_info() {
   py::dict d;
   d["openmp"] = focal::built_with_openmp();
   d["default_threads"] = focal::resolve_threads(0);
   d["gemm_isa"] = focal::gemm_isa();
+  d["select_isa"] = focal::cpu_avx512() ? "avx512" : (focal::cpu_avx2() ? "avx2" : "generic");
 #if defined(__aarch64__)
   d["arch"] = "aarch64";
 #elif defined(__x86_64__)
@@ -188,4 +200,5 @@ PYBIND11_MODULE(_native, m) {
   m.def("normalize_rows", &normalize_rows, py::arg("features"), py::arg("eps") = 1e-12f);
   m.def("resize_nearest_u8", &resize_nearest_u8, py::arg("src"), py::arg("height"), py::arg("width"));
   m.def("fuse_maps", &fuse_maps, py::arg("maps"));
+  m.def("kth_smallest", &kth_smallest, py::arg("values"), py::arg("k"));
 }

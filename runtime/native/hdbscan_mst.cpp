@@ -18,6 +18,7 @@
 
 #include "gemm.hpp"
 #include "hdbscan.hpp"
+#include "select.hpp"
 
 namespace focal {
 
@@ -81,51 +82,16 @@ float float_at_least(double v) {
   return f;
 }
 
-// Rearranges a[0..n) so that a[k] holds the k-th smallest value (as
-// std::nth_element does), with branch-free partitions: the data are
-// random-looking distances, where a branching partition mispredicts half the
-// time.
-void select_kth(float* a, i64 n, i64 k) {
-  i64 lo = 0, hi = n;
-  while (hi - lo > 16) {
-    const float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
-    const float pivot = std::max(std::min(x, y), std::min(std::max(x, y), z));
-    i64 j = lo;
-    for (i64 t = lo; t < hi; ++t) {
-      const float v = a[t];
-      const bool less = v < pivot;
-      a[t] = a[j];
-      a[j] = v;
-      j += less;
-    }
-    if (k < j) {
-      hi = j;
-      continue;
-    }
-    i64 j2 = j;  // [j, j2): equal to the pivot (never empty)
-    for (i64 t = j; t < hi; ++t) {
-      const float v = a[t];
-      const bool eq = !(pivot < v);
-      a[t] = a[j2];
-      a[j2] = v;
-      j2 += eq;
-    }
-    if (k < j2) return;
-    lo = j2;
-  }
-  for (i64 t = lo + 1; t < hi; ++t) {
-    const float v = a[t];
-    i64 u = t;
-    while (u > lo && v < a[u - 1]) {
-      a[u] = a[u - 1];
-      --u;
-    }
-    a[u] = v;
-  }
+// Largest float <= v (v finite or -inf).
+float float_at_most(double v) {
+  if (!(v > -static_cast<double>(std::numeric_limits<float>::max()))) return -std::numeric_limits<float>::infinity();
+  float f = static_cast<float>(v);
+  if (static_cast<double>(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
 }
 
 struct KthScratch {
-  std::vector<float> tmp;
+  SelectScratch sel;
   std::vector<double> ex;
   std::vector<int> ids;
 };
@@ -137,9 +103,7 @@ struct KthScratch {
 // than F + 2e (*need then holds the threshold to collect up to).
 bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, float collected_upto, const float* x,
                int d, i64 i, KthScratch& s, double* out, i64* evals, double* need) {
-  s.tmp.assign(vals, vals + m);
-  select_kth(s.tmp.data(), m, k);
-  const double F = s.tmp[k];
+  const double F = kth_smallest(vals, m, k, s.sel);
   const double lo = F - 2.0 * e, hi = F + 2.0 * e;
   if (!(hi <= static_cast<double>(collected_upto))) {
     *need = hi;
@@ -147,17 +111,13 @@ bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, float 
   }
   // Below lo: exactly below the k-th exact value; above hi: exactly above it
   // (order statistics move by at most e under perturbations of at most e).
-  i64 below = 0, c = 0;
-  if (static_cast<i64>(s.ids.size()) < m) s.ids.resize(m);
-  int* ids = s.ids.data();
-  for (i64 t = 0; t < m; ++t) {
-    const double f = vals[t];
-    below += f < lo;
-    ids[c] = idx[t];
-    c += (f >= lo) & (f <= hi);
-  }
+  // For a float f: f < lo iff f < (smallest float >= lo), f <= hi iff
+  // f <= (largest float <= hi).
+  if (static_cast<i64>(s.ids.size()) < m + 16) s.ids.resize(m + 16);
+  i64 below = 0;
+  const i64 c = band_split(vals, idx, m, float_at_least(lo), float_at_most(hi), s.ids.data(), &below);
   s.ex.resize(c);
-  exact_d2_many(x + i * d, x, ids, c, d, s.ex.data());
+  exact_d2_many(x + i * d, x, s.ids.data(), c, d, s.ex.data());
   *evals += c;
   const i64 kk = k - below;
   std::nth_element(s.ex.begin(), s.ex.begin() + kk, s.ex.end());
@@ -171,107 +131,12 @@ struct RowScratch {
   KthScratch kth;
 };
 
-// Writes the entries of row[0..n) that are <= upto (and their columns) to
-// vals/idx, which hold n entries; returns how many.
-i64 collect_generic(const float* row, i64 n, float upto, float* vals, int* idx) {
-  i64 c = 0;
-  for (i64 j = 0; j < n; ++j) {
-    const float f = row[j];
-    vals[c] = f;
-    idx[c] = static_cast<int>(j);
-    c += (f <= upto);
-  }
-  return c;
-}
-
-#ifdef FOCAL_X86
-// Left-packing permutations: lane order of the set bits of an 8-bit mask.
-struct PackTable {
-  alignas(32) int perm[256][8];
-  PackTable() {
-    for (int m = 0; m < 256; ++m) {
-      int c = 0;
-      for (int l = 0; l < 8; ++l)
-        if (m >> l & 1) perm[m][c++] = l;
-      for (; c < 8; ++c) perm[m][c] = 0;
-    }
-  }
-};
-const PackTable kPack;
-
-// Appends, without branching, the lanes of f selected by mask to vals and
-// their column numbers (base + lane) to idx; both need 8 entries of room.
-__attribute__((target("avx2"))) inline i64 pack8(__m256 f, int mask, __m256i cols, float* vals, int* idx) {
-  const __m256i p = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.perm[mask]));
-  _mm256_storeu_ps(vals, _mm256_permutevar8x32_ps(f, p));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), _mm256_permutevar8x32_epi32(cols, p));
-  return __builtin_popcount(mask);
-}
-
-__attribute__((target("avx2"))) i64 collect_avx2(const float* row, i64 n, float upto, float* vals, int* idx) {
-  const __m256 t = _mm256_set1_ps(upto);
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  i64 c = 0, j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 v = _mm256_loadu_ps(row + j);
-    const int bits = _mm256_movemask_ps(_mm256_cmp_ps(v, t, _CMP_LE_OQ));
-    c += pack8(v, bits, _mm256_add_epi32(lanes, _mm256_set1_epi32(static_cast<int>(j))), vals + c, idx + c);
-  }
-  for (; j < n; ++j)
-    if (row[j] <= upto) { vals[c] = row[j]; idx[c] = static_cast<int>(j); ++c; }
-  return c;
-}
-#endif
-
-// Squared distances f = max(nr + nc[c] - 2 g[c], 0) of one row against w
-// columns, those <= upto appended to vals (with column c0 + c to idx); the
-// float operations are those of the dense path. Returns how many.
-i64 filter_generic(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0, float* vals, int* idx) {
-  i64 cnt = 0;
-  for (i64 c = 0; c < w; ++c) {
-    float f = (nr + nc[c]) - 2.0f * g[c];
-    f = f > 0.0f ? f : 0.0f;
-    vals[cnt] = f;
-    idx[cnt] = static_cast<int>(c0 + c);
-    cnt += (f <= upto);
-  }
-  return cnt;
-}
-
-#ifdef FOCAL_X86
-__attribute__((target("avx2"))) i64 filter_avx2(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0,
-                                                float* vals, int* idx) {
-  const __m256 vn = _mm256_set1_ps(nr), vt = _mm256_set1_ps(upto), two = _mm256_set1_ps(2.0f);
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  i64 cnt = 0, c = 0;
-  for (; c + 8 <= w; c += 8) {
-    const __m256 s = _mm256_add_ps(vn, _mm256_loadu_ps(nc + c));
-    const __m256 f = _mm256_max_ps(_mm256_sub_ps(s, _mm256_mul_ps(two, _mm256_loadu_ps(g + c))), zero);
-    const int bits = _mm256_movemask_ps(_mm256_cmp_ps(f, vt, _CMP_LE_OQ));
-    cnt += pack8(f, bits, _mm256_add_epi32(lanes, _mm256_set1_epi32(static_cast<int>(c0 + c))), vals + cnt,
-                 idx + cnt);
-  }
-  return cnt + filter_generic(g + c, w - c, nr, nc + c, upto, c0 + c, vals + cnt, idx + cnt);
-}
-#endif
-
-i64 filter_into(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0, float* vals, int* idx) {
-#ifdef FOCAL_X86
-  if (cpu_avx2()) return filter_avx2(g, w, nr, nc, upto, c0, vals, idx);
-#endif
-  return filter_generic(g, w, nr, nc, upto, c0, vals, idx);
-}
-
 i64 collect(const float* row, i64 n, float upto, RowScratch& s) {
-  if (static_cast<i64>(s.vals.size()) < n + 8) {
-    s.vals.resize(n + 8);
-    s.idx.resize(n + 8);
+  if (static_cast<i64>(s.vals.size()) < n + 16) {
+    s.vals.resize(n + 16);
+    s.idx.resize(n + 16);
   }
-#ifdef FOCAL_X86
-  if (cpu_avx2()) return collect_avx2(row, n, upto, s.vals.data(), s.idx.data());
-#endif
-  return collect_generic(row, n, upto, s.vals.data(), s.idx.data());
+  return collect_le(row, n, upto, s.vals.data(), s.idx.data());
 }
 
 // Exact core distance (squared) of point i from its full approximate row.
@@ -286,8 +151,7 @@ double core_from_row(const float* row, const float* next_row, i64 n, i64 i, i64 
   for (i64 j = 0; j < n; j += stride) s.samp.push_back(row[j]);
   const i64 ns = static_cast<i64>(s.samp.size());
   const i64 r = std::min<i64>(ns - 1, static_cast<i64>(static_cast<double>(k + 1) * ns / n * 1.25) + 4);
-  select_kth(s.samp.data(), ns, r);
-  float upto = float_at_least(static_cast<double>(s.samp[r]) + 4.0 * e);
+  float upto = float_at_least(static_cast<double>(kth_smallest(s.samp.data(), ns, r, s.kth.sel)) + 4.0 * e);
   i64 m = collect(row, n, upto, s);
   if (m < k + 1) {
     upto = std::numeric_limits<float>::infinity();
@@ -844,8 +708,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
               const float f = (nr + samp_norms[t]) - 2.0f * g[t];
               g[t] = f > 0.0f ? f : 0.0f;
             }
-            select_kth(g, nsamp, srank);
-            st.upto = static_cast<double>(g[srank]) + 4.0 * e;
+            st.upto = static_cast<double>(kth_smallest(g, nsamp, srank, ks.sel)) + 4.0 * e;
             st.cap = cap0;
             st.count = 0;
             if (static_cast<i64>(st.vals.size()) < cap0 + CB) {
@@ -864,16 +727,14 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
             const float nr = norms[r];
             const i64 w = c1 - c0;
             if (r >= c0 && r < c1) g[r - c0] = std::numeric_limits<float>::max();  // distance to itself: 0
-            if (static_cast<i64>(st.vals.size()) < st.count + w + 8) {
-              st.vals.resize(st.count + w + 8 + st.cap);
-              st.idx.resize(st.count + w + 8 + st.cap);
+            if (static_cast<i64>(st.vals.size()) < st.count + w + 16) {
+              st.vals.resize(st.count + w + 16 + st.cap);
+              st.idx.resize(st.count + w + 16 + st.cap);
             }
-            st.count += filter_into(g, w, nr, norms.data() + c0, float_at_least(st.upto), c0,
+            st.count += filter_le(g, w, nr, norms.data() + c0, float_at_least(st.upto), c0,
                                     st.vals.data() + st.count, st.idx.data() + st.count);
             if (st.count > st.cap) {
-              ks.tmp.assign(st.vals.begin(), st.vals.begin() + st.count);
-              select_kth(ks.tmp.data(), st.count, k);
-              st.upto = std::min(st.upto, static_cast<double>(ks.tmp[k]) + 2.0 * e);
+              st.upto = std::min(st.upto, static_cast<double>(kth_smallest(st.vals.data(), st.count, k, ks.sel)) + 2.0 * e);
               const float keep = float_at_least(st.upto);
               i64 o = 0;
               for (i64 t = 0; t < st.count; ++t) {

@@ -128,6 +128,7 @@ def test_build_info_names_the_kernels() -> None:
     info = na.build_info()
     assert info is not None
     assert info["gemm_isa"] in {"avx2+fma", "sse2", "neon", "generic"}
+    assert info["select_isa"] in {"avx512", "avx2", "generic"}
     assert info["default_threads"] >= 1
     print("native core:", info)
 
@@ -186,30 +187,71 @@ def test_threads_and_paths_do_not_change_the_tree() -> None:
             np.testing.assert_array_equal(a, b)
 
 
-def test_portable_kernels_give_the_same_tree() -> None:
-    # FOCAL_NATIVE_ISA=generic forces the baseline (SSE2 / NEON) kernels: a
-    # different float32 rounding, the same exact result.
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_portable_kernels_give_the_same_tree(isa: str) -> None:
+    # FOCAL_NATIVE_ISA=generic forces the baseline (SSE2 / NEON) kernels,
+    # =avx2 the AVX2 ones without AVX-512: a different float32 rounding and
+    # other selection kernels, the same exact result.
     feats, mcs, _ = scenario("two_sources")
     code = (
         "import numpy as np, sys; from focal.runtime import _native_api as na;"
         "x = np.load(sys.argv[1]); r = na.mst(x, int(sys.argv[2]));"
-        "print(na.build_info()['gemm_isa']); np.save(sys.argv[3], np.stack([r[0], r[1]]).astype(float));"
-        "np.save(sys.argv[4], r[2])"
+        "i = na.build_info(); print(i['gemm_isa'], i['select_isa']);"
+        "np.save(sys.argv[3], np.stack([r[0], r[1]]).astype(float)); np.save(sys.argv[4], r[2])"
     )
     tmp = os.environ.get("PYTEST_TMP", "/tmp")
-    paths = [os.path.join(tmp, f"focal_native_{os.getpid()}_{i}.npy") for i in range(3)]
+    paths = [os.path.join(tmp, f"focal_native_{os.getpid()}_{isa}_{i}.npy") for i in range(3)]
     np.save(paths[0], feats)
-    env = dict(os.environ, FOCAL_NATIVE_ISA="generic")
+    env = dict(os.environ, FOCAL_NATIVE_ISA=isa)
     out = subprocess.run(
         [sys.executable, "-c", code, paths[0], str(mcs), paths[1], paths[2]],
         env=env, capture_output=True, text=True, check=True,
     )
-    assert out.stdout.split()[0] in {"sse2", "neon", "generic"}
+    gemm_isa, select_isa = out.stdout.split()
+    if isa == "generic":
+        assert gemm_isa in {"sse2", "neon", "generic"} and select_isa == "generic"
+    else:
+        assert select_isa in {"avx2", "generic"}  # generic where the CPU has no AVX2
     src, dst, weight, _, _ = na.mst(feats, mcs)
     np.testing.assert_array_equal(np.load(paths[1]), np.stack([src, dst]).astype(float))
     np.testing.assert_array_equal(np.load(paths[2]), weight)
     for p in paths:
         os.unlink(p)
+
+
+def _kth_cases() -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    cases = [rng.random(n).astype(np.float32) for n in (1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 257, 1000, 4097)]
+    cases += [rng.integers(0, 5, size=n).astype(np.float32) for n in (40, 333, 2048)]  # heavy ties
+    cases += [np.full(100, 0.25, np.float32), np.arange(500, dtype=np.float32), np.arange(500, 0, -1).astype(np.float32)]
+    cases.append(np.concatenate([np.zeros(300), rng.random(50)]).astype(np.float32))  # duplicate points: zeros
+    return cases
+
+
+def test_kth_smallest_matches_partition() -> None:
+    from focal.runtime import _native
+
+    for v in _kth_cases():
+        keep = v.copy()
+        n = v.size
+        for k in sorted({0, n // 3, n // 2, n - 1, min(n - 1, 200)}):
+            assert _native.kth_smallest(v, k) == np.partition(v, k)[k], (n, k)
+        np.testing.assert_array_equal(v, keep)  # the input is left alone
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_kth_smallest_on_every_kernel(isa: str) -> None:
+    code = (
+        "import numpy as np, sys; from focal.runtime import _native;"
+        "v = np.load(sys.argv[1]); print(' '.join(repr(float(_native.kth_smallest(v, k))) for k in range(0, v.size, 7)))"
+    )
+    v = _kth_cases()[-1]
+    path = os.path.join(os.environ.get("PYTEST_TMP", "/tmp"), f"focal_kth_{os.getpid()}_{isa}.npy")
+    np.save(path, v)
+    out = subprocess.run([sys.executable, "-c", code, path], env=dict(os.environ, FOCAL_NATIVE_ISA=isa),
+                         capture_output=True, text=True, check=True)
+    os.unlink(path)
+    assert [float(t) for t in out.stdout.split()] == [float(np.partition(v, k)[k]) for k in range(0, v.size, 7)]
 
 
 def test_edge_cases_follow_the_reference() -> None:

@@ -1,0 +1,46 @@
+// Selection kernels behind the core distances: the exact k-th smallest of a
+// float array and the threshold filters that feed it. The same answers on
+// every instruction set; AVX-512 (compress instructions: a partition pass
+// moves 16 floats per step without branches) is chosen at run time on x86-64
+// CPUs that have it, the wheel staying at the baseline ISA.
+#pragma once
+
+#include "common.hpp"
+
+namespace focal {
+
+// Working buffers of kth_smallest, kept per thread across calls.
+struct SelectScratch {
+  AlignedBuffer<float> buf[3];
+  void reserve(i64 n);
+};
+
+// The k-th smallest value (0-based, 0 <= k < n) of v[0..n), as
+// std::nth_element would place it at v[k]; v is not modified. NaN-free input.
+float kth_smallest(const float* v, i64 n, i64 k, SelectScratch& s);
+
+// Rearranges a[0..n) so that a[k] holds the k-th smallest value, as
+// std::nth_element does (the baseline kernel; branch-free partitions).
+void select_kth_inplace(float* a, i64 n, i64 k);
+
+// Appends the entries of row[0..n) that are <= upto to vals and their
+// positions to idx, in order; both need n + 16 entries of room. Returns how
+// many.
+i64 collect_le(const float* row, i64 n, float upto, float* vals, int* idx);
+
+// Squared distances f = max((nr + nc[c]) - 2 g[c], 0) of one row against w
+// columns (float32, these operations in this order); those <= upto are
+// appended to vals, their columns c0 + c to idx (room for w + 16). Returns
+// how many.
+i64 filter_le(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0, float* vals, int* idx);
+
+// Splits vals[0..m) at the float thresholds lo <= hi: *below = how many are
+// < lo; the ids (from idx) of those in [lo, hi] are written to band, in
+// order (room for m + 16). Returns how many are in the band.
+i64 band_split(const float* vals, const int* idx, i64 m, float lo, float hi, int* band, i64* below);
+
+// True when the AVX-512 kernels run (x86-64 CPUs with AVX-512F, unless
+// FOCAL_NATIVE_ISA is "generic" or "avx2").
+bool cpu_avx512();
+
+}  // namespace focal
