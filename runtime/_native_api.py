@@ -63,11 +63,12 @@ def build_info() -> dict[str, Any] | None:
 
     Returns:
         ``{"openmp": bool, "default_threads": int, "gemm_isa": str,
-        "select_isa": str, "arch": str}``; ``gemm_isa`` is the inner-product
+        "select_isa": str, "half_matrix": bool, "arch": str}``; ``gemm_isa`` is the inner-product
         kernel family the CPU selected (``"avx2+fma"``, ``"sse2"``, ``"neon"``
         or ``"generic"``), ``select_isa`` that of the selection and filter
         kernels behind the core distances (``"avx512"``, ``"avx2"`` or
         ``"generic"``). ``FOCAL_NATIVE_ISA=generic`` or ``=avx2`` caps both.
+        ``half_matrix``: the dense path can store its matrix as IEEE half.
     """
     return None if _native is None else dict(_native.build_info())
 
@@ -95,6 +96,7 @@ def mst(
     num_threads: int = 0,
     dense_max_points: int = DENSE_MAX_POINTS,
     path: str = "auto",
+    half_matrix: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """Mutual-reachability minimum spanning tree, as the package's Prim's.
 
@@ -106,6 +108,9 @@ def mst(
         dense_max_points: largest N that gets the N x N float32 matrix.
         path: ``"auto"``, ``"dense"`` or ``"implicit"`` (no matrix); the result
             is the same.
+        half_matrix: let the dense path store its matrix as IEEE half (x86-64
+            with F16C, values within range): half the memory and traffic, the
+            same result (the storage error joins the exactness bound).
 
     Returns:
         ``(src, dst, weight, core, stats)``: ``[N-1]`` int64 edge ends in
@@ -120,7 +125,7 @@ def mst(
     feats = _as_features(features)
     if feats.shape[0] < 2:
         raise ValueError(f"mst needs at least 2 points, got {feats.shape[0]}")
-    return nat.mst(feats, int(min_samples), int(num_threads), int(dense_max_points), paths[path])
+    return nat.mst(feats, int(min_samples), int(num_threads), int(dense_max_points), paths[path], bool(half_matrix))
 
 
 def hdbscan_raw_labels(

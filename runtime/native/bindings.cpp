@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dmatrix.hpp"
 #include "gemm.hpp"
 #include "hdbscan.hpp"
 #include "kernels.hpp"
@@ -35,6 +36,7 @@ void require_2d(const py::array& a, const char* name) {
 py::dict stats_dict(const focal::MstStats& s) {
   py::dict d;
   d["dense"] = s.dense;
+  d["half_matrix"] = s.half_matrix;
   d["threads"] = s.threads;
   d["min_samples"] = s.min_samples;
   d["error_bound"] = s.error_bound;
@@ -46,7 +48,8 @@ py::dict stats_dict(const focal::MstStats& s) {
   return d;
 }
 
-py::tuple mst(const CArray<float>& x, int min_samples, int num_threads, i64 dense_max_points, int path) {
+py::tuple mst(const CArray<float>& x, int min_samples, int num_threads, i64 dense_max_points, int path,
+              bool allow_half) {
   require_2d(x, "features");
   const i64 n = x.shape(0);
   const int d = static_cast<int>(x.shape(1));
@@ -55,6 +58,7 @@ py::tuple mst(const CArray<float>& x, int min_samples, int num_threads, i64 dens
   opt.num_threads = num_threads;
   opt.dense_max_points = dense_max_points;
   opt.path = path;
+  opt.allow_half = allow_half;
   focal::MstResult r;
   {
     py::gil_scoped_release nogil;
@@ -174,6 +178,7 @@ py::dict build_info() {
   d["openmp"] = focal::built_with_openmp();
   d["default_threads"] = focal::resolve_threads(0);
   d["gemm_isa"] = focal::gemm_isa();
+  d["half_matrix"] = focal::half_matrix_supported();
   d["select_isa"] = focal::cpu_avx512() ? "avx512" : (focal::cpu_avx2() ? "avx2" : "generic");
 #if defined(__aarch64__)
   d["arch"] = "aarch64";
@@ -191,7 +196,7 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "FOCAL native core: exact HDBSCAN, cosine k-means, resizing (see focal.runtime._native_api)";
   m.def("build_info", &build_info);
   m.def("mst", &mst, py::arg("features"), py::arg("min_samples"), py::arg("num_threads") = 0,
-        py::arg("dense_max_points") = 8192, py::arg("path") = 0);
+        py::arg("dense_max_points") = 8192, py::arg("path") = 0, py::arg("allow_half") = true);
   m.def("labels_from_mst", &labels_from_mst, py::arg("n"), py::arg("src"), py::arg("dst"), py::arg("weight"),
         py::arg("order"), py::arg("min_cluster_size"));
   m.def("method_labels", &method_labels, py::arg("raw"), py::arg("features"));

@@ -10,7 +10,9 @@
 // double exactly as the package's ball-tree path does it
 // (sum of squared differences in increasing k). A proven bound on the float32
 // error tells which decisions are safe, so the MST edges, their order and
-// their weights are those of exact arithmetic.
+// their weights are those of exact arithmetic. The dense matrix may store the
+// float32 values as IEEE half (dmatrix.hpp): the bound then grows by the
+// storage's relative error, and only more decisions go to double.
 #pragma once
 
 #include <cstdint>
@@ -24,10 +26,12 @@ struct MstOptions {
   int num_threads = 0;           // <= 0: default team size
   i64 dense_max_points = 8192;   // above: no N x N matrix (distances recomputed)
   int path = 0;                  // 0 auto, 1 dense, 2 implicit (for tests)
+  bool allow_half = true;        // dense matrix as IEEE half where supported and the values fit
 };
 
 struct MstStats {
   bool dense = false;
+  bool half_matrix = false;     // the dense matrix was stored as IEEE half
   int threads = 1;
   int min_samples = 0;          // after the package's clipping to [1, N - 1]
   double error_bound = 0.0;     // proven bound on |float32 d^2 - exact d^2|

@@ -17,6 +17,7 @@
 #endif
 
 #include "gemm.hpp"
+#include "dmatrix.hpp"
 #include "hdbscan.hpp"
 #include "select.hpp"
 
@@ -97,20 +98,23 @@ struct KthScratch {
 };
 
 // Exact k-th smallest squared distance of point i, given approximations
-// vals[0..m) (with point ids idx) that contain every point whose
-// approximation is <= F + 2e, F being the approximate k-th smallest. Returns
+// vals[0..m) (with point ids idx), each within e + rel * a of its exact value
+// a*, that contain every point whose approximation is <= hi (below). Returns
 // false (nothing done) when the candidates were collected only up to less
-// than F + 2e (*need then holds the threshold to collect up to).
-bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, float collected_upto, const float* x,
-               int d, i64 i, KthScratch& s, double* out, i64* evals, double* need) {
+// than hi (*need then holds the threshold to collect up to).
+bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, double rel, float collected_upto,
+               const float* x, int d, i64 i, KthScratch& s, double* out, i64* evals, double* need) {
+  // With F the approximate k-th smallest, the exact k-th lies in
+  // [F (1 - rel) - e, F (1 + rel) + e] (order statistics of the lower and of
+  // the upper bounds, both monotone in a); a value whose interval misses it
+  // is exactly below (a < lo) or above (a > hi) it. rel = 0: F -+ 2e.
   const double F = kth_smallest(vals, m, k, s.sel);
-  const double lo = F - 2.0 * e, hi = F + 2.0 * e;
+  const double lo = ((F * (1.0 - rel) - e) - e) / (1.0 + rel);
+  const double hi = ((F * (1.0 + rel) + e) + e) / (1.0 - rel);
   if (!(hi <= static_cast<double>(collected_upto))) {
     *need = hi;
     return false;
   }
-  // Below lo: exactly below the k-th exact value; above hi: exactly above it
-  // (order statistics move by at most e under perturbations of at most e).
   // For a float f: f < lo iff f < (smallest float >= lo), f <= hi iff
   // f <= (largest float <= hi).
   if (static_cast<i64>(s.ids.size()) < m + 16) s.ids.resize(m + 16);
@@ -139,29 +143,28 @@ i64 collect(const float* row, i64 n, float upto, RowScratch& s) {
   return collect_le(row, n, upto, s.vals.data(), s.idx.data());
 }
 
-// Exact core distance (squared) of point i from its full approximate row.
-double core_from_row(const float* row, const float* next_row, i64 n, i64 i, i64 k, double e, const float* x, int d,
+// Exact core distance (squared) of point i from its full approximate row
+// (each value within e + rel * value of the exact one).
+double core_from_row(const float* row, i64 n, i64 i, i64 k, double e, double rel, const float* x, int d,
                      RowScratch& s, i64* evals) {
   // A sample puts the collection threshold just above the k-th value.
   const i64 stride = std::max<i64>(1, n / 256);
-  if (next_row) {  // the matrix is far larger than the caches: fetch ahead
-    for (i64 j = 0; j < n; j += 16) __builtin_prefetch(next_row + j);
-  }
   s.samp.clear();
   for (i64 j = 0; j < n; j += stride) s.samp.push_back(row[j]);
   const i64 ns = static_cast<i64>(s.samp.size());
   const i64 r = std::min<i64>(ns - 1, static_cast<i64>(static_cast<double>(k + 1) * ns / n * 1.25) + 4);
-  float upto = float_at_least(static_cast<double>(kth_smallest(s.samp.data(), ns, r, s.kth.sel)) + 4.0 * e);
+  const double guess = kth_smallest(s.samp.data(), ns, r, s.kth.sel);
+  float upto = float_at_least(guess + 4.0 * (e + rel * guess));
   i64 m = collect(row, n, upto, s);
   if (m < k + 1) {
     upto = std::numeric_limits<float>::infinity();
     m = collect(row, n, upto, s);
   }
   double out = 0.0, need = 0.0;
-  if (!exact_kth(s.vals.data(), s.idx.data(), m, k, e, upto, x, d, i, s.kth, &out, evals, &need)) {
+  if (!exact_kth(s.vals.data(), s.idx.data(), m, k, e, rel, upto, x, d, i, s.kth, &out, evals, &need)) {
     upto = float_at_least(need);
     m = collect(row, n, upto, s);
-    exact_kth(s.vals.data(), s.idx.data(), m, k, e, upto, x, d, i, s.kth, &out, evals, &need);
+    exact_kth(s.vals.data(), s.idx.data(), m, k, e, rel, upto, x, d, i, s.kth, &out, evals, &need);
   }
   return out;
 }
@@ -181,7 +184,8 @@ struct Slots {
   const float* x = nullptr;
   int d = 0;
   const double* c2 = nullptr;  // exact squared core distance by point
-  double e = 0.0;
+  double e = 0.0;              // a float32 value f is within e + r * f of the exact one
+  double r = 0.0;
   double* lo = nullptr;
   double* hi = nullptr;
   const double* c2s = nullptr;  // squared core distance by slot (+inf: no point there)
@@ -219,9 +223,9 @@ double relax_generic(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v
     const double fd = f[s];
     const double cj = S.c2s[s];
     const double cm = c2v > cj ? c2v : cj;
-    double mlo = fd - S.e;
+    double mlo = fd * (1.0 - S.r) - S.e;
     if (mlo < cm) mlo = cm;
-    double mhi = fd + S.e;
+    double mhi = fd * (1.0 + S.r) + S.e;
     if (mhi < cm) mhi = cm;
     double chi = S.hi[s];
     if (mhi < S.lo[s]) {
@@ -260,6 +264,7 @@ void select_generic(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_
 __attribute__((target("avx2"))) double relax_avx2(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v,
                                                   std::vector<i64>* saturated) {
   const __m256d ve = _mm256_set1_pd(S.e), vc2v = _mm256_set1_pd(c2v);
+  const __m256d rlo = _mm256_set1_pd(1.0 - S.r), rhi = _mm256_set1_pd(1.0 + S.r);
   const __m256d vv = _mm256_castsi256_pd(_mm256_set1_epi64x(v));
   __m256d vmin = _mm256_set1_pd(kInf);
   double smin = kInf;
@@ -272,8 +277,8 @@ __attribute__((target("avx2"))) double relax_avx2(Slots& S, const float* f, i64 
     const __m256d fd = _mm256_cvtps_pd(_mm_loadu_ps(f + s));
     const __m256d cj = _mm256_loadu_pd(c2s + s);
     const __m256d cm = _mm256_max_pd(vc2v, cj);
-    const __m256d mlo = _mm256_max_pd(_mm256_sub_pd(fd, ve), cm);
-    const __m256d mhi = _mm256_max_pd(_mm256_add_pd(fd, ve), cm);
+    const __m256d mlo = _mm256_max_pd(_mm256_sub_pd(_mm256_mul_pd(fd, rlo), ve), cm);
+    const __m256d mhi = _mm256_max_pd(_mm256_add_pd(_mm256_mul_pd(fd, rhi), ve), cm);
     const __m256d clo = _mm256_loadu_pd(lo + s);
     __m256d chi = _mm256_loadu_pd(hi + s);
     const __m256d upd = _mm256_cmp_pd(mhi, clo, _CMP_LT_OQ);
@@ -393,7 +398,7 @@ struct PrimSlots {
 // clusters saturate) is too small to share through a barrier per step on a
 // machine shared with other work.
 template <class Distances>
-void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, Distances&& distances,
+void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, double rel, Distances&& distances,
                     MstResult& out) {
   const i64 n = P.n;
   const int d = P.d;
@@ -407,6 +412,7 @@ void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, Di
   S.d = d;
   S.c2 = c2;
   S.e = e;
+  S.r = rel;
   S.lo = P.lo.data();
   S.hi = P.hi.data();
   S.c2s = P.c2s.data();
@@ -460,103 +466,6 @@ void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, Di
   out.stats.prim_exact += S.evals;
 }
 
-// Writes a block of the distance matrix (rows x cols of a B-wide tile) at
-// (r0, c0) and, when mirror, its transpose at (c0, r0). Whole 64-float rows
-// go out with streaming stores where aligned: the matrix is far larger than
-// the caches and is read again only after it is complete.
-void store_block_generic(const float* tile, i64 B, i64 rows, i64 cols, float* D, i64 n, i64 r0, i64 c0, bool mirror,
-                         float*) {
-  for (i64 r = 0; r < rows; ++r) std::memcpy(D + (r0 + r) * n + c0, tile + r * B, sizeof(float) * cols);
-  if (mirror)
-    for (i64 c = 0; c < cols; ++c) {
-      float* dst = D + (c0 + c) * n + r0;
-      for (i64 r = 0; r < rows; ++r) dst[r] = tile[r * B + c];
-    }
-}
-
-#ifdef FOCAL_X86
-__attribute__((target("avx2"))) void stream_row(float* dst, const float* src, i64 len) {
-  if (len == 64 && (reinterpret_cast<std::uintptr_t>(dst) & 31) == 0) {
-    for (int t = 0; t < 64; t += 8) _mm256_stream_ps(dst + t, _mm256_load_ps(src + t));
-  } else {
-    std::memcpy(dst, src, sizeof(float) * len);
-  }
-}
-
-__attribute__((target("avx2"))) void transpose8(const float* src, i64 ls, float* dst, i64 ld) {
-  const __m256 a0 = _mm256_load_ps(src), a1 = _mm256_load_ps(src + ls), a2 = _mm256_load_ps(src + 2 * ls),
-               a3 = _mm256_load_ps(src + 3 * ls), a4 = _mm256_load_ps(src + 4 * ls),
-               a5 = _mm256_load_ps(src + 5 * ls), a6 = _mm256_load_ps(src + 6 * ls),
-               a7 = _mm256_load_ps(src + 7 * ls);
-  const __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1);
-  const __m256 t2 = _mm256_unpacklo_ps(a2, a3), t3 = _mm256_unpackhi_ps(a2, a3);
-  const __m256 t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5);
-  const __m256 t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-  const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-  _mm256_store_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
-  _mm256_store_ps(dst + ld, _mm256_permute2f128_ps(u1, u5, 0x20));
-  _mm256_store_ps(dst + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
-  _mm256_store_ps(dst + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
-  _mm256_store_ps(dst + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
-  _mm256_store_ps(dst + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
-  _mm256_store_ps(dst + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
-  _mm256_store_ps(dst + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-
-__attribute__((target("avx2"))) void store_block_avx2(const float* tile, i64 B, i64 rows, i64 cols, float* D, i64 n,
-                                                      i64 r0, i64 c0, bool mirror, float* tileT) {
-  for (i64 r = 0; r < rows; ++r) stream_row(D + (r0 + r) * n + c0, tile + r * B, cols);
-  if (!mirror) return;
-  // The tile is B x B with B a multiple of 8; padding rows/columns are
-  // transposed too and simply not written out.
-  for (i64 r = 0; r < B; r += 8)
-    for (i64 c = 0; c < B; c += 8) transpose8(tile + r * B + c, B, tileT + c * B + r, B);
-  for (i64 c = 0; c < cols; ++c) stream_row(D + (c0 + c) * n + r0, tileT + c * B, rows);
-}
-#endif
-
-void store_block(const float* tile, i64 B, i64 rows, i64 cols, float* D, i64 n, i64 r0, i64 c0, bool mirror,
-                 float* tileT) {
-#ifdef FOCAL_X86
-  if (cpu_avx2()) return store_block_avx2(tile, B, rows, cols, D, n, r0, c0, mirror, tileT);
-#endif
-  store_block_generic(tile, B, rows, cols, D, n, r0, c0, mirror, tileT);
-}
-
-// Orders this thread's streaming stores before the matrix is read elsewhere.
-void finish_stores() {
-#ifdef FOCAL_X86
-  if (cpu_avx2()) _mm_sfence();
-#endif
-}
-
-// The dense matrix is the one big allocation; reusing it across calls (one
-// image after another) saves the kernel zeroing fresh pages every time.
-std::mutex g_matrix_mutex;
-AlignedBuffer<float> g_matrix;
-constexpr std::size_t kMatrixCacheMax = std::size_t(80) << 20;  // bytes kept between calls
-
-AlignedBuffer<float> take_matrix(std::size_t n) {
-  {
-    std::lock_guard<std::mutex> lock(g_matrix_mutex);
-    if (g_matrix.size() >= n) return std::move(g_matrix);
-  }
-  return AlignedBuffer<float>(n);
-}
-
-void give_back_matrix(AlignedBuffer<float>&& m) {
-  if (m.size() * sizeof(float) > kMatrixCacheMax) return;
-  std::lock_guard<std::mutex> lock(g_matrix_mutex);
-  if (m.size() > g_matrix.size()) g_matrix = std::move(m);
-}
-
 }  // namespace
 
 MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples, const MstOptions& opt) {
@@ -593,14 +502,20 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
   PrimSlots P;
   P.n = n;
   P.d = d;
-  AlignedBuffer<float> d2;
+  DistMatrix d2;
+  double e_store = e, rel = 0.0;  // bound on the stored values: e_store + rel * value
   std::vector<i64> evals(threads, 0);
 
   if (dense) {
     // Full matrix of approximate squared distances, one 64 x 64 block pair
     // at a time (upper triangle computed, mirrored with whole-line stores).
-    d2 = take_matrix(static_cast<std::size_t>(n) * n + 8);  // + 8: the scan reads whole vectors
-    std::fill(d2.data() + n * n, d2.data() + n * n + 8, 0.0f);
+    // Half storage where the values fit (|x_i - x_j|^2 <= 4 max |x|^2, far
+    // below the half range's 65504 for the runtime's unit rows).
+    const bool half = opt.allow_half && 4.01 * max_norm + 1.0 < 60000.0;
+    d2 = take_matrix(n, half);
+    out.stats.half_matrix = d2.half;
+    e_store = e + d2.abs();
+    rel = d2.rel();
     const i64 bp = 4;  // panels per block
     const i64 nb = (packed.panels + bp - 1) / bp;
     std::vector<std::pair<i64, i64>> pairs;
@@ -611,7 +526,6 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
     std::vector<AlignedBuffer<float>> tiles(threads), tilesT(threads);
     for (auto& t : tiles) t.reset(B * B);
     for (auto& t : tilesT) t.reset(B * B);
-    float* D = d2.data();
     parallel_for(static_cast<i64>(pairs.size()), threads, 8, [&](i64 b0, i64 b1, int tid) {
       float* tile = tiles[tid].data();
       for (i64 pi = b0; pi < b1; ++pi) {
@@ -629,17 +543,20 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
           }
           if (a == b) g[r - c0] = 0.0f;
         }
-        store_block(tile, B, r1 - r0, c1 - c0, D, n, r0, c0, a != b, tilesT[tid].data());
+        store_block(tile, B, r1 - r0, c1 - c0, d2, r0, c0, a != b, tilesT[tid].data());
       }
       finish_stores();
     });
     out.stats.seconds_gram = since(t0);
     auto t1 = Clock::now();
     std::vector<RowScratch> scratch(threads);
+    std::vector<std::vector<float>> rowbuf(threads, std::vector<float>(n + 16));
     parallel_for(n, threads, 64, [&](i64 i0, i64 i1, int tid) {
-      for (i64 i = i0; i < i1; ++i)
-        c2[i] = core_from_row(D + i * n, i + 1 < i1 ? D + (i + 1) * n : nullptr, n, i, k, e, x, d, scratch[tid],
+      for (i64 i = i0; i < i1; ++i) {
+        if (i + 1 < i1) prefetch_row(d2, i + 1);
+        c2[i] = core_from_row(matrix_row(d2, i, rowbuf[tid].data()), n, i, k, e_store, rel, x, d, scratch[tid],
                               &evals[tid]);
+      }
     });
     out.stats.seconds_core = since(t1);
   } else {
@@ -749,7 +666,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
           RowState& st = rows[r - r0];
           double need = 0.0;
           const bool ok = st.count >= k + 1 &&
-                          exact_kth(st.vals.data(), st.idx.data(), st.count, k, e, float_at_least(st.upto), x, d, r,
+                          exact_kth(st.vals.data(), st.idx.data(), st.count, k, e, 0.0, float_at_least(st.upto), x, d, r,
                                     ks, &c2[r], &evals[tid], &need);
           if (!ok) {
             // The sampled threshold was too low for this row: redo it in full.
@@ -761,7 +678,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
               rbuf[c] = f > 0.0f ? f : 0.0f;
             }
             rbuf[r] = 0.0f;
-            c2[r] = core_from_row(rbuf.data(), nullptr, n, r, k, e, x, d, fallback[tid], &evals[tid]);
+            c2[r] = core_from_row(rbuf.data(), n, r, k, e, 0.0, x, d, fallback[tid], &evals[tid]);
           }
         }
       }
@@ -795,20 +712,21 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
     }
     P.active = P.used = n;
     if (dense) {
-      // The active points' float32 distances to v, gathered from its row.
-      const float* D = d2.data();
+      // The active points' distances to v, gathered from its row.
       const int* idx = P.idx.data();
-      run_prim_slots(P, x, c2.data(), e, [&](i64 v, float, i64 A, float* f) {
-        const float* row = D + v * n;
+      std::vector<float> rowbuf(n + 16);
+      run_prim_slots(P, x, c2.data(), e_store, rel, [&](i64 v, float, i64 A, float* f) {
         // The row comes from memory (the matrix outgrows the caches); ask
-        // for all of it at once rather than line by line in gather order.
-        for (i64 j = 0; j < n; j += 16) __builtin_prefetch(row + j);
+        // for all of it at once rather than line by line in gather order
+        // (half rows are converted in one sequential pass instead).
+        if (!d2.half) prefetch_row(d2, v);
+        const float* row = matrix_row(d2, v, rowbuf.data());
         for (i64 s = 0; s < A; ++s) f[s] = row[idx[s]];
       }, out);
       give_back_matrix(std::move(d2));
     } else {
       // Recomputed: the dot kernel on the active points' packed rows.
-      run_prim_slots(P, x, c2.data(), e, [&](i64 v, float nv, i64 A, float* f) {
+      run_prim_slots(P, x, c2.data(), e, 0.0, [&](i64 v, float nv, i64 A, float* f) {
         dot_panels(x + v * d, P.panels.data(), d, 0, (A + kPanel - 1) / kPanel, f);
         const float* nsv = P.ns.data();
         for (i64 s = 0; s < A; ++s) {

@@ -129,6 +129,7 @@ def test_build_info_names_the_kernels() -> None:
     assert info is not None
     assert info["gemm_isa"] in {"avx2+fma", "sse2", "neon", "generic"}
     assert info["select_isa"] in {"avx512", "avx2", "generic"}
+    assert isinstance(info["half_matrix"], bool)
     assert info["default_threads"] >= 1
     print("native core:", info)
 
@@ -160,14 +161,18 @@ def test_realistic_map_finds_the_forged_region() -> None:
     assert got[src == 1].mean() > 0.9 and got[src == 0].mean() < 0.1
 
 
-@pytest.mark.parametrize("path", ["dense", "implicit"])
+@pytest.mark.parametrize("path", ["dense", "dense-float32", "implicit"])
 @pytest.mark.parametrize("name", ["duplicates", "lattice_ties", "small_min_cluster_size"])
 def test_spanning_tree_bit_identical_to_package_prim(name: str, path: str) -> None:
+    # "dense" stores the matrix as IEEE half where the CPU supports it (its
+    # bigger storage error only sends more decisions to double precision).
     feats, mcs, ms = scenario(name)
     k = ms if ms is not None else mcs
     core, edges = package_prim(feats, k)
-    src, dst, weight, got_core, stats = na.mst(feats, k, path=path)
-    assert stats["dense"] == (path == "dense")
+    half = path == "dense"
+    src, dst, weight, got_core, stats = na.mst(feats, k, path=path.split("-")[0], half_matrix=half)
+    assert stats["dense"] == path.startswith("dense")
+    assert stats["half_matrix"] == (half and na.build_info()["half_matrix"])
     np.testing.assert_array_equal(got_core, core)
     np.testing.assert_array_equal(src, edges[:, 0].astype(np.int64))
     np.testing.assert_array_equal(dst, edges[:, 1].astype(np.int64))
@@ -179,6 +184,7 @@ def test_threads_and_paths_do_not_change_the_tree() -> None:
     runs = [
         na.mst(feats, mcs, num_threads=1, path="dense"),
         na.mst(feats, mcs, num_threads=2, path="dense"),
+        na.mst(feats, mcs, num_threads=2, path="dense", half_matrix=False),
         na.mst(feats, mcs, num_threads=2, path="implicit"),
         na.mst(feats, mcs, num_threads=1, path="implicit"),
     ]
@@ -217,6 +223,19 @@ def test_portable_kernels_give_the_same_tree(isa: str) -> None:
     np.testing.assert_array_equal(np.load(paths[2]), weight)
     for p in paths:
         os.unlink(p)
+
+
+def test_half_matrix_only_where_the_values_fit() -> None:
+    # Rows of norm ~300 put squared distances far past half's 65504: the
+    # dense path must fall back to float32 and still give the package's tree.
+    feats, mcs, _ = scenario("two_sources")
+    big = feats * np.float32(300.0)
+    core, edges = package_prim(big, mcs)
+    src, dst, weight, got_core, stats = na.mst(big, mcs, path="dense")
+    assert not stats["half_matrix"]
+    np.testing.assert_array_equal(got_core, core)
+    np.testing.assert_array_equal(np.stack([src, dst]), edges[:, :2].T.astype(np.int64))
+    np.testing.assert_array_equal(weight, edges[:, 2])
 
 
 def _kth_cases() -> list[np.ndarray]:
