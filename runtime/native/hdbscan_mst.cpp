@@ -135,22 +135,31 @@ struct RowScratch {
   KthScratch kth;
 };
 
-i64 collect(const float* row, i64 n, float upto, RowScratch& s) {
+// One row of approximate squared distances: float32, or IEEE half read in
+// place (the conversion fused into the filter pass).
+struct RowView {
+  const float* f32 = nullptr;
+  const std::uint16_t* f16 = nullptr;
+  float at(i64 j) const { return f32 ? f32[j] : half_to_float(f16[j]); }
+};
+
+i64 collect(RowView row, i64 n, float upto, RowScratch& s) {
   if (static_cast<i64>(s.vals.size()) < n + 16) {
     s.vals.resize(n + 16);
     s.idx.resize(n + 16);
   }
-  return collect_le(row, n, upto, s.vals.data(), s.idx.data());
+  return row.f32 ? collect_le(row.f32, n, upto, s.vals.data(), s.idx.data())
+                 : collect_le_half(row.f16, n, upto, s.vals.data(), s.idx.data());
 }
 
 // Exact core distance (squared) of point i from its full approximate row
 // (each value within e + rel * value of the exact one).
-double core_from_row(const float* row, i64 n, i64 i, i64 k, double e, double rel, const float* x, int d,
-                     RowScratch& s, i64* evals) {
+double core_from_row(RowView row, i64 n, i64 i, i64 k, double e, double rel, const float* x, int d, RowScratch& s,
+                     i64* evals) {
   // A sample puts the collection threshold just above the k-th value.
   const i64 stride = std::max<i64>(1, n / 256);
   s.samp.clear();
-  for (i64 j = 0; j < n; j += stride) s.samp.push_back(row[j]);
+  for (i64 j = 0; j < n; j += stride) s.samp.push_back(row.at(j));
   const i64 ns = static_cast<i64>(s.samp.size());
   const i64 r = std::min<i64>(ns - 1, static_cast<i64>(static_cast<double>(k + 1) * ns / n * 1.25) + 4);
   const double guess = kth_smallest(s.samp.data(), ns, r, s.kth.sel);
@@ -554,8 +563,11 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
     parallel_for(n, threads, 64, [&](i64 i0, i64 i1, int tid) {
       for (i64 i = i0; i < i1; ++i) {
         if (i + 1 < i1) prefetch_row(d2, i + 1);
-        c2[i] = core_from_row(matrix_row(d2, i, rowbuf[tid].data()), n, i, k, e_store, rel, x, d, scratch[tid],
-                              &evals[tid]);
+        // Half rows are filtered in place where the AVX-512 kernel converts
+        // on the fly, converted to float32 first elsewhere.
+        const RowView row = d2.half && cpu_avx512() ? RowView{nullptr, d2.f16() + i * n}
+                                                    : RowView{matrix_row(d2, i, rowbuf[tid].data()), nullptr};
+        c2[i] = core_from_row(row, n, i, k, e_store, rel, x, d, scratch[tid], &evals[tid]);
       }
     });
     out.stats.seconds_core = since(t1);
@@ -678,7 +690,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
               rbuf[c] = f > 0.0f ? f : 0.0f;
             }
             rbuf[r] = 0.0f;
-            c2[r] = core_from_row(rbuf.data(), n, r, k, e, 0.0, x, d, fallback[tid], &evals[tid]);
+            c2[r] = core_from_row(RowView{rbuf.data(), nullptr}, n, r, k, e, 0.0, x, d, fallback[tid], &evals[tid]);
           }
         }
       }

@@ -4,6 +4,7 @@
 #include "gemm.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -12,6 +13,20 @@
 #endif
 
 namespace focal {
+
+float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+  if (exp == 0) {  // zero or subnormal: man * 2^-24, exact in float
+    const float f = static_cast<float>(man) * 5.9604644775390625e-08f;
+    return sign ? -f : f;
+  }
+  const std::uint32_t bits = exp == 31 ? (sign | 0x7F800000u | (man << 13))  // inf / nan
+                                       : (sign | ((exp + 112u) << 23) | (man << 13));
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
 
 void SelectScratch::reserve(i64 n) {
   // + 16: the vector kernels store whole 16-float registers past the end.
@@ -171,7 +186,7 @@ __attribute__((target("avx2"))) i64 filter_avx2(const float* g, i64 w, float nr,
 // vcompressps is microcoded and slow on AMD Zen 4.
 #define FOCAL_AVX512 __attribute__((target("avx512f,popcnt")))
 
-FOCAL_AVX512 inline __mmask16 tail_mask(i64 r) {
+inline __mmask16 tail_mask(i64 r) {
   return static_cast<__mmask16>(r >= 16 ? 0xFFFF : (1u << r) - 1u);
 }
 
@@ -236,13 +251,48 @@ FOCAL_AVX512 float kth_avx512(const float* v, i64 n, i64 k, SelectScratch& s) {
   return a[k];
 }
 
-FOCAL_AVX512 i64 collect_avx512(const float* row, i64 n, float upto, float* vals, int* idx) {
+FOCAL_AVX512 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+FOCAL_AVX512 inline __m512 load16(const std::uint16_t* p, __mmask16 m) {
+  // IEEE half to float (AVX-512F's vcvtph2ps); m is all lanes or a prefix
+  // (the tail), read through a padded copy: masked 16-bit loads need
+  // AVX-512BW. (maskz forms: GCC 12 warns on the plain ones.)
+  if (m == 0xFFFF) return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  alignas(32) std::uint16_t tmp[16] = {};
+  std::memcpy(tmp, p, sizeof(std::uint16_t) * __builtin_popcount(m));
+  return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp)));
+}
+
+// Four vectors per step: their masks and counts are independent, so only
+// the running count's additions stay serial.
+template <class T>
+FOCAL_AVX512 i64 collect_avx512(const T* row, i64 n, float upto, float* vals, int* idx) {
   const __m512 t = _mm512_set1_ps(upto);
   const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  i64 c = 0;
-  for (i64 j = 0; j < n; j += 16) {
+  const __m512i sixteen = _mm512_set1_epi32(16);
+  i64 c = 0, j = 0;
+  for (; j + 64 <= n; j += 64) {
+    const __m512 v0 = load16(row + j, 0xFFFF), v1 = load16(row + j + 16, 0xFFFF);
+    const __m512 v2 = load16(row + j + 32, 0xFFFF), v3 = load16(row + j + 48, 0xFFFF);
+    const __mmask16 m0 = _mm512_cmp_ps_mask(v0, t, _CMP_LE_OQ), m1 = _mm512_cmp_ps_mask(v1, t, _CMP_LE_OQ);
+    const __mmask16 m2 = _mm512_cmp_ps_mask(v2, t, _CMP_LE_OQ), m3 = _mm512_cmp_ps_mask(v3, t, _CMP_LE_OQ);
+    const __m512i c0 = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(j)));
+    const __m512i c1 = _mm512_add_epi32(c0, sixteen), c2 = _mm512_add_epi32(c1, sixteen);
+    const __m512i c3 = _mm512_add_epi32(c2, sixteen);
+    const i64 p0 = c, p1 = p0 + __builtin_popcount(m0), p2 = p1 + __builtin_popcount(m1);
+    const i64 p3 = p2 + __builtin_popcount(m2);
+    _mm512_storeu_ps(vals + p0, _mm512_maskz_compress_ps(m0, v0));
+    _mm512_storeu_si512(idx + p0, _mm512_maskz_compress_epi32(m0, c0));
+    _mm512_storeu_ps(vals + p1, _mm512_maskz_compress_ps(m1, v1));
+    _mm512_storeu_si512(idx + p1, _mm512_maskz_compress_epi32(m1, c1));
+    _mm512_storeu_ps(vals + p2, _mm512_maskz_compress_ps(m2, v2));
+    _mm512_storeu_si512(idx + p2, _mm512_maskz_compress_epi32(m2, c2));
+    _mm512_storeu_ps(vals + p3, _mm512_maskz_compress_ps(m3, v3));
+    _mm512_storeu_si512(idx + p3, _mm512_maskz_compress_epi32(m3, c3));
+    c = p3 + __builtin_popcount(m3);
+  }
+  for (; j < n; j += 16) {
     const __mmask16 tm = tail_mask(n - j);
-    const __m512 v = _mm512_maskz_loadu_ps(tm, row + j);
+    const __m512 v = load16(row + j, tm);
     const __mmask16 m = _mm512_mask_cmp_ps_mask(tm, v, t, _CMP_LE_OQ);
     const __m512i cols = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int>(j)));
     _mm512_storeu_ps(vals + c, _mm512_maskz_compress_ps(m, v));
@@ -324,6 +374,20 @@ i64 collect_le(const float* row, i64 n, float upto, float* vals, int* idx) {
   if (cpu_avx2()) return collect_avx2(row, n, upto, vals, idx);
 #endif
   return collect_generic(row, n, upto, vals, idx);
+}
+
+i64 collect_le_half(const std::uint16_t* row, i64 n, float upto, float* vals, int* idx) {
+#ifdef FOCAL_X86
+  if (cpu_avx512()) return collect_avx512(row, n, upto, vals, idx);
+#endif
+  i64 c = 0;
+  for (i64 j = 0; j < n; ++j) {
+    const float f = half_to_float(row[j]);
+    vals[c] = f;
+    idx[c] = static_cast<int>(j);
+    c += (f <= upto);
+  }
+  return c;
 }
 
 i64 filter_le(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0, float* vals, int* idx) {

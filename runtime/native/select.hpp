@@ -5,6 +5,8 @@
 // CPUs that have it, the wheel staying at the baseline ISA.
 #pragma once
 
+#include <cstdint>
+
 #include "common.hpp"
 
 namespace focal {
@@ -27,6 +29,12 @@ void select_kth_inplace(float* a, i64 n, i64 k);
 // positions to idx, in order; both need n + 16 entries of room. Returns how
 // many.
 i64 collect_le(const float* row, i64 n, float upto, float* vals, int* idx);
+
+// collect_le on a row of IEEE half values (compared and returned as float).
+i64 collect_le_half(const std::uint16_t* row, i64 n, float upto, float* vals, int* idx);
+
+// IEEE half (binary16 bits) to float, exactly; portable.
+float half_to_float(std::uint16_t h);
 
 // Squared distances f = max((nr + nc[c]) - 2 g[c], 0) of one row against w
 // columns (float32, these operations in this order); those <= upto are
