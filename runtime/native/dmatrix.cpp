@@ -191,11 +191,4 @@ const float* matrix_row(const DistMatrix& D, i64 i, float* buf) {
   return D.f32() + i * D.n;
 }
 
-void prefetch_row(const DistMatrix& D, i64 i) {
-  const char* p = D.half ? reinterpret_cast<const char*>(D.f16() + i * D.n)
-                         : reinterpret_cast<const char*>(D.f32() + i * D.n);
-  const i64 bytes = D.n * (D.half ? 2 : 4);
-  for (i64 b = 0; b < bytes; b += 64) __builtin_prefetch(p + b);
-}
-
 }  // namespace focal

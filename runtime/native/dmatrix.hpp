@@ -46,7 +46,4 @@ void finish_stores();
 // buf (n floats) after converting it.
 const float* matrix_row(const DistMatrix& D, i64 i, float* buf);
 
-// Asks for row i ahead of its use (the matrix is far larger than the caches).
-void prefetch_row(const DistMatrix& D, i64 i);
-
 }  // namespace focal
