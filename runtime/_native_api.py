@@ -64,7 +64,7 @@ def build_info() -> dict[str, Any] | None:
     Returns:
         ``{"openmp": bool, "default_threads": int, "gemm_isa": str,
         "select_isa": str, "half_matrix": bool, "arch": str}``; ``gemm_isa`` is the inner-product
-        kernel family the CPU selected (``"avx2+fma"``, ``"sse2"``, ``"neon"``
+        kernel family the CPU selected (``"avx512"``, ``"avx2+fma"``, ``"sse2"``, ``"neon"``
         or ``"generic"``), ``select_isa`` that of the selection and filter
         kernels behind the core distances (``"avx512"``, ``"avx2"`` or
         ``"generic"``). ``FOCAL_NATIVE_ISA=generic`` or ``=avx2`` caps both.

@@ -44,7 +44,8 @@ void dot_panels(const float* v, const float* panels, int d, i64 q0, i64 q1, floa
 // FOCAL_NATIVE_ISA=generic is set).
 bool cpu_avx2();
 
-// The kernel family the running CPU uses: "avx2+fma", "sse2", "neon" or "generic".
+// The kernel family the running CPU uses: "avx512", "avx2+fma", "sse2", "neon" or
+// "generic" (FOCAL_NATIVE_ISA=generic / =avx2 caps it).
 const char* gemm_isa();
 
 }  // namespace focal

@@ -140,7 +140,6 @@ struct RowScratch {
 struct RowView {
   const float* f32 = nullptr;
   const std::uint16_t* f16 = nullptr;
-  float at(i64 j) const { return f32 ? f32[j] : half_to_float(f16[j]); }
 };
 
 i64 collect(RowView row, i64 n, float upto, RowScratch& s) {
@@ -158,9 +157,13 @@ double core_from_row(RowView row, i64 n, i64 i, i64 k, double e, double rel, con
                      i64* evals) {
   // A sample puts the collection threshold just above the k-th value.
   const i64 stride = std::max<i64>(1, n / 256);
-  s.samp.clear();
-  for (i64 j = 0; j < n; j += stride) s.samp.push_back(row.at(j));
-  const i64 ns = static_cast<i64>(s.samp.size());
+  s.samp.resize((n + stride - 1) / stride + 16);
+  i64 ns = 0;
+  if (row.f32) {
+    for (i64 j = 0; j < n; j += stride) s.samp[ns++] = row.f32[j];
+  } else {
+    ns = sample_half(row.f16, n, stride, s.samp.data());
+  }
   const i64 r = std::min<i64>(ns - 1, static_cast<i64>(static_cast<double>(k + 1) * ns / n * 1.25) + 4);
   const double guess = kth_smallest(s.samp.data(), ns, r, s.kth.sel);
   float upto = float_at_least(guess + 4.0 * (e + rel * guess));

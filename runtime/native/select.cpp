@@ -262,6 +262,10 @@ FOCAL_AVX512 inline __m512 load16(const std::uint16_t* p, __mmask16 m) {
   return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp)));
 }
 
+FOCAL_AVX512 void convert16(const std::uint16_t* h, float* out) {
+  _mm512_storeu_ps(out, _mm512_maskz_cvtph_ps(0xFFFF, _mm256_load_si256(reinterpret_cast<const __m256i*>(h))));
+}
+
 // Four vectors per step: their masks and counts are independent, so only
 // the running count's additions stay serial.
 template <class T>
@@ -387,6 +391,25 @@ i64 collect_le_half(const std::uint16_t* row, i64 n, float upto, float* vals, in
     idx[c] = static_cast<int>(j);
     c += (f <= upto);
   }
+  return c;
+}
+
+i64 sample_half(const std::uint16_t* row, i64 n, i64 stride, float* out) {
+  i64 c = 0;
+#ifdef FOCAL_X86
+  if (cpu_avx512()) {
+    alignas(32) std::uint16_t h[16];
+    for (i64 j = 0; j < n;) {  // strided 16-bit loads, then one conversion per 16
+      int m = 0;
+      for (; m < 16 && j < n; ++m, j += stride) h[m] = row[j];
+      for (int t = m; t < 16; ++t) h[t] = 0;
+      convert16(h, out + c);
+      c += m;
+    }
+    return c;
+  }
+#endif
+  for (i64 j = 0; j < n; j += stride) out[c++] = half_to_float(row[j]);
   return c;
 }
 

@@ -33,6 +33,10 @@ i64 collect_le(const float* row, i64 n, float upto, float* vals, int* idx);
 // collect_le on a row of IEEE half values (compared and returned as float).
 i64 collect_le_half(const std::uint16_t* row, i64 n, float upto, float* vals, int* idx);
 
+// out[t] = row[t * stride] as float for t * stride < n (out: room for
+// ceil(n / stride) + 16); returns how many.
+i64 sample_half(const std::uint16_t* row, i64 n, i64 stride, float* out);
+
 // IEEE half (binary16 bits) to float, exactly; portable.
 float half_to_float(std::uint16_t h);
 
