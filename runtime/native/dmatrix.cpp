@@ -119,6 +119,18 @@ FOCAL_F16C void half_row_to_float(const std::uint16_t* src, i64 n, float* dst) {
   for (; t < n; ++t) dst[t] = _cvtsh_ss(src[t]);
 }
 
+FOCAL_F16C void gather_half(const std::uint16_t* row, const int* idx, i64 m, float* out, const char* g, i64 b,
+                            i64 bytes) {
+  for (i64 s = 0; s < m; ++s) {
+    out[s] = _cvtsh_ss(row[idx[s]]);
+    if ((s & 7) == 0 && b < bytes) {
+      __builtin_prefetch(g + b, 0, 1);
+      b += 64;
+    }
+  }
+  for (; b < bytes; b += 64) __builtin_prefetch(g + b, 0, 1);
+}
+
 bool detect_f16c() {
   __builtin_cpu_init();
   return cpu_avx2() && __builtin_cpu_supports("f16c");
@@ -189,6 +201,29 @@ const float* matrix_row(const DistMatrix& D, i64 i, float* buf) {
 #endif
   (void)buf;
   return D.f32() + i * D.n;
+}
+
+void gather_row(const DistMatrix& D, i64 i, const int* idx, i64 m, float* out, i64 next) {
+  const char* g = next >= 0 ? (D.half ? reinterpret_cast<const char*>(D.f16() + next * D.n)
+                                      : reinterpret_cast<const char*>(D.f32() + next * D.n))
+                            : nullptr;
+  const i64 bytes = D.n * (D.half ? 2 : 4);
+  i64 b = g ? 0 : bytes;
+#ifdef FOCAL_X86
+  if (D.half) {
+    gather_half(D.f16() + i * D.n, idx, m, out, g, b, bytes);
+    return;
+  }
+#endif
+  const float* row = D.f32() + i * D.n;
+  for (i64 s = 0; s < m; ++s) {
+    out[s] = row[idx[s]];
+    if ((s & 7) == 0 && b < bytes) {
+      __builtin_prefetch(g + b, 0, 1);
+      b += 64;
+    }
+  }
+  for (; b < bytes; b += 64) __builtin_prefetch(g + b, 0, 1);
 }
 
 }  // namespace focal

@@ -46,4 +46,9 @@ void finish_stores();
 // buf (n floats) after converting it.
 const float* matrix_row(const DistMatrix& D, i64 i, float* buf);
 
+// out[s] = row i at column idx[s] as float32, s < m; meanwhile the lines of
+// row `next` (-1: none) are fetched into L2, one per 8 values gathered, so
+// the requests never pile up.
+void gather_row(const DistMatrix& D, i64 i, const int* idx, i64 m, float* out, i64 next);
+
 }  // namespace focal
