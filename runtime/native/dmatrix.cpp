@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "gemm.hpp"
+#include "select.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define FOCAL_X86 1
@@ -131,6 +132,23 @@ FOCAL_F16C void gather_half(const std::uint16_t* row, const int* idx, i64 m, flo
   for (; b < bytes; b += 64) __builtin_prefetch(g + b, 0, 1);
 }
 
+__attribute__((target("avx512f"))) void gram_to_d2_avx512(float* tile, i64 ld, i64 rows, i64 cols, const float* nr,
+                                                          const float* nc) {
+  // The operations of gram_to_d2's portable loop, lane by lane.
+  const __m512 two = _mm512_set1_ps(2.0f), zero = _mm512_setzero_ps();
+  for (i64 r = 0; r < rows; ++r) {
+    float* g = tile + r * ld;
+    const __m512 vr = _mm512_set1_ps(nr[r]);
+    for (i64 c = 0; c < cols; c += 16) {
+      const i64 left = cols - c;
+      const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1u);
+      const __m512 s = _mm512_add_ps(vr, _mm512_maskz_loadu_ps(m, nc + c));
+      const __m512 f = _mm512_sub_ps(s, _mm512_mul_ps(two, _mm512_maskz_loadu_ps(m, g + c)));
+      _mm512_mask_storeu_ps(g + c, m, _mm512_maskz_max_ps(0xFFFF, f, zero));  // max(-0, +0) = +0, as the loop
+    }
+  }
+}
+
 bool detect_f16c() {
   __builtin_cpu_init();
   return cpu_avx2() && __builtin_cpu_supports("f16c");
@@ -190,6 +208,19 @@ void finish_stores() {
 #ifdef FOCAL_X86
   if (cpu_avx2()) _mm_sfence();
 #endif
+}
+
+void gram_to_d2(float* tile, i64 ld, i64 rows, i64 cols, const float* nr, const float* nc) {
+#ifdef FOCAL_X86
+  if (cpu_avx512()) return gram_to_d2_avx512(tile, ld, rows, cols, nr, nc);
+#endif
+  for (i64 r = 0; r < rows; ++r) {
+    float* g = tile + r * ld;
+    for (i64 c = 0; c < cols; ++c) {
+      const float f = (nr[r] + nc[c]) - 2.0f * g[c];
+      g[c] = f > 0.0f ? f : 0.0f;
+    }
+  }
 }
 
 const float* matrix_row(const DistMatrix& D, i64 i, float* buf) {

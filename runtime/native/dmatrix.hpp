@@ -42,6 +42,11 @@ void store_block(const float* tile, i64 B, i64 rows, i64 cols, DistMatrix& D, i6
                  float* tileT);
 void finish_stores();
 
+// Inner products to squared distances in place: tile[r * ld + c] =
+// max((nr[r] + nc[c]) - 2 tile[r * ld + c], 0), float32, these operations in
+// this order (every kernel), for r < rows, c < cols.
+void gram_to_d2(float* tile, i64 ld, i64 rows, i64 cols, const float* nr, const float* nc);
+
 // Row i as float32: a pointer into the matrix, or, for half storage, into
 // buf (n floats) after converting it.
 const float* matrix_row(const DistMatrix& D, i64 i, float* buf);

@@ -609,15 +609,9 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
         gram_panels(packed, a * bp, npa, b * bp, npb, tile, B);
         const i64 r0 = a * B, c0 = b * B;
         const i64 r1 = std::min(n, r0 + npa * kPanel), c1 = std::min(n, c0 + npb * kPanel);
-        for (i64 r = r0; r < r1; ++r) {
-          const float nr = norms[r];
-          float* g = tile + (r - r0) * B;
-          for (i64 c = c0; c < c1; ++c) {
-            float f = (nr + norms[c]) - 2.0f * g[c - c0];
-            g[c - c0] = f > 0.0f ? f : 0.0f;
-          }
-          if (a == b) g[r - c0] = 0.0f;
-        }
+        gram_to_d2(tile, B, r1 - r0, c1 - c0, norms.data() + r0, norms.data() + c0);
+        if (a == b)
+          for (i64 r = r0; r < r1; ++r) tile[(r - r0) * B + (r - c0)] = 0.0f;
         store_block(tile, B, r1 - r0, c1 - c0, d2, r0, c0, a != b, tilesT[tid].data());
       }
       finish_stores();
@@ -700,10 +694,7 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
             RowState& st = rows[r - r0];
             float* g = st_tile + (r - r0) * sw;
             const float nr = norms[r];
-            for (i64 t = 0; t < nsamp; ++t) {
-              const float f = (nr + samp_norms[t]) - 2.0f * g[t];
-              g[t] = f > 0.0f ? f : 0.0f;
-            }
+            gram_to_d2(g, sw, 1, nsamp, &nr, samp_norms.data());
             st.upto = static_cast<double>(kth_smallest(g, nsamp, srank, ks.sel)) + 4.0 * e;
             st.cap = cap0;
             st.count = 0;
