@@ -187,7 +187,7 @@ __attribute__((target("avx2"))) i64 filter_avx2(const float* g, i64 w, float nr,
 #define FOCAL_AVX512 __attribute__((target("avx512f,popcnt")))
 
 inline __mmask16 tail_mask(i64 r) {
-  return static_cast<__mmask16>(r >= 16 ? 0xFFFF : (1u << r) - 1u);
+  return static_cast<__mmask16>(r >= 16 ? 0xFFFF : r <= 0 ? 0 : (1u << r) - 1u);
 }
 
 // Out of place quickselect: each pass writes the values below the pivot to
@@ -245,10 +245,21 @@ FOCAL_AVX512 float kth_avx512(const float* v, i64 n, i64 k, SelectScratch& s) {
       n = ng;
     }
   }
-  float a[32];
-  std::memcpy(a, src, sizeof(float) * n);
-  select_kth_inplace(a, n, k);
-  return a[k];
+  // At most 32 left: the value whose rank range [#less, #less-or-equal)
+  // holds k, found by counting against two registers.
+  const __mmask16 m0 = tail_mask(n), m1 = tail_mask(n - 16);
+  const __m512 a0 = _mm512_maskz_loadu_ps(m0, src);
+  const __m512 a1 = _mm512_maskz_loadu_ps(m1, src + 16);
+  for (i64 t = 0; t < n; ++t) {
+    const __m512 x = _mm512_set1_ps(src[t]);
+    const int lt = __builtin_popcount(_mm512_mask_cmp_ps_mask(m0, a0, x, _CMP_LT_OQ)) +
+                   __builtin_popcount(_mm512_mask_cmp_ps_mask(m1, a1, x, _CMP_LT_OQ));
+    if (lt > k) continue;
+    const int le = __builtin_popcount(_mm512_mask_cmp_ps_mask(m0, a0, x, _CMP_LE_OQ)) +
+                   __builtin_popcount(_mm512_mask_cmp_ps_mask(m1, a1, x, _CMP_LE_OQ));
+    if (k < le) return src[t];
+  }
+  return src[0];  // unreachable for NaN-free input
 }
 
 FOCAL_AVX512 inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
