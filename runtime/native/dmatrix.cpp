@@ -5,7 +5,6 @@
 #include <mutex>
 
 #include "gemm.hpp"
-#include "select.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define FOCAL_X86 1

@@ -252,7 +252,7 @@ bool detect_avx512() {
   const char* force = std::getenv("FOCAL_NATIVE_ISA");
   if (force && (std::strcmp(force, "generic") == 0 || std::strcmp(force, "avx2") == 0)) return false;
   __builtin_cpu_init();
-  return use_avx2() && __builtin_cpu_supports("avx512f");
+  return use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("popcnt");
 }
 
 bool use_avx512() {
@@ -304,6 +304,14 @@ void dot_panels(const float* v, const float* panels, int d, i64 q0, i64 q1, floa
 bool cpu_avx2() {
 #ifdef FOCAL_X86_DISPATCH
   return use_avx2();
+#else
+  return false;
+#endif
+}
+
+bool cpu_avx512() {
+#ifdef FOCAL_X86_DISPATCH
+  return use_avx512();
 #else
   return false;
 #endif

@@ -44,6 +44,11 @@ void dot_panels(const float* v, const float* panels, int d, i64 q0, i64 q1, floa
 // FOCAL_NATIVE_ISA=generic is set).
 bool cpu_avx2();
 
+// True when the AVX-512 kernels run (every native kernel family asks this):
+// x86-64 CPUs with AVX-512F (and AVX2, FMA, POPCNT), unless FOCAL_NATIVE_ISA
+// is "generic" or "avx2".
+bool cpu_avx512();
+
 // The kernel family the running CPU uses: "avx512", "avx2+fma", "sse2", "neon" or
 // "generic" (FOCAL_NATIVE_ISA=generic / =avx2 caps it).
 const char* gemm_isa();

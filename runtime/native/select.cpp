@@ -357,24 +357,9 @@ FOCAL_AVX512 i64 filter_avx512(const float* g, i64 w, float nr, const float* nc,
 }
 #undef FOCAL_AVX512
 
-bool detect_avx512() {
-  const char* force = std::getenv("FOCAL_NATIVE_ISA");
-  if (force && (std::strcmp(force, "generic") == 0 || std::strcmp(force, "avx2") == 0)) return false;
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("popcnt");
-}
 #endif
 
 }  // namespace
-
-bool cpu_avx512() {
-#ifdef FOCAL_X86
-  static const bool yes = detect_avx512();
-  return yes;
-#else
-  return false;
-#endif
-}
 
 float kth_smallest(const float* v, i64 n, i64 k, SelectScratch& s) {
 #ifdef FOCAL_X86

@@ -2,7 +2,8 @@
 // float array and the threshold filters that feed it. The same answers on
 // every instruction set; AVX-512 (compress instructions: a partition pass
 // moves 16 floats per step without branches) is chosen at run time on x86-64
-// CPUs that have it, the wheel staying at the baseline ISA.
+// CPUs that have it (cpu_avx512(), gemm.hpp), the wheel staying at the
+// baseline ISA.
 #pragma once
 
 #include <cstdint>
@@ -50,9 +51,5 @@ i64 filter_le(const float* g, i64 w, float nr, const float* nc, float upto, i64 
 // < lo; the ids (from idx) of those in [lo, hi] are written to band, in
 // order (room for m + 16). Returns how many are in the band.
 i64 band_split(const float* vals, const int* idx, i64 m, float lo, float hi, int* band, i64* below);
-
-// True when the AVX-512 kernels run (x86-64 CPUs with AVX-512F, unless
-// FOCAL_NATIVE_ISA is "generic" or "avx2").
-bool cpu_avx512();
 
 }  // namespace focal
