@@ -231,11 +231,9 @@ struct Slots {
   }
 };
 
-// Offers the edges (v, slot s) for s in [s0, s1), f[s] being their float32
-// squared distances; returns the smallest hi. Slots whose value became their
-// own core distance, which nothing can lower, are appended to *saturated.
 // One offer: edge (v, slot s) with float32 squared distance fd. Returns the
-// slot's hi after it.
+// slot's hi after it. A slot whose value became its own core distance, which
+// nothing can lower, is appended to *saturated.
 inline double offer(Slots& S, i64 s, double fd, i64 v, double c2v, std::vector<i64>* saturated) {
   const double cj = S.c2s[s];
   const double cm = c2v > cj ? c2v : cj;
@@ -257,6 +255,8 @@ inline double offer(Slots& S, i64 s, double fd, i64 v, double c2v, std::vector<i
   return chi;
 }
 
+// Offers the edges (v, slot s) for s in [s0, s1), f[s] being their float32
+// squared distances; returns the smallest hi.
 double relax_generic(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v, std::vector<i64>* saturated) {
   double mn = kInf;
   for (i64 s = s0; s < s1; ++s) {
@@ -465,7 +465,9 @@ struct PrimSlots {
 
 // One thread: a step's work (at most a few thousand active slots once the
 // clusters saturate) is too small to share through a barrier per step on a
-// machine shared with other work.
+// machine shared with other work (measured: splitting each step's offers
+// over two threads with a spinning hand-over made the median 4 ms slower on
+// 2 shared cores, though its best runs were 1.3 ms faster).
 // step(S, v, nv, A, c2v, f, saturated, guess) offers the new tree point v's
 // edges to the A active slots (f: scratch for their distances) and returns
 // the selection threshold: at least the smallest hi. guess: the likely next
