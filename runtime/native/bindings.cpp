@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -173,6 +174,16 @@ float kth_smallest(const CArray<float>& v, i64 k) {
   return focal::kth_smallest(v.data(), n, k, s);
 }
 
+// The portable half decoder (the fallback of the half-matrix kernels), for
+// tests against NumPy's float16.
+py::array_t<float> half_to_float(const CArray<std::uint16_t>& h) {
+  if (h.ndim() != 1) throw std::invalid_argument("values must be 1-D");
+  py::array_t<float> out(h.shape(0));
+  float* o = out.mutable_data();
+  for (py::ssize_t i = 0; i < h.shape(0); ++i) o[i] = focal::half_to_float(h.data()[i]);
+  return out;
+}
+
 py::dict build_info() {
   py::dict d;
   d["openmp"] = focal::built_with_openmp();
@@ -206,4 +217,5 @@ PYBIND11_MODULE(_native, m) {
   m.def("resize_nearest_u8", &resize_nearest_u8, py::arg("src"), py::arg("height"), py::arg("width"));
   m.def("fuse_maps", &fuse_maps, py::arg("maps"));
   m.def("kth_smallest", &kth_smallest, py::arg("values"), py::arg("k"));
+  m.def("half_to_float", &half_to_float, py::arg("bits"));
 }

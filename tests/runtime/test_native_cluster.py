@@ -258,6 +258,17 @@ def test_kth_smallest_matches_partition() -> None:
         np.testing.assert_array_equal(v, keep)  # the input is left alone
 
 
+def test_half_decoder_matches_numpy() -> None:
+    from focal.runtime import _native
+
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    want = bits.view(np.float16).astype(np.float32)
+    got = _native.half_to_float(bits)
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))  # signed zeros too
+
+
 @pytest.mark.parametrize("isa", ["generic", "avx2"])
 def test_kth_smallest_on_every_kernel(isa: str) -> None:
     code = (
