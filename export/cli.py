@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="node name or glob left unquantized (repeatable)")
     prec.add_argument("--int8-quantize-stem", action="store_true", help="also quantize the first Conv (sees pixels)")
     prec.add_argument("--int8-quantize-head", action="store_true", help="also quantize the last Conv/MatMul (feature head)")
+    prec.add_argument("--no-int8-cpu", action="store_true",
+                      help="skip model.int8.cpu.onnx (uint8 activations, what ONNX Runtime's CPU provider runs fastest)")
 
     eng = parser.add_argument_group("TensorRT")
     eng.add_argument("--engine", action="store_true", help="build TensorRT engines for the exported precisions")
@@ -85,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         fp16=args.fp16, fp16_keep=tuple(args.fp16_keep), int8=args.int8, calib=args.calib,
         calib_count=args.calib_count, calib_method=args.calib_method, calib_cache=args.calib_cache,
         int8_exclude=tuple(args.int8_exclude), int8_keep_stem=not args.int8_quantize_stem,
-        int8_keep_head=not args.int8_quantize_head, engine=args.engine, workspace_gb=args.workspace,
+        int8_keep_head=not args.int8_quantize_head, int8_cpu=not args.no_int8_cpu, engine=args.engine, workspace_gb=args.workspace,
         timing_cache=args.timing_cache, max_batch=args.max_batch, verify=args.verify, verify_limit=args.verify_limit,
         clustering=args.clustering, min_cluster_size=args.min_cluster_size, precision_report=args.precision_report,
         report_images=args.report_images,

@@ -35,6 +35,9 @@ class ExportConfig:
     int8_exclude: tuple[str, ...] = ()  # node names / globs left unquantized
     int8_keep_stem: bool = True  # leave the first Conv (sees pixels) unquantized
     int8_keep_head: bool = True  # leave the last Conv/MatMul (the feature head) unquantized
+    # with int8: also model.int8.cpu.onnx, the same nodes with uint8 asymmetric activations, which
+    # ONNX Runtime's CPU provider runs instead (its S8S8 path is slower than FP32 on x86)
+    int8_cpu: bool = True
     engine: bool = False  # also build TensorRT engines for the exported precisions (GPU + TensorRT only)
     workspace_gb: float = 4.0  # TensorRT builder workspace limit
     timing_cache: str | None = None  # TensorRT timing cache file; None = ~/.cache/focal/tensorrt/

@@ -5,7 +5,10 @@ Steps, each reported through ``progress``:
 1. build the PyTorch extractor (our checkpoint, the authors', or random);
 2. ``model.onnx``: FP32 graph, cleaned, checked, compared with PyTorch;
 3. ``model.fp16.onnx`` (``--fp16``): FP16 with the fragile ops in FP32;
-4. ``model.int8.onnx`` (``--int8``): calibrated (or cached) symmetric Q/DQ;
+4. ``model.int8.onnx`` (``--int8``): calibrated (or cached) symmetric Q/DQ
+   (what TensorRT builds from), and ``model.int8.cpu.onnx``: the same nodes
+   with uint8 asymmetric activations, what ONNX Runtime's CPU provider runs
+   (``--no-int8-cpu`` skips it);
 5. ``focal.json``: the manifest listing every file (rewritten after each step);
 6. TensorRT engines (``--engine``) for the exported precisions;
 7. verification (``--verify``) and the precision report (``--precision-report``).
@@ -249,9 +252,15 @@ def export(
             prepared = prepare_for_quantization(fp32_path, Path(tmp) / "prepared.onnx")
             calib = calibrate(prepared, reader, CalibrationConfig(method=cfg.calib_method), cfg.calib_cache, say)
             path = out / "model.int8.onnx"
-            int8_rec = quantize_int8(prepared, path, calib, Int8Config(
+            int8_cfg = Int8Config(
                 exclude=tuple(cfg.int8_exclude), keep_stem=cfg.int8_keep_stem, keep_head=cfg.int8_keep_head,
-            ))
+            )
+            int8_rec = quantize_int8(prepared, path, calib, int8_cfg)
+            cpu_path = out / "model.int8.cpu.onnx"
+            cpu_rec = (
+                quantize_int8(prepared, cpu_path, calib, replace(int8_cfg, activations="uint8-asymmetric"))
+                if cfg.int8_cpu else None
+            )
         check_onnx(path)
         calibration_entry = {
             **calib.description,
@@ -268,6 +277,18 @@ def export(
                                  f"ONNX INT8 Q/DQ, {len(int8_rec.lowered_nodes)} nodes quantized"))
         save_manifest(manifest, out)
         say(f"      {path.name}: {len(int8_rec.lowered_nodes)} nodes quantized, {len(int8_rec.kept_nodes)} left in float")
+        if cpu_rec is not None:
+            check_onnx(cpu_path)
+            cpu_quant = {**calibration_entry["quantization"], "activations": "uint8 asymmetric per-tensor"}
+            manifest = manifest.with_model(ModelFile(
+                cpu_path.name, "onnx", "int8", sha256_file(cpu_path), fp32_ops=list(cpu_rec.kept_ops),
+                excluded_nodes=list(cpu_rec.kept_nodes), calibration={**calibration_entry, "quantization": cpu_quant},
+                target="cpu",
+            ))
+            files.append(WrittenFile(cpu_path, cpu_path.stat().st_size,
+                                     "ONNX INT8 Q/DQ, uint8 activations, for ONNX Runtime's CPU provider"))
+            save_manifest(manifest, out)
+            say(f"      {cpu_path.name}: the same with uint8 asymmetric activations (ONNX Runtime CPU)")
 
     # 5. engines
     engines: list[EngineBuild] = []

@@ -63,6 +63,7 @@ from focal.export._graph import (
 __all__ = [
     "FP16_KEPT_OPS",
     "FP16_MAX",
+    "INT8_ACTIVATIONS",
     "Fp16Config",
     "Int8Config",
     "LoweredGraph",
@@ -73,6 +74,9 @@ __all__ = [
 ]
 
 FP16_MAX = 65504.0
+
+# Int8Config.activations: symmetric int8 for TensorRT, asymmetric uint8 for ONNX Runtime's CPU provider.
+INT8_ACTIVATIONS: tuple[str, ...] = ("int8-symmetric", "uint8-asymmetric")
 
 # Op types computed in FP32 inside an FP16 graph (see the module docstring).
 FP16_KEPT_OPS: tuple[str, ...] = (
@@ -128,6 +132,9 @@ class Int8Config:
     stem_stride: int = 2  # "half resolution": inputs at stride <= this count as stem
     keep_head: bool = True  # leave the last Conv/MatMul (its output is the feature users cluster)
     keep_attention: bool = True  # leave attention's q @ k^T and softmax @ v unquantized (8-bit probabilities are coarse)
+    # "int8-symmetric" (zero point 0: what TensorRT needs) or "uint8-asymmetric" (ONNX Runtime's CPU
+    # provider: its U8S8 kernels use VNNI / AVX2, its S8S8 path measured slower than FP32 on x86)
+    activations: str = "int8-symmetric"
 
 
 @dataclass(frozen=True)
@@ -476,8 +483,11 @@ def quantize_int8(
             if node.name in attention and node.op_type in config.op_types:
                 reasons.setdefault(node.name, "attention scores")
     excluded = [n for n in candidates if n in reasons]
+    if config.activations not in INT8_ACTIVATIONS:
+        raise ValueError(f"unknown INT8 activations {config.activations!r}; choose one of {INT8_ACTIVATIONS}")
+    symmetric = config.activations == "int8-symmetric"
     extra = {
-        "ActivationSymmetric": True,
+        "ActivationSymmetric": symmetric,
         "WeightSymmetric": True,
         "QuantizeBias": False,  # TensorRT fuses float biases itself; INT32 DQ biases are not portable
         "DedicatedQDQPair": False,
@@ -497,7 +507,7 @@ def quantize_int8(
             op_types_to_quantize=list(config.op_types),
             per_channel=config.per_channel,
             reduce_range=False,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,
             calibrate_method=calibration.config.ort_method(),
@@ -507,7 +517,7 @@ def quantize_int8(
     finally:
         quiet.setLevel(level)
     model = onnx.load(str(out_path))
-    bad = _zero_points_symmetric(model)
+    bad = _zero_points_symmetric(model) if symmetric else []
     if bad:
         raise ValueError(f"INT8 graph has non-zero zero points (TensorRT needs symmetric INT8): {bad[:5]}")
     prod = producers(model.graph)

@@ -265,11 +265,11 @@ def _compare(
 
 
 def _run_detector(artifact: Path, backend: str, precision: str, cfg: VerifyConfig, clustering: str, mcs: int,
-                  images: list[tuple[str, np.ndarray]]) -> tuple[list[Any], float, str]:
+                  images: list[tuple[str, np.ndarray]], model_file: str | None = None) -> tuple[list[Any], float, str]:
     from focal.runtime.detector import Detector
 
     with Detector(artifact, backend=backend, precision=precision, clustering=clustering, min_cluster_size=mcs,
-                  keep_features=True, threads=cfg.threads) as det:
+                  keep_features=True, threads=cfg.threads, model_file=model_file) as det:
         for _ in range(cfg.warmup):
             det(images[0][1])
         results = [det(im) for _, im in images]
@@ -360,7 +360,8 @@ def verify(
                                  ref, got, lat, ref_ms))
             continue
         say(f"verify: {entry.file} on ONNX Runtime CPU")
-        got, lat, _ = _run_detector(artifact_dir, "cpu", entry.precision, config, clustering, mcs, pictures)
+        got, lat, _ = _run_detector(artifact_dir, "cpu", entry.precision, config, clustering, mcs, pictures,
+                                    model_file=entry.file)
         checked = _ort_checked(artifact_dir / entry.file, entry.precision, config.threads)
         rows.append(_compare(entry.file, entry.precision, "onnxruntime-cpu", checked, ref, got, lat, ref_ms))
         if entry.precision == "fp16" and config.emulate_fp16:

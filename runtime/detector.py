@@ -47,6 +47,7 @@ class DetectorConfig:
     keep_features: bool = False  # keep each image's [h*w, D] features in its Result
     # detect_many: cluster batch i while batch i+1 is inferred: "auto" (on for GPU backends), "on", "off"
     overlap_clustering: str = "auto"
+    model_file: str | None = None  # an ONNX entry of the artifact by file name; None = the backend's choice
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class _Member:
                 f"{spec.keep_aspect} is not one this runtime implements (RGB, 1/255, bilinear, stretched)"
             )
         self.backend = resolve_backend(cfg.backend, self.manifest, cfg.precision)
-        self.engine = LockedEngine(open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads, cfg.mem_arena))
+        self.engine = LockedEngine(open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads,
+                                               cfg.mem_arena, cfg.model_file))
         # A static batch axis takes exactly `batch` images per call; a dynamic one any number.
         self.static_batch = None if spec.dynamic_batch else int(spec.batch)
 
@@ -160,6 +162,8 @@ class Detector:
         if not paths:
             raise ValueError("no artifact given")
         self.config = cfg
+        if cfg.model_file is not None and len(paths) > 1:
+            raise ValueError("model_file names one artifact's model; a fusion of several artifacts has no single one")
         self.members = [_Member(p, cfg) for p in paths]
         self.artifact = paths[0]
         self.manifest: Manifest = self.members[0].manifest  # the first member sets size and defaults

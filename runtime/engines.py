@@ -343,13 +343,16 @@ def resolve_backend(backend: str, manifest: Manifest, precision: str) -> str:
 
 def open_engine(
     artifact_dir: Path, manifest: Manifest, backend: str, precision: str, threads: int | None = None,
-    mem_arena: bool = True,
+    mem_arena: bool = True, model_file: str | None = None,
 ) -> Engine:
-    """Open the artifact's model for ``backend`` and ``precision``.
+    """Open the artifact's model for ``backend`` and ``precision``: on ONNX
+    Runtime's CPU provider the artifact's CPU-tuned variant where it has one
+    (:meth:`Manifest.model_for`), unless ``model_file`` names the entry.
 
     Raises:
-        ValueError: the artifact lacks that model, or a TensorRT engine does
-            not match this machine (with the rebuild command).
+        ValueError: the artifact lacks that model, ``model_file`` is not an
+            ONNX entry of that precision, or a TensorRT engine does not match
+            this machine (with the rebuild command).
     """
     backend = resolve_backend(backend, manifest, precision)
     if backend == "tensorrt":
@@ -357,7 +360,12 @@ def open_engine(
         trt, _ = _import_tensorrt()
         check_engine_compatibility(entry, manifest, artifact_dir, trt.__version__, cuda_compute_capability())
         return TensorRTEngine(artifact_dir / entry.file)
-    entry = manifest.model("onnx", precision)
+    if model_file is not None:
+        entry = manifest.entry(model_file)
+        if entry.kind != "onnx" or entry.precision != precision:
+            raise ValueError(f"{model_file} is an {entry.kind} {entry.precision} model, not an ONNX {precision} one")
+    else:
+        entry = manifest.model_for(backend, precision)
     path = artifact_dir / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"{path}: listed in the manifest but missing")

@@ -6,10 +6,11 @@ The export side writes it (``focal.export``), the runtime only reads it:
 input size, preprocessing, output shape and the clustering defaults are
 stated here once and never hard-coded a second time.
 
-Layout of ``focal.json`` (version 1)::
+Layout of ``focal.json`` (version 2; version 1, without ``target``, is
+read too)::
 
     {
-      "format": "focal-artifact", "version": 1,
+      "format": "focal-artifact", "version": 2,
       "extractor": "vit+hrnet",                 # registry name(s), '+' = fusion
       "members": [{"name": "vit", "feature_dim": 256, "stride": 16}, ...],
       "fusion": "concat-l2-nearest" | null,      # fused inside the graph
@@ -20,7 +21,7 @@ Layout of ``focal.json`` (version 1)::
       "models": [{"file": "model.onnx", "kind": "onnx", "precision": "fp32",
                   "sha256": "...", "onnx_sha256": null, "fp32_ops": [], "excluded_nodes": [],
                   "tensorrt": null, "gpu": null, "compute_capability": null, "calibration": null,
-                  "external_data": null}],
+                  "external_data": null, "target": null}],
       "clustering": {"method": "hdbscan", "min_cluster_size": 200},
       "tools": {"focal": "0.1.0", "torch": "...", "onnx": "...", "opset": 17},
       "source": {"weights": "...", "weights_sha256": "..."}
@@ -37,9 +38,10 @@ from typing import Any
 
 MANIFEST_NAME = "focal.json"
 ARTIFACT_FORMAT = "focal-artifact"
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2  # 2: ModelFile.target
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 MODEL_KINDS: tuple[str, ...] = ("onnx", "tensorrt")
+TARGETS: tuple[str, ...] = ("cpu",)  # ModelFile.target values besides None
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ class ModelFile:
     compute_capability: str | None = None  # engines: "8.7" etc.
     calibration: dict[str, Any] | None = None  # int8: what the calibration set was
     external_data: str | None = None  # ONNX saved with external data (past 2 GB): its weights file, relative
+    # None: for every backend (the TensorRT-ready graph); "cpu": a variant tuned for ONNX Runtime's CPU
+    # provider, which that backend prefers (INT8 with uint8 asymmetric activations: VNNI-friendly)
+    target: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,17 +124,44 @@ class Manifest:
     format: str = ARTIFACT_FORMAT
     version: int = ARTIFACT_VERSION
 
-    def model(self, kind: str = "onnx", precision: str = "fp32") -> ModelFile:
-        """The model file of that kind and precision.
+    def model(self, kind: str = "onnx", precision: str = "fp32", target: str | None = None) -> ModelFile:
+        """The model file of that kind, precision and target (None: the
+        general one, e.g. the graph TensorRT engines are built from).
 
         Raises:
             ValueError: none such; the message lists what the artifact has.
         """
         for m in self.models:
-            if m.kind == kind and m.precision == precision:
+            if m.kind == kind and m.precision == precision and m.target == target:
                 return m
-        have = ", ".join(f"{m.kind}/{m.precision}" for m in self.models) or "nothing"
-        raise ValueError(f"artifact has no {kind} model in {precision} (it has: {have})")
+        have = ", ".join(f"{m.kind}/{m.precision}" + (f"/{m.target}" if m.target else "") for m in self.models)
+        raise ValueError(f"artifact has no {kind} model in {precision}"
+                         + (f" for {target}" if target else "") + f" (it has: {have or 'nothing'})")
+
+    def model_for(self, backend: str, precision: str) -> ModelFile:
+        """The ONNX model a backend runs: ONNX Runtime's CPU provider takes
+        the ``target="cpu"`` variant where the artifact has one, every other
+        backend (and the CPU without one) the general graph.
+
+        Raises:
+            ValueError: the artifact has no ONNX model in that precision.
+        """
+        if backend == "cpu":
+            for m in self.models:
+                if m.kind == "onnx" and m.precision == precision and m.target == "cpu":
+                    return m
+        return self.model("onnx", precision)
+
+    def entry(self, file: str) -> ModelFile:
+        """The model entry of that file name.
+
+        Raises:
+            ValueError: no such entry; the message lists the artifact's files.
+        """
+        for m in self.models:
+            if m.file == file:
+                return m
+        raise ValueError(f"artifact has no model file {file!r} (it has: {', '.join(m.file for m in self.models)})")
 
     def with_model(self, entry: ModelFile) -> "Manifest":
         """A copy with ``entry`` added, replacing one of the same file name."""
@@ -186,6 +218,8 @@ def parse_manifest(raw: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
             raise ValueError(f"{where}: {m.file}: unknown precision {m.precision!r}; allowed {PRECISIONS}")
         if m.kind not in MODEL_KINDS:
             raise ValueError(f"{where}: {m.file}: unknown kind {m.kind!r}; allowed {MODEL_KINDS}")
+        if m.target is not None and m.target not in TARGETS:
+            raise ValueError(f"{where}: {m.file}: unknown target {m.target!r}; allowed {TARGETS} or null")
     return _build(
         Manifest,
         dict(raw, members=members, input=inp, output=out, models=models, clustering=clustering),

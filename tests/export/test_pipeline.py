@@ -34,9 +34,11 @@ def tiny_artifact(tmp_path_factory, photos):
 def test_artifact_files_and_manifest(tiny_artifact):
     result, out = tiny_artifact
     manifest = load_manifest(out)
-    assert {p.name for p in out.iterdir()} >= {"focal.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx"}
-    assert [(m.file, m.kind, m.precision) for m in manifest.models] == [
-        ("model.onnx", "onnx", "fp32"), ("model.fp16.onnx", "onnx", "fp16"), ("model.int8.onnx", "onnx", "int8")]
+    assert {p.name for p in out.iterdir()} >= {"focal.json", "model.onnx", "model.fp16.onnx", "model.int8.onnx",
+                                                "model.int8.cpu.onnx"}
+    assert [(m.file, m.kind, m.precision, m.target) for m in manifest.models] == [
+        ("model.onnx", "onnx", "fp32", None), ("model.fp16.onnx", "onnx", "fp16", None),
+        ("model.int8.onnx", "onnx", "int8", None), ("model.int8.cpu.onnx", "onnx", "int8", "cpu")]
     for m in manifest.models:
         assert m.sha256 == sha256_file(out / m.file)
     assert manifest.extractor == "tiny" and manifest.fusion is None
@@ -50,6 +52,50 @@ def test_artifact_files_and_manifest(tiny_artifact):
     assert "original" in int8.calibration["jpeg_qualities"]
     summary = result.summary()
     assert "model.int8.onnx" in summary and "max abs diff" in summary
+
+
+def test_int8_for_the_cpu_provider_has_uint8_activations(tiny_artifact):
+    import onnx
+    from onnx import numpy_helper
+
+    _, out = tiny_artifact
+    manifest = load_manifest(out)
+
+    def activation_zero_points(name: str) -> list[np.ndarray]:
+        model = onnx.load(str(out / name))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        weights = {i.name for i in model.graph.initializer}
+        return [inits[n.input[2]] for n in model.graph.node
+                if n.op_type == "QuantizeLinear" and n.input[0] not in weights and len(n.input) > 2]
+
+    trt, cpu = manifest.model("onnx", "int8"), manifest.model("onnx", "int8", target="cpu")
+    assert trt.excluded_nodes == cpu.excluded_nodes  # the same nodes quantized
+    assert cpu.calibration["quantization"]["activations"] == "uint8 asymmetric per-tensor"
+    sym, asym = activation_zero_points(trt.file), activation_zero_points(cpu.file)
+    assert sym and all(z.dtype == np.int8 and not z.any() for z in sym)  # what TensorRT needs
+    assert asym and all(z.dtype == np.uint8 for z in asym) and any(z.any() for z in asym)
+    # ONNX Runtime's CPU provider takes the CPU variant, every other backend the general graph
+    assert manifest.model_for("cpu", "int8").file == "model.int8.cpu.onnx"
+    assert manifest.model_for("cuda", "int8").file == "model.int8.onnx"
+    assert manifest.model_for("cpu", "fp32").file == "model.onnx"
+
+
+def test_detector_picks_and_names_int8_models(tiny_artifact, rng):
+    from focal.runtime import Detector
+
+    _, out = tiny_artifact
+    image = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    masks = {}
+    for model_file in (None, "model.int8.onnx", "model.int8.cpu.onnx"):
+        with Detector(out, backend="cpu", precision="int8", clustering="kmeans", model_file=model_file,
+                      keep_features=True) as det:
+            masks[model_file] = det(image).features
+    np.testing.assert_array_equal(masks[None], masks["model.int8.cpu.onnx"])
+    assert not np.array_equal(masks["model.int8.onnx"], masks["model.int8.cpu.onnx"])  # really another graph
+    with pytest.raises(ValueError, match="model.fp16.onnx is an onnx fp16 model"):
+        Detector(out, backend="cpu", precision="int8", model_file="model.fp16.onnx")
+    with pytest.raises(ValueError, match="no model file 'nope.onnx'"):
+        Detector(out, backend="cpu", precision="int8", model_file="nope.onnx")
 
 
 def test_runtime_detector_runs_every_precision(tiny_artifact, rng):
@@ -69,6 +115,7 @@ def test_rebuild_reuses_the_calibration_cache(tiny_artifact, photos, tmp_path):
     again = export(cfg)
     assert again.calibration.from_cache
     assert sha256_file(tmp_path / "again/model.int8.onnx") == sha256_file(out / "model.int8.onnx")
+    assert sha256_file(tmp_path / "again/model.int8.cpu.onnx") == sha256_file(out / "model.int8.cpu.onnx")
 
 
 def test_fusion_manifest(tmp_path):

@@ -162,6 +162,18 @@ def test_manifest_round_trip_and_validation(tiny_artifact: Path, tmp_path: Path)
     (tmp_path / "focal.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="newer than this focal reads"):
         load_manifest(tmp_path)
+    raw["version"] = 2
+    raw["models"][0]["target"] = "jetson"
+    (tmp_path / "focal.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="unknown target 'jetson'"):
+        load_manifest(tmp_path)
+    # version 1 (before ModelFile.target) still reads, every model for every backend
+    raw["version"] = 1
+    for m in raw["models"]:
+        m.pop("target", None)
+    (tmp_path / "focal.json").write_text(json.dumps(raw))
+    old = load_manifest(tmp_path)
+    assert all(m.target is None for m in old.models) and old.model_for("cpu", "fp32").file == "model.onnx"
 
 
 def test_full_cpu_detection_never_imports_torch(tiny_artifact: Path, photo_dir: Path) -> None:
