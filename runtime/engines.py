@@ -25,7 +25,7 @@ GPU_BACKENDS: frozenset[str] = frozenset({"cuda", "tensorrt", "tensorrt-ep"})  #
 class Engine(Protocol):
     """What the detector needs from an engine."""
 
-    name: str  # e.g. "onnxruntime/CPUExecutionProvider", "tensorrt 10.3.0"
+    name: str  # e.g. "onnxruntime/CPUExecutionProvider (model.int8.cpu.onnx)", "tensorrt 10.3.0"
     input_names: list[str]
     output_names: list[str]
 
@@ -117,7 +117,7 @@ class OnnxRuntimeEngine:
         providers.append("CPUExecutionProvider")
         self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
         self.provider = provider
-        self.name = f"onnxruntime/{self.session.get_providers()[0]}"
+        self.name = f"onnxruntime/{self.session.get_providers()[0]} ({Path(model_path).name})"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._on_gpu = provider != "cpu"
