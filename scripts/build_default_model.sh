@@ -10,7 +10,8 @@
 #    thread count give the same weights on the same hardware (the shipped
 #    model: 19 epochs on a 2-core CPU, about 65 minutes, best epoch 15);
 #    RUN=an existing run folder with those epochs skips straight to 2;
-# 2. exports it at 512 px to FP32 and INT8 ONNX (INT8: min-max ranges on 64
+# 2. exports it at 512 px to FP32 and INT8 ONNX (two INT8 graphs: symmetric
+#    for TensorRT, uint8 activations for ONNX Runtime CPU; min-max ranges on 64
 #    synthetic forgeries: the HDBSCAN "any forged cluster" decision of an
 #    image can flip under quantisation, so the parity table measures it),
 #    verifying parity on ../shared/data/real-samples.
