@@ -118,6 +118,17 @@ def test_rebuild_reuses_the_calibration_cache(tiny_artifact, photos, tmp_path):
     assert sha256_file(tmp_path / "again/model.int8.cpu.onnx") == sha256_file(out / "model.int8.cpu.onnx")
 
 
+def test_int8_cpu_graph_can_be_skipped(tiny_artifact, photos, tmp_path):
+    _, out = tiny_artifact
+    cfg = ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path), int8=True, calib=str(photos), calib_count=4,
+                       int8_keep_stem=False, calib_cache=str(out.parent / "calib-cache"), int8_cpu=False)
+    export(cfg)
+    manifest = load_manifest(tmp_path)
+    assert not (tmp_path / "model.int8.cpu.onnx").exists()
+    assert [m.file for m in manifest.models] == ["model.onnx", "model.int8.onnx"]
+    assert manifest.model_for("cpu", "int8").file == "model.int8.onnx"  # the CPU falls back to the general graph
+
+
 def test_fusion_manifest(tmp_path):
     result = export(ExportConfig(backbone="tiny+tiny", input_size=64, out=str(tmp_path)))
     manifest = load_manifest(tmp_path)
