@@ -9,6 +9,7 @@
 #include <mutex>
 #include <numeric>
 #include <queue>
+#include <stdexcept>
 #include <utility>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -124,6 +125,10 @@ bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, double
   exact_d2_many(x + i * d, x, s.ids.data(), c, d, s.ex.data());
   *evals += c;
   const i64 kk = k - below;
+  if (kk < 0 || kk >= c) {  // only a wrong error bound gets here: NaN, reported after the parallel pass
+    *out = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
   std::nth_element(s.ex.begin(), s.ex.begin() + kk, s.ex.end());
   *out = s.ex[kk];
   return true;
@@ -531,6 +536,7 @@ void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, do
       heap.emplace(P.lo[s], p);
       P.saturate(s);
     }
+    if (best_pt < 0) throw std::logic_error("focal native core: Prim's found no next point (exactness bound violated)");
     const i64 ws = P.pos[best_pt];
     out.src[edge] = P.src[ws];
     out.dst[edge] = best_pt;
@@ -766,6 +772,9 @@ MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples,
     }
   }
   for (i64 t : evals) out.stats.core_exact += t;
+  for (i64 i = 0; i < n; ++i)
+    if (!(c2[i] >= 0.0))  // exact_kth's NaN: the float32 error bound did not hold
+      throw std::logic_error("focal native core: a core distance could not be decided (exactness bound violated)");
 
   auto t2 = Clock::now();
   {

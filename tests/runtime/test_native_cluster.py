@@ -225,6 +225,50 @@ def test_portable_kernels_give_the_same_tree(isa: str) -> None:
         os.unlink(p)
 
 
+def _random_mismatches(seed: int, trials: int) -> list[str]:
+    """Random inputs (Gaussian, three blobs, a 0/1/2 lattice full of ties,
+    heavy duplicates; 2-900 points, 1-69 dimensions, min_samples 1-59)
+    through every path (dense half, dense float32, implicit) against the
+    package's exact Prim's: the cases whose tree differs in any bit."""
+    rng = np.random.default_rng(seed)
+    bad = []
+    for trial in range(trials):
+        n, d, k = int(rng.integers(2, 900)), int(rng.integers(1, 70)), int(rng.integers(1, 60))
+        kind = trial % 4
+        if kind == 0:
+            x = rng.normal(size=(n, d))
+        elif kind == 1:
+            x = rng.normal(size=(3, d))[rng.integers(0, 3, n)] + 0.05 * rng.normal(size=(n, d))
+        elif kind == 2:
+            x = rng.integers(0, 3, size=(n, d)).astype(float)
+        else:
+            x = rng.normal(size=(max(1, n // 10), d))[rng.integers(0, max(1, n // 10), n)]
+        x = ref.normalize_rows(x).astype(np.float32)
+        core, edges = package_prim(x, min(k, n - 1))
+        for path, half in (("dense", True), ("dense", False), ("implicit", False)):
+            src, dst, w, got, _ = na.mst(x, k, path=path, half_matrix=half)
+            same = (np.array_equal(got, core) and np.array_equal(src, edges[:, 0].astype(np.int64))
+                    and np.array_equal(dst, edges[:, 1].astype(np.int64)) and np.array_equal(w, edges[:, 2]))
+            if not same:
+                bad.append(f"trial {trial} kind {kind} n {n} d {d} k {k} {path} half={half}")
+    return bad
+
+
+def test_random_inputs_give_the_package_tree() -> None:
+    assert _random_mismatches(seed=123, trials=60) == []
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_random_inputs_give_the_package_tree_on_every_kernel(isa: str) -> None:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_native_cluster import _random_mismatches; print(_random_mismatches(seed=7, trials=40))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, os.path.dirname(os.path.abspath(__file__))],
+                         env=dict(os.environ, FOCAL_NATIVE_ISA=isa), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_half_matrix_only_where_the_values_fit() -> None:
     # Rows of norm ~300 put squared distances far past half's 65504: the
     # dense path must fall back to float32 and still give the package's tree.
