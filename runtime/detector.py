@@ -21,7 +21,7 @@ import numpy as np
 from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
 from focal.runtime.default import default_artifact
-from focal.runtime.engines import GPU_BACKENDS, LockedEngine, open_engine, resolve_backend
+from focal.runtime.engines import LockedEngine, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
 from focal.runtime.postprocess import fuse_feature_maps, localize
@@ -45,7 +45,7 @@ class DetectorConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS  # decode limit against decompression bombs
     exif_orientation: bool = True  # rotate as EXIF says, so masks match the picture as shown
     keep_features: bool = False  # keep each image's [h*w, D] features in its Result
-    # detect_many: cluster batch i while batch i+1 is inferred: "auto" (on for GPU backends), "on", "off"
+    # detect_many: cluster batch i while batch i+1 is inferred: "auto" (= "on"), "on", "off"
     overlap_clustering: str = "auto"
     model_file: str | None = None  # an ONNX entry of the artifact by file name; None = the backend's choice
 
@@ -325,11 +325,9 @@ class Detector:
     def _overlap_clustering(self) -> bool:
         """Whether ``detect_many`` clusters one batch while the next is inferred.
 
-        ``"auto"``: yes when the network runs on a GPU, whose time the CPU
-        clustering then hides; no on CPU, where both stages would share the
-        same cores (measured: README, "Detection").
+        ``"auto"``: yes. On a GPU the CPU clustering hides behind the
+        network; on CPU the stages share the cores, but Prim's loop runs on
+        one thread and the network's threads fill the other core (measured:
+        README, "Detection").
         """
-        mode = self.config.overlap_clustering
-        if mode == "auto":
-            return all(m.backend in GPU_BACKENDS for m in self.members)
-        return mode == "on"
+        return self.config.overlap_clustering in ("auto", "on")

@@ -19,7 +19,6 @@ import numpy as np
 from focal.runtime.manifest import Manifest, ModelFile, sha256_file
 
 BACKENDS: tuple[str, ...] = ("auto", "cpu", "cuda", "tensorrt", "tensorrt-ep")
-GPU_BACKENDS: frozenset[str] = frozenset({"cuda", "tensorrt", "tensorrt-ep"})  # the network off the CPU
 
 
 class Engine(Protocol):

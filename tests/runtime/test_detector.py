@@ -83,7 +83,7 @@ def test_overlapped_clustering_gives_the_same_results_in_order(
     bad.write_bytes(files[0].read_bytes()[:300])
     items = [files[0], bad, *files[1:]]
     with Detector(tiny_artifact, backend="cpu", min_cluster_size=50, overlap_clustering="off") as det:
-        assert not det._overlap_clustering()  # "auto" is off on CPU; here forced
+        assert not det._overlap_clustering()  # forced off
         plain = list(det.detect_many(items, batch_size=batch_size))
     with Detector(tiny_artifact, backend="cpu", min_cluster_size=50, overlap_clustering="on") as det:
         threads: set[str] = set()
@@ -106,9 +106,9 @@ def test_overlapped_clustering_gives_the_same_results_in_order(
         np.testing.assert_array_equal(a.mask, b.mask)
 
 
-def test_auto_overlap_is_off_on_cpu(tiny_artifact: Path) -> None:
+def test_auto_overlap_is_on_on_cpu(tiny_artifact: Path) -> None:
     with Detector(tiny_artifact, backend="cpu") as det:
-        assert not det._overlap_clustering()
+        assert det._overlap_clustering()
     with pytest.raises(ValueError, match="overlap_clustering"):
         Detector(tiny_artifact, backend="cpu", overlap_clustering="yes")
 
