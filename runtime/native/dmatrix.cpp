@@ -25,6 +25,23 @@ double DistMatrix::abs() const {
 
 namespace {
 
+// Fetches one row into L2 a line at a time, spread over a gather loop (one
+// line per 8 values gathered, the rest at the end) so the requests never
+// pile up; nothing when there is no row.
+struct RowPrefetch {
+  const char* p;
+  i64 b, bytes;
+  void step(i64 s) {
+    if ((s & 7) == 0 && b < bytes) {
+      __builtin_prefetch(p + b, 0, 1);
+      b += 64;
+    }
+  }
+  void finish() {
+    for (; b < bytes; b += 64) __builtin_prefetch(p + b, 0, 1);
+  }
+};
+
 void store_block_generic(const float* tile, i64 B, i64 rows, i64 cols, float* D, i64 n, i64 r0, i64 c0, bool mirror) {
   for (i64 r = 0; r < rows; ++r) std::memcpy(D + (r0 + r) * n + c0, tile + r * B, sizeof(float) * cols);
   if (mirror)
@@ -119,16 +136,12 @@ FOCAL_F16C void half_row_to_float(const std::uint16_t* src, i64 n, float* dst) {
   for (; t < n; ++t) dst[t] = _cvtsh_ss(src[t]);
 }
 
-FOCAL_F16C void gather_half(const std::uint16_t* row, const int* idx, i64 m, float* out, const char* g, i64 b,
-                            i64 bytes) {
+FOCAL_F16C void gather_half(const std::uint16_t* row, const int* idx, i64 m, float* out, RowPrefetch& pf) {
   for (i64 s = 0; s < m; ++s) {
     out[s] = _cvtsh_ss(row[idx[s]]);
-    if ((s & 7) == 0 && b < bytes) {
-      __builtin_prefetch(g + b, 0, 1);
-      b += 64;
-    }
+    pf.step(s);
   }
-  for (; b < bytes; b += 64) __builtin_prefetch(g + b, 0, 1);
+  pf.finish();
 }
 
 __attribute__((target("avx512f"))) void gram_to_d2_avx512(float* tile, i64 ld, i64 rows, i64 cols, const float* nr,
@@ -238,22 +251,19 @@ void gather_row(const DistMatrix& D, i64 i, const int* idx, i64 m, float* out, i
                                       : reinterpret_cast<const char*>(D.f32() + next * D.n))
                             : nullptr;
   const i64 bytes = D.n * (D.half ? 2 : 4);
-  i64 b = g ? 0 : bytes;
+  RowPrefetch pf{g, g ? 0 : bytes, bytes};
 #ifdef FOCAL_X86
   if (D.half) {
-    gather_half(D.f16() + i * D.n, idx, m, out, g, b, bytes);
+    gather_half(D.f16() + i * D.n, idx, m, out, pf);
     return;
   }
 #endif
   const float* row = D.f32() + i * D.n;
   for (i64 s = 0; s < m; ++s) {
     out[s] = row[idx[s]];
-    if ((s & 7) == 0 && b < bytes) {
-      __builtin_prefetch(g + b, 0, 1);
-      b += 64;
-    }
+    pf.step(s);
   }
-  for (; b < bytes; b += 64) __builtin_prefetch(g + b, 0, 1);
+  pf.finish();
 }
 
 }  // namespace focal

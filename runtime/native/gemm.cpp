@@ -250,7 +250,7 @@ bool use_avx2() {
 
 bool detect_avx512() {
   const char* force = std::getenv("FOCAL_NATIVE_ISA");
-  if (force && (std::strcmp(force, "generic") == 0 || std::strcmp(force, "avx2") == 0)) return false;
+  if (force && std::strcmp(force, "avx2") == 0) return false;  // "generic" already stops use_avx2()
   __builtin_cpu_init();
   return use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("popcnt");
 }

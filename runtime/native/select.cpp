@@ -35,6 +35,10 @@ void SelectScratch::reserve(i64 n) {
     if (b.size() < need) b.reset(need);
 }
 
+namespace {
+
+// Rearranges a[0..n) so that a[k] holds the k-th smallest value, as
+// std::nth_element does (the baseline kernel).
 void select_kth_inplace(float* a, i64 n, i64 k) {
   // Branch-free partitions: the data are random-looking distances, where a
   // branching partition mispredicts half the time.
@@ -75,8 +79,6 @@ void select_kth_inplace(float* a, i64 n, i64 k) {
     a[u] = v;
   }
 }
-
-namespace {
 
 float kth_generic(const float* v, i64 n, i64 k, SelectScratch& s) {
   s.reserve(n);

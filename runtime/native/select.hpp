@@ -22,10 +22,6 @@ struct SelectScratch {
 // std::nth_element would place it at v[k]; v is not modified. NaN-free input.
 float kth_smallest(const float* v, i64 n, i64 k, SelectScratch& s);
 
-// Rearranges a[0..n) so that a[k] holds the k-th smallest value, as
-// std::nth_element does (the baseline kernel; branch-free partitions).
-void select_kth_inplace(float* a, i64 n, i64 k);
-
 // Appends the entries of row[0..n) that are <= upto to vals and their
 // positions to idx, in order; both need n + 16 entries of room. Returns how
 // many.
