@@ -444,9 +444,9 @@ def compactness_loss(features: torch.Tensor, masks: torch.Tensor) -> torch.Tenso
         L_image = 1 - |mean_i f_i|        (unit f_i; 0 when all coincide)
 
     which is exactly the mean cosine distance of the pixels to their mean
-    direction (``mean_i cos(f_i, m / |m|) = |m|`` for unit ``f_i``); in ``[0, 1]``. Images with any forged pixel give no
-    term; the result is the mean over the images that qualify (a connected
-    zero if none does).
+    direction (``mean_i cos(f_i, m / |m|) = |m|`` for unit ``f_i``); in
+    ``[0, 1]``. Images with any forged pixel give no term; the result is
+    the mean over the images that qualify (a connected zero if none does).
 
     Args:
         features: ``[B, D, h, w]`` floating point, any range (normalised here).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +55,6 @@ def test_default_finds_held_out_synthetic_forgeries_and_spares_untouched_photos(
                             segmentations=str(shared_data / "natural/bsds500_groundTruth_mat"), count=16,
                             authentic_list=str(tmp_path / "heldout.json"))
     export_synthetic(cfg, progress=False)
-    import json
-
     ious, alarms = [], []
     with Detector(backend="cpu") as det:
         for image in sorted((tmp_path / "syn/images").glob("*.png")):
