@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from focal._files import cache_dir, write_atomic
 
 __all__ = ["CalibrationCache", "cache_key", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
     """``$FOCAL_CACHE/calibration``, else ``$XDG_CACHE_HOME/focal/calibration``, else ``~/.cache/focal/calibration``."""
-    if os.environ.get("FOCAL_CACHE"):
-        return Path(os.environ["FOCAL_CACHE"]) / "calibration"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "focal" / "calibration"
+    return cache_dir("calibration")
 
 
 def cache_key(model_sha256: str, set_fingerprint: str, method_key: dict[str, Any]) -> str:
@@ -68,8 +66,5 @@ class CalibrationCache:
     def write_meta(self, key: str, meta: dict[str, Any]) -> Path:
         """Store the description of ``key`` atomically (the range file is written by ORT)."""
         path = self.meta_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-        tmp.replace(path)
+        write_atomic(path, (json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n").encode())
         return path

@@ -35,6 +35,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from focal._files import IMAGE_EXTENSIONS, list_images
+from focal.runtime.imageio import read_image
 from focal.runtime.preprocess import to_input
 
 __all__ = [
@@ -53,13 +55,8 @@ __all__ = [
 # heavy re-compression ~50).
 DEFAULT_JPEG_QUALITIES: tuple[int | None, ...] = (None, 95, 75, 50)
 
-_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-
-
 def list_image_files(folder: str | Path) -> list[Path]:
-    """Image files under ``folder``, recursively, sorted by relative path.
-
-    Hidden files and folders are skipped.
+    """Image files under ``folder``, recursively, sorted by relative path (:func:`focal._files.list_images`).
 
     Raises:
         ValueError: ``folder`` is not a directory, or holds no image.
@@ -67,16 +64,10 @@ def list_image_files(folder: str | Path) -> list[Path]:
     root = Path(folder)
     if not root.is_dir():
         raise ValueError(f"{root}: calibration folder not found (not a directory)")
-    files = [
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() in _IMAGE_SUFFIXES
-        and p.is_file()
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    ]
+    files = list_images(root)
     if not files:
-        raise ValueError(f"{root}: no image files ({', '.join(sorted(_IMAGE_SUFFIXES))}) in it")
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+        raise ValueError(f"{root}: no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it")
+    return files
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
@@ -95,14 +86,6 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     if not ok:  # pragma: no cover - OpenCV only fails on invalid arrays, checked by callers
         raise ValueError("JPEG encoding failed")
     return cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1]
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f"{path}: cannot decode image")
-    return np.ascontiguousarray(image[:, :, ::-1])
 
 
 @dataclass(frozen=True)
@@ -292,7 +275,7 @@ class FolderReader(CalibrationReader):
 
     def _items(self) -> Iterator[_Item]:
         for i, path in enumerate(self.files):
-            image, quality = self._with_quality(_read_rgb(path), i)
+            image, quality = self._with_quality(read_image(path), i)
             yield _Item(image, self._forged(path), quality, path.name)
 
     def _source(self) -> dict[str, Any]:

@@ -17,7 +17,6 @@ with an error naming the extra.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from focal._files import cache_dir, write_atomic
 from focal.runtime.manifest import sha256_file
 
 __all__ = [
@@ -136,17 +136,8 @@ def engine_file_name(precision: str, trt_version: str) -> str:
 
 
 def _default_timing_cache(gpu: str, trt_version: str) -> Path:
-    base = Path(os.environ.get("FOCAL_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "focal")
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", gpu).strip("-")
-    return base / "tensorrt" / f"{slug}-trt{trt_version}.timing"
-
-
-def _write_atomic(path: Path, data: bytes | memoryview) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    tmp.replace(path)
+    return cache_dir("tensorrt") / f"{slug}-trt{trt_version}.timing"
 
 
 def build_engine(
@@ -243,8 +234,8 @@ def build_engine(
     serialized = builder.build_serialized_network(network, cfg)
     if serialized is None:
         raise RuntimeError(f"TensorRT {trt_version} failed to build an engine from {onnx_path} (see its log above)")
-    _write_atomic(engine_path, memoryview(serialized))
-    _write_atomic(cache_path, memoryview(cfg.get_timing_cache().serialize()))
+    write_atomic(engine_path, memoryview(serialized))
+    write_atomic(cache_path, memoryview(cfg.get_timing_cache().serialize()))
     return EngineBuild(
         path=engine_path,
         sha256=sha256_file(engine_path),

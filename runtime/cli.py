@@ -21,12 +21,13 @@ import cv2
 import numpy as np
 
 from focal._cli import make_parser
+from focal._files import list_images, write_atomic
 from focal.runtime.default import default_artifact
 from focal.runtime.detector import Detector, DetectorConfig, Result
 from focal.runtime.engines import BACKENDS
-from focal.runtime.imageio import IMAGE_EXTENSIONS, read_image
+from focal.runtime.imageio import read_image
 from focal.runtime.manifest import MANIFEST_NAME, PRECISIONS
-from focal.runtime.progress import Progress
+from focal._progress import Progress
 from focal.runtime.render import overlay
 
 RESULTS_NAME = "results.jsonl"
@@ -65,7 +66,7 @@ def collect_inputs(inputs: list[str]) -> tuple[list[DetectJob], list[str]]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            files = list_images(path)
             for f in files:
                 add(f, f.relative_to(path).with_suffix("").as_posix())
             if not files:
@@ -79,13 +80,6 @@ def collect_inputs(inputs: list[str]) -> tuple[list[DetectJob], list[str]]:
             if not matches:
                 unmatched.append(item)
     return jobs, unmatched
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -173,8 +167,8 @@ def detect(inputs: list[str], cfg: DetectConfig) -> int:
                         job.source, max_pixels=cfg.detector.max_pixels,
                         apply_orientation=cfg.detector.exif_orientation,
                     )
-                    _write_atomic(cfg.out / f"{job.key}.mask.png", _png(result.mask))
-                    _write_atomic(cfg.out / f"{job.key}.overlay.png", _png(overlay(image, result.mask)[:, :, ::-1]))
+                    write_atomic(cfg.out / f"{job.key}.mask.png", _png(result.mask))
+                    write_atomic(cfg.out / f"{job.key}.overlay.png", _png(overlay(image, result.mask)[:, :, ::-1]))
                 except (OSError, ValueError) as exc:
                     result = exc
             rec = _record(job, result)
@@ -189,7 +183,7 @@ def detect(inputs: list[str], cfg: DetectConfig) -> int:
             progress.step(job.source.name)
     progress.close()
     # Compact the log: one line per image, last result wins, written atomically.
-    _write_atomic(results_path, "".join(json.dumps(r) + "\n" for r in records.values()).encode())
+    write_atomic(results_path, "".join(json.dumps(r) + "\n" for r in records.values()).encode())
     return failures
 
 

@@ -24,7 +24,8 @@ from focal.runtime.default import default_artifact
 from focal.runtime.engines import LockedEngine, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
-from focal.runtime.postprocess import fuse_feature_maps, localize
+from focal.runtime.fusion import fuse_feature_maps
+from focal.runtime.postprocess import localize
 from focal.runtime.preprocess import to_input
 
 STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "cluster", "postprocess")

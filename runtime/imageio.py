@@ -22,7 +22,6 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
-    "IMAGE_EXTENSIONS",
     "decode_image",
     "read_image",
     "read_mask",
@@ -32,11 +31,6 @@ __all__ = [
 # (NIST16 goes up to ~30 MP) while refusing decompression bombs, whose tiny
 # files declare gigapixel canvases.
 DEFAULT_MAX_PIXELS = 100_000_000
-
-# File suffixes (lower case) treated as images when listing folders.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
-)
 
 # ANYDEPTH keeps 16-bit data (so it is scaled, not clipped); ANYCOLOR keeps
 # gray as gray and drops alpha; IGNORE_ORIENTATION leaves the pixels as

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from focal._files import write_atomic
+
 MANIFEST_NAME = "focal.json"
 ARTIFACT_FORMAT = "focal-artifact"
 ARTIFACT_VERSION = 2  # 2: ModelFile.target
@@ -247,7 +249,5 @@ def load_manifest(artifact_dir: str | Path) -> Manifest:
 def save_manifest(manifest: Manifest, artifact_dir: str | Path) -> Path:
     """Write ``focal.json`` atomically (temporary file, then rename)."""
     path = Path(artifact_dir) / MANIFEST_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(manifest.to_json())
-    tmp.replace(path)
+    write_atomic(path, manifest.to_json().encode())
     return path

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runtime_artifacts import export_artifact
+
 REPO = Path(__file__).resolve().parents[1]
 # CI clones main with shared/ beside it; developers have it at ../shared too.
 SHARED = Path(os.environ.get("FOCAL_SHARED", REPO.parent / "shared"))
@@ -52,3 +54,19 @@ def tiny_extractor():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory, tiny_extractor) -> Path:
+    return export_artifact(tiny_extractor, tmp_path_factory.mktemp("tiny-artifact"), size=128, dynamic_batch=True)
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path, shared_data: Path) -> Path:
+    """Four real photos (BSDS500) in a folder, plus a subfolder with one more."""
+    src = sorted((shared_data / "natural/bsds500").glob("*.jpg"))[:5]
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i, p in enumerate(src):
+        dest = folder / ("sub" if i == 4 else "") / p.name
+        dest.write_bytes(p.read_bytes())
+    return folder

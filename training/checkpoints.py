@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from focal._files import atomic_output, write_atomic
 from focal import __version__
 from focal.training.backbones import backbone_info
 from focal.training.model import Extractor, FusedExtractor, create_extractor, parse_extractor_name
@@ -199,12 +200,11 @@ def save_checkpoint(
         extra=dict(extra or {}),
     )
     state = {k: v.detach().contiguous().cpu() for k, v in extractor.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp))
-    tmp_cfg = _config_path(path).with_name(_config_path(path).name + ".tmp")
-    tmp_cfg.write_text(json.dumps(cfg.__dict__, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    tmp_cfg.replace(_config_path(path))
+    # Weights first, then their description: a reader that finds the json
+    # always finds the weights it describes.
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp))
+    write_atomic(_config_path(path), (json.dumps(cfg.__dict__, indent=2, sort_keys=True) + "\n").encode())
     return path
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from focal.runtime.plots import line_panel, write_png
+from focal.evaluation.plots import line_panel, write_png
 
 
 def plot_history(history: list[dict[str, Any]], path: str | Path) -> None:

@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from focal.runtime.metrics import mean_scores, pixel_scores
+from focal._datasets import load_pairs
+from focal._files import atomic_output, write_atomic
+from focal.evaluation.metrics import mean_scores, pixel_scores
 from focal.runtime.postprocess import localize
 from focal.training.checkpoints import build_extractor, save_checkpoint
 from focal.training.config import TrainConfig
@@ -42,9 +44,7 @@ from focal.training.curves import plot_history
 from focal.training.data import (
     AugmentConfig,
     DatasetConfig,
-    FolderDataset,
-    JsonListDataset,
-    NpyListDataset,
+    PairDataset,
     SyntheticConfig,
     SyntheticDataset,
     SyntheticForgeryGenerator,
@@ -126,14 +126,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
         return train, val, desc
 
     def load(spec: str, dcfg: DatasetConfig) -> Dataset:
-        path = Path(spec)
-        if path.suffix == ".npy":
-            return NpyListDataset(path, config=dcfg)
-        if path.suffix == ".json":
-            return JsonListDataset(path, config=dcfg)
-        if path.is_dir():
-            return FolderDataset(path / "images", path / "masks", config=dcfg)
-        raise ValueError(f"{spec}: data must be 'synthetic', a folder with images/ and masks/, a .npy or a .json list")
+        return PairDataset(load_pairs(spec), config=dcfg)
 
     train = load(cfg.data, train_cfg)
     val = load(cfg.val_data, val_cfg) if cfg.val_data else None
@@ -206,9 +199,7 @@ def _read_state(out: Path) -> dict[str, Any] | None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _history(out: Path) -> list[dict[str, Any]]:
@@ -331,8 +322,8 @@ def train(cfg: TrainConfig) -> TrainSummary:
                 record["val"] = validate(model, val_ds, cfg.val_clustering, device)
             meta = {"epoch": epoch + 1, "step": step, "loss": mean_loss, "val": record.get("val"), "config": asdict(cfg)}
             save_checkpoint(model, out / "latest.safetensors", extra=meta)
-            torch.save(opt.state_dict(), out / "latest.optim.pt.tmp")
-            os.replace(out / "latest.optim.pt.tmp", out / "latest.optim.pt")
+            with atomic_output(out / "latest.optim.pt") as tmp:
+                torch.save(opt.state_dict(), tmp)
             if "val" in record and (best is None or record["val"]["iou"] > best["iou"]):
                 best = dict(record["val"], epoch=epoch + 1)
                 save_checkpoint(model, out / "best.safetensors", extra=meta)

@@ -236,90 +236,49 @@ __attribute__((target("avx2,fma"))) void dots_avx2(const float* v, const float* 
   }
 }
 
-bool detect_avx2() {
-  const char* force = std::getenv("FOCAL_NATIVE_ISA");
-  if (force && std::strcmp(force, "generic") == 0) return false;
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-bool use_avx2() {
-  static const bool yes = detect_avx2();
-  return yes;
-}
-
-bool detect_avx512() {
-  const char* force = std::getenv("FOCAL_NATIVE_ISA");
-  if (force && std::strcmp(force, "avx2") == 0) return false;  // "generic" already stops use_avx2()
-  __builtin_cpu_init();
-  return use_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("popcnt");
-}
-
-bool use_avx512() {
-  static const bool yes = detect_avx512();
-  return yes;
+// Chunk-major: one chunk of the A panel and of each B panel stay in L1.
+template <void (*Tile)(const float*, const float*, int, int, float*, i64, bool)>
+void gram_chunked(const PackedRows& p, i64 pi0, i64 npi, i64 pj0, i64 npj, float* out, i64 ldo) {
+  const int d = p.d;
+  const float* base = p.data.data();
+  for (i64 i = 0; i < npi; ++i) {
+    const float* A = base + (pi0 + i) * d * kPanel;
+    for (int k0 = 0; k0 < d; k0 += kChunk) {
+      const int k1 = std::min(d, k0 + kChunk);
+      for (i64 j = 0; j < npj; ++j)
+        Tile(A, base + (pj0 + j) * d * kPanel, k0, k1, out + i * kPanel * ldo + j * kPanel, ldo, k0 == 0);
+    }
+  }
 }
 #endif  // FOCAL_X86_DISPATCH
 
-}  // namespace
-
-void gram_panels(const PackedRows& p, i64 pi0, i64 npi, i64 pj0, i64 npj, float* out, i64 ldo) {
+void gram_generic(const PackedRows& p, i64 pi0, i64 npi, i64 pj0, i64 npj, float* out, i64 ldo) {
   const int d = p.d;
   const float* base = p.data.data();
-#ifdef FOCAL_X86_DISPATCH
-  const bool avx2 = use_avx2();
-  const bool avx512 = use_avx512();
-#endif
-  for (i64 i = 0; i < npi; ++i) {
-    const float* A = base + (pi0 + i) * d * kPanel;
-#ifdef FOCAL_X86_DISPATCH
-    if (avx2) {
-      // Chunk-major: one chunk of the A panel and of each B panel stay in L1.
-      for (int k0 = 0; k0 < d; k0 += kChunk) {
-        const int k1 = std::min(d, k0 + kChunk);
-        for (i64 j = 0; j < npj; ++j) {
-          const float* B = base + (pj0 + j) * d * kPanel;
-          float* C = out + i * kPanel * ldo + j * kPanel;
-          if (avx512)
-            tile_chunk_avx512(A, B, k0, k1, C, ldo, k0 == 0);
-          else
-            tile_chunk_avx2(A, B, k0, k1, C, ldo, k0 == 0);
-        }
-      }
-      continue;
-    }
-#endif
+  for (i64 i = 0; i < npi; ++i)
     for (i64 j = 0; j < npj; ++j)
-      tile_generic(A, base + (pj0 + j) * d * kPanel, d, out + i * kPanel * ldo + j * kPanel, ldo);
-  }
+      tile_generic(base + (pi0 + i) * d * kPanel, base + (pj0 + j) * d * kPanel, d,
+                   out + i * kPanel * ldo + j * kPanel, ldo);
 }
 
-void dot_panels(const float* v, const float* panels, int d, i64 q0, i64 q1, float* out) {
-#ifdef FOCAL_X86_DISPATCH
-  if (use_avx2()) { dots_avx2(v, panels, d, q0, q1, out); return; }
-#endif
-  dots_generic(v, panels, d, q0, q1, out);
-}
+}  // namespace
 
-bool cpu_avx2() {
+const GemmKernels& gemm_kernels(Isa isa) {
+  static const GemmKernels generic{gram_generic, dots_generic};
 #ifdef FOCAL_X86_DISPATCH
-  return use_avx2();
-#else
-  return false;
+  static const GemmKernels avx2{gram_chunked<tile_chunk_avx2>, dots_avx2};
+  static const GemmKernels avx512{gram_chunked<tile_chunk_avx512>, dots_avx2};
+  if (isa == Isa::avx512) return avx512;
+  if (isa == Isa::avx2) return avx2;
 #endif
-}
-
-bool cpu_avx512() {
-#ifdef FOCAL_X86_DISPATCH
-  return use_avx512();
-#else
-  return false;
-#endif
+  (void)isa;
+  return generic;
 }
 
 const char* gemm_isa() {
 #ifdef FOCAL_X86_DISPATCH
-  return use_avx512() ? "avx512" : use_avx2() ? "avx2+fma" : "sse2";
+  const Isa isa = active_isa();
+  return isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2+fma" : "sse2";
 #elif defined(__aarch64__)
   return "neon";
 #else

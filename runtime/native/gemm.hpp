@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common.hpp"
+#include "isa.hpp"
 
 namespace focal {
 
@@ -32,25 +33,23 @@ struct PackedRows {
 // Packs x ([n, d] float32, row-major) into panels.
 void pack_rows(const float* x, i64 n, int d, PackedRows& out);
 
-// out[i * ldo + j] = <row(kPanel*pi0 + i), row(kPanel*pj0 + j)> for
-// i < kPanel * npi, j < kPanel * npj (padding rows give zeros).
-void gram_panels(const PackedRows& p, i64 pi0, i64 npi, i64 pj0, i64 npj, float* out, i64 ldo);
+// The inner-product kernels of one family. Every family gives the same bits
+// for the same pair of rows wherever it lands in a tile; families differ
+// from each other only by FMA contraction (within the bound above).
+struct GemmKernels {
+  // out[i * ldo + j] = <row(kPanel*pi0 + i), row(kPanel*pj0 + j)> for
+  // i < kPanel * npi, j < kPanel * npj (padding rows give zeros).
+  void (*gram)(const PackedRows& p, i64 pi0, i64 npi, i64 pj0, i64 npj, float* out, i64 ldo);
+  // out[kPanel * q + r] = <v, row(kPanel * q + r)> of a packed buffer
+  // (panels [q0, q1) of `panels`, each d * kPanel floats).
+  void (*dots)(const float* v, const float* panels, int d, i64 q0, i64 q1, float* out);
+};
 
-// out[kPanel * q + r] = <v, row(kPanel * q + r)> of a packed buffer (panels
-// [q0, q1) of `panels`, each d * kPanel floats).
-void dot_panels(const float* v, const float* panels, int d, i64 q0, i64 q1, float* out);
+// The table of family `isa` (which the CPU must run: isa <= cpu_isa()).
+const GemmKernels& gemm_kernels(Isa isa);
 
-// True when the AVX2+FMA kernels run (x86-64 CPUs that have them, unless
-// FOCAL_NATIVE_ISA=generic is set).
-bool cpu_avx2();
-
-// True when the AVX-512 kernels run (every native kernel family asks this):
-// x86-64 CPUs with AVX-512F (and AVX2, FMA, POPCNT), unless FOCAL_NATIVE_ISA
-// is "generic" or "avx2".
-bool cpu_avx512();
-
-// The kernel family the running CPU uses: "avx512", "avx2+fma", "sse2", "neon" or
-// "generic" (FOCAL_NATIVE_ISA=generic / =avx2 caps it).
+// The inner-product family the core uses: "avx512", "avx2+fma", "sse2",
+// "neon" or "generic" (FOCAL_NATIVE_ISA=generic / =avx2 caps it).
 const char* gemm_isa();
 
 }  // namespace focal

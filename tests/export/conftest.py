@@ -21,9 +21,3 @@ def small_vit():
 def forgeries(shared_data: Path) -> Path:
     """Real forged images (CASIA, Korus, the paper's samples) from shared data."""
     return shared_data / "real-samples/images"
-
-
-def random_rgb(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    import cv2
-
-    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2)

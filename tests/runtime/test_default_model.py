@@ -47,7 +47,7 @@ def test_default_finds_held_out_synthetic_forgeries_and_spares_untouched_photos(
     # A regression guard on the shipped weights, not a benchmark: 16 forgeries
     # and the untouched photos training never saw (focal-synth's held-out set).
     pytest.importorskip("torch")  # focal-synth lives in focal.training
-    from focal.runtime.metrics import pixel_scores
+    from focal.evaluation.metrics import pixel_scores
     from focal.runtime.imageio import read_mask
     from focal.training.data.export import SynthExportConfig, export_synthetic
 

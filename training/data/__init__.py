@@ -22,7 +22,7 @@ from .datasets import (
     PairDataset,
     SyntheticDataset,
 )
-from focal.runtime.filelists import FilePair, pairs_from_folders, read_json_file_list, read_npy_file_list
+from focal._datasets import FilePair, pairs_from_folders, read_json_file_list, read_npy_file_list
 from .io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, decode_image, read_image, read_mask
 from .manipulations import Forgery, Placement, composite, inpaint_region, place_region, similarity_matrix
 from .photos import Split, list_images, split_by_file

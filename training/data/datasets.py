@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import AugmentConfig, augment
-from focal.runtime.filelists import FilePair, pairs_from_folders, read_json_file_list, read_npy_file_list
+from focal._datasets import FilePair, pairs_from_folders, read_json_file_list, read_npy_file_list
 from .io import DEFAULT_MAX_PIXELS, read_image, read_mask
 from .resize import resize_image, resize_mask, to_tensors
 from .synthetic import SyntheticForgeryGenerator
@@ -164,7 +164,7 @@ class PairDataset(_ForgeryDataset):
 
 
 class FolderDataset(PairDataset):
-    """A folder of images and a folder of same-stem masks (see :func:`~focal.runtime.filelists.pairs_from_folders`).
+    """A folder of images and a folder of same-stem masks (see :func:`~focal._datasets.pairs_from_folders`).
 
     Args:
         image_dir: Folder of images.
@@ -184,7 +184,7 @@ class FolderDataset(PairDataset):
 
 
 class NpyListDataset(PairDataset):
-    """The authors' ``.npy`` file list (see :func:`~focal.runtime.filelists.read_npy_file_list`).
+    """The authors' ``.npy`` file list (see :func:`~focal._datasets.read_npy_file_list`).
 
     Args:
         path: ``.npy`` string array [N, 2] of (image, mask) paths.
@@ -204,7 +204,7 @@ class NpyListDataset(PairDataset):
 
 
 class JsonListDataset(PairDataset):
-    """An IMDL-BenCo JSON list (see :func:`~focal.runtime.filelists.read_json_file_list`).
+    """An IMDL-BenCo JSON list (see :func:`~focal._datasets.read_json_file_list`).
 
     Args:
         path: JSON list of ``[image, mask_or_"Negative"]``; relative paths

@@ -28,6 +28,8 @@ import numpy as np
 from .photos import list_images, split_by_file
 from .synthetic import SyntheticConfig, SyntheticForgeryGenerator
 
+from focal._files import atomic_output
+
 SPLITS: tuple[str, ...] = ("val", "train", "all")
 
 
@@ -55,10 +57,9 @@ class SynthExportConfig:
 
 def _write_png(path: Path, image: np.ndarray) -> None:
     """Atomic PNG write (a partial file never looks finished)."""
-    tmp = path.with_name(path.stem + ".tmp.png")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"{path}: cannot write")
-    tmp.replace(path)
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), image):
+            raise OSError(f"{path}: cannot write")
 
 
 def export_synthetic(cfg: SynthExportConfig, progress: bool = True) -> dict[str, int]:

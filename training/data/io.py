@@ -9,7 +9,8 @@ masks are drawn on the stored pixel grid.
 
 from __future__ import annotations
 
-from focal.runtime.imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, decode_image, read_image, read_mask
+from focal._files import IMAGE_EXTENSIONS
+from focal.runtime.imageio import DEFAULT_MAX_PIXELS, decode_image, read_image, read_mask
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -13,39 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import IMAGE_EXTENSIONS
+from focal._files import list_images
 
 __all__ = ["Split", "list_images", "split_by_file"]
-
-
-def list_images(root: str | Path, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> list[Path]:
-    """Lists image files under a folder, recursively, in a stable order.
-
-    Hidden files and folders (name starting with ``.``) are skipped.
-
-    Args:
-        root: Folder to search.
-        extensions: Accepted suffixes, with the dot, matched case-insensitively.
-
-    Returns:
-        Paths (``root`` joined with the relative path), sorted by their
-        POSIX relative path so the order does not depend on the file system.
-
-    Raises:
-        ValueError: if ``root`` is not a folder.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"{root}: not a folder")
-    suffixes = {ext.lower() for ext in extensions}
-    found = []
-    for path in root.rglob("*"):
-        rel = path.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if path.suffix.lower() in suffixes and path.is_file():
-            found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 @dataclass(frozen=True)

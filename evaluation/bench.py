@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from focal.runtime.imageio import IMAGE_EXTENSIONS, read_image
+from focal._files import list_images
+from focal.runtime.imageio import read_image
 from focal.runtime.manifest import load_manifest
 
 STAGES = ("decode", "preprocess", "infer", "cluster", "postprocess")
@@ -100,7 +101,7 @@ def _images(cfg: BenchConfig) -> list[np.ndarray]:
     files: list[Path] = []
     for spec in cfg.images:
         p = Path(spec)
-        files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS) if p.is_dir() else [p]
+        files += list_images(p) if p.is_dir() else [p]
     if files:
         return [read_image(f) for f in files]
     rng = np.random.default_rng(0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from focal.runtime.bench import STAGES, matmul_gflops, onnx_flops
-from focal.runtime.bench_cli import main
+from focal.evaluation.bench import STAGES, matmul_gflops, onnx_flops
+from focal.evaluation.bench_cli import main
 
 
 def test_bench_reports_stages_ratios_and_rates(tiny_artifact: Path, tiny_extractor, tmp_path: Path, capsys) -> None:

@@ -26,15 +26,15 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from focal.runtime.filelists import FilePair, pairs_from_folders, read_json_file_list, read_npy_file_list
+from focal._datasets import FilePair, load_pairs
 from focal.runtime.imageio import read_image, read_mask
 from focal.runtime.manifest import MANIFEST_NAME
-from focal.runtime.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
-from focal.runtime.plots import line_panel, write_png
+from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
+from focal.evaluation.plots import line_panel, write_png
 from focal.runtime.postprocess import localize, soft_map
-from focal.runtime.progress import Progress
+from focal._progress import Progress
 from focal.runtime.render import overlay
-from focal.runtime.robustness import PERTURBATIONS, perturb
+from focal.evaluation.robustness import PERTURBATIONS, perturb
 
 PIXEL_KEYS: tuple[str, ...] = ("f1", "f1_macro", "iou", "auc", "f1_best", "iou_best", "flagged")
 
@@ -61,21 +61,6 @@ class EvalConfig:
     compare: str | None = None  # second model (checkpoint or artifact) compared image by image
     limit: int | None = None  # at most this many images per dataset
     input_size: int | None = None  # checkpoint input size (None: the backbone's)
-
-
-def load_pairs(spec: str) -> list[FilePair]:
-    """Image/mask pairs of one dataset spec (folder, ``.npy`` or ``.json``)."""
-    path = Path(spec)
-    if path.suffix == ".npy":
-        return read_npy_file_list(path)
-    if path.suffix == ".json":
-        return read_json_file_list(path)
-    if (path / "images").is_dir():
-        masks = path / "masks"
-        return pairs_from_folders(path / "images", masks if masks.is_dir() else None)
-    if path.is_dir():  # a bare folder of photos: all authentic
-        return pairs_from_folders(path, None)
-    raise FileNotFoundError(f"{spec}: not a dataset (folder with images/ [+ masks/], .npy or .json list)")
 
 
 def load_model(spec: str, cfg: EvalConfig) -> FeatureModel:

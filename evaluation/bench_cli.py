@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from focal._cli import make_parser
-from focal.runtime.bench import BenchConfig, bench, format_table, write_report
+from focal.evaluation.bench import BenchConfig, bench, format_table, write_report
 from focal.runtime.engines import BACKENDS
 from focal.runtime.manifest import PRECISIONS
 

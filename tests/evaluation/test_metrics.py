@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from focal.runtime.metrics import mean_scores, pixel_scores
+from focal.evaluation.metrics import mean_scores, pixel_scores
 
 
 def test_hand_computed_case() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from focal.runtime.imageio import IMAGE_EXTENSIONS
+from focal._files import IMAGE_EXTENSIONS, list_images
 
-__all__ = ["FilePair", "pairs_from_folders", "read_json_file_list", "read_npy_file_list"]
+__all__ = ["FilePair", "load_pairs", "pairs_from_folders", "read_json_file_list", "read_npy_file_list"]
 
 # Mask entries meaning "no mask: authentic image", compared case-insensitively
 # ("Negative" is IMDL-BenCo's word; "None"/"nan" come from str() of missing
@@ -34,9 +34,7 @@ class FilePair:
 def _files_by_stem(folder: Path, suffix: str) -> dict[str, Path]:
     """Maps stem (minus ``suffix``) to file for the image files in ``folder``."""
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
+    for path in list_images(folder, recursive=False):
         stem = path.stem
         if suffix:
             if not stem.endswith(suffix):
@@ -192,3 +190,32 @@ def read_json_file_list(path: str | Path) -> list[FilePair]:
         if not isinstance(entry, list) or len(entry) != 2:
             raise ValueError(f"{path}: entry {row} is {entry!r}, expected [image_path, mask_path_or_Negative]")
     return _to_pairs(content, path, path.parent)
+
+
+def load_pairs(spec: str | Path) -> list[FilePair]:
+    """The image/mask pairs of one dataset spec: the one reader of dataset specs.
+
+    Args:
+        spec: A folder holding ``images/`` (and ``masks/``, else all
+            authentic), a bare folder of photos (all authentic), a ``.npy``
+            list (the authors' release format) or a ``.json`` list
+            (IMDL-BenCo's).
+
+    Returns:
+        The pairs, in the order the spec gives them.
+
+    Raises:
+        ValueError: ``spec`` is none of these, or its list is malformed;
+            the message names it.
+    """
+    path = Path(spec)
+    if path.suffix == ".npy":
+        return read_npy_file_list(path)
+    if path.suffix == ".json":
+        return read_json_file_list(path)
+    if (path / "images").is_dir():
+        masks = path / "masks"
+        return pairs_from_folders(path / "images", masks if masks.is_dir() else None)
+    if path.is_dir():  # a bare folder of photos: all authentic
+        return pairs_from_folders(path, None)
+    raise ValueError(f"{spec}: not a dataset (a folder with images/ [+ masks/], a .npy or a .json list)")

@@ -6,7 +6,7 @@ import sys
 
 from focal._cli import make_parser
 from focal.runtime.engines import BACKENDS
-from focal.runtime.evaluate import EvalConfig, evaluate
+from focal.evaluation.evaluate import EvalConfig, evaluate
 from focal.runtime.manifest import PRECISIONS
 
 

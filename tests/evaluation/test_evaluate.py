@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from focal.runtime.eval_cli import main
-from focal.runtime.metrics import best_threshold_scores, image_level, pixel_auc
-from focal.runtime.robustness import apply
+from focal.evaluation.eval_cli import main
+from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_auc
+from focal.evaluation.robustness import apply
 
 
 def _dataset(tmp_path: Path, shared_data: Path, n_forged: int = 2, n_auth: int = 2) -> Path:

@@ -1,0 +1,66 @@
+"""The package's layering, proved by importing each module in a bare interpreter.
+
+``focal.runtime`` is the torch-free runner: none of its modules may load
+torch or the packages built on it. The private shared helpers (``focal._*``)
+sit below every package and may load none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import focal
+import focal.runtime
+
+# What the runner must never load, at import time or through its imports.
+RUNTIME_FORBIDDEN = ("torch", "timm", "onnx", "focal.training", "focal.export", "focal.calibration", "focal.evaluation")
+SHARED_FORBIDDEN = ("torch", "focal.runtime", *RUNTIME_FORBIDDEN[2:])
+
+
+def _modules(package) -> list[str]:
+    return sorted(m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+                  if not m.name.endswith("._native"))
+
+
+RUNTIME_MODULES = _modules(focal.runtime)
+SHARED_MODULES = sorted(f"focal.{m.name}" for m in pkgutil.iter_modules(focal.__path__)
+                        if m.name.startswith("_"))
+
+
+def _loaded_after_import(module: str) -> list[str]:
+    """The ``sys.modules`` names after importing ``module`` in a fresh interpreter."""
+    code = f"import json, sys, importlib; importlib.import_module({module!r}); print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def _offenders(loaded: list[str], forbidden: tuple[str, ...]) -> list[str]:
+    return [name for name in loaded if any(name == f or name.startswith(f + ".") for f in forbidden)]
+
+
+def test_the_lists_are_complete() -> None:
+    # A walk that found nothing would make the tests below vacuous.
+    assert {"focal.runtime.detector", "focal.runtime.cli", "focal.runtime.cluster"} <= set(RUNTIME_MODULES)
+    assert {"focal._files", "focal._datasets", "focal._cli"} <= set(SHARED_MODULES)
+
+
+@pytest.mark.parametrize("module", RUNTIME_MODULES)
+def test_runtime_module_loads_no_training_stack(module: str) -> None:
+    assert _offenders(_loaded_after_import(module), RUNTIME_FORBIDDEN) == []
+
+
+@pytest.mark.parametrize("module", SHARED_MODULES)
+def test_shared_module_loads_no_package(module: str) -> None:
+    assert _offenders(_loaded_after_import(module), SHARED_FORBIDDEN) == []
+
+
+def test_the_check_catches_an_offender() -> None:
+    # The same check on a module that does load torch must report it.
+    pytest.importorskip("torch")
+    assert "torch" in _offenders(_loaded_after_import("focal.training"), RUNTIME_FORBIDDEN)
