@@ -412,6 +412,34 @@ class SyntheticForgeryGenerator:
                 quality = donor_quality - gap
         return quality
 
+    def _draw_kind(self, rng: np.random.Generator) -> str:
+        """One of MANIPULATIONS, by the configured weights."""
+        weights = self._config.weights
+        return MANIPULATIONS[int(rng.choice(len(MANIPULATIONS), p=weights / weights.sum()))]
+
+    def _forge(
+        self,
+        kind: str,
+        host: np.ndarray,
+        host_path: Path,
+        labels: list[np.ndarray],
+        donor: np.ndarray | None,
+        donor_labels: list[np.ndarray],
+        rng: np.random.Generator,
+    ) -> Forgery:
+        """Random attempts at ``kind`` until one lands in ``area_range``, else the rectangle fallback."""
+        low, high = self._config.area_range
+        for _ in range(self._config.max_attempts):
+            if kind == "splice":
+                forgery = self._splice(host, donor, donor_labels, rng)
+            elif kind == "copy_move":
+                forgery = self._copy_move(host, labels, rng)
+            else:
+                forgery = self._inpaint(host, labels, rng)
+            if forgery is not None and forgery.mask.any() and low <= forgery.mask.mean() <= high:
+                return forgery
+        return self._fallback(kind, host, host_path, donor, rng)
+
     def generate(self, index: int, rng: np.random.Generator) -> SyntheticSample:
         """Makes one sample from photo ``index % len(self)``.
 
@@ -440,27 +468,14 @@ class SyntheticForgeryGenerator:
             image = jpeg_compress(host, quality) if quality is not None else host
             return SyntheticSample(image, np.zeros(host.shape[:2], bool), "authentic", host_path, None)
 
-        weights = cfg.weights
-        kind = MANIPULATIONS[int(rng.choice(len(MANIPULATIONS), p=weights / weights.sum()))]
+        kind = self._draw_kind(rng)
         donor_path: Path | None = None
         donor: np.ndarray | None = None
         donor_labels: list[np.ndarray] = []
         donor_quality: int | None = None
         if kind == "splice":
             donor_path, donor, donor_labels, donor_quality = self._donor(host_index, rng)
-        low, high = cfg.area_range
-        for _ in range(cfg.max_attempts):
-            if kind == "splice":
-                forgery = self._splice(host, donor, donor_labels, rng)
-            elif kind == "copy_move":
-                forgery = self._copy_move(host, labels, rng)
-            else:
-                forgery = self._inpaint(host, labels, rng)
-            if forgery is not None and forgery.mask.any() and low <= forgery.mask.mean() <= high:
-                break
-        else:
-            forgery = self._fallback(kind, host, host_path, donor, rng)
-
+        forgery = self._forge(kind, host, host_path, labels, donor, donor_labels, rng)
         quality = self._final_quality(rng, donor_quality)
         image = jpeg_compress(forgery.image, quality) if quality is not None else forgery.image
         return SyntheticSample(image, forgery.mask, kind, host_path, donor_path)
