@@ -14,11 +14,12 @@ match the picture as viewers show it.
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from focal.runtime._headers import HeaderError, declared_size
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -36,49 +37,6 @@ DEFAULT_MAX_PIXELS = 100_000_000
 # gray as gray and drops alpha; IGNORE_ORIENTATION leaves the pixels as
 # stored (see the module notes on EXIF orientation).
 _DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
-
-# JPEG start-of-frame markers (SOF0..SOF15 minus DHT, JPG and DAC).
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    """Reads (width, height) from a PNG, JPEG or BMP header without decoding.
-
-    Args:
-        data: The whole file's bytes.
-
-    Returns:
-        ``(width, height)`` as declared by the header, or ``None`` when the
-        format is not one of these three or the header cannot be parsed (the
-        decoder then reports the problem, and the size is checked after it).
-    """
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", data[16:24])
-        return width, height
-    if data[:2] == b"BM" and len(data) >= 26:
-        width, height = struct.unpack("<ii", data[18:26])
-        return abs(width), abs(height)  # negative height = top-down rows
-    if data[:2] == b"\xff\xd8":
-        pos = 2
-        while pos + 4 <= len(data):
-            if data[pos] != 0xFF:
-                return None
-            marker = data[pos + 1]
-            if marker == 0xFF:  # fill byte before a marker
-                pos += 1
-                continue
-            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-                pos += 2
-                continue
-            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame
-                return None
-            (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-            if marker in _JPEG_SOF and pos + 9 <= len(data):
-                height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-                return width, height
-            pos += 2 + length
-    return None
-
 
 def _check_pixels(width: int, height: int, max_pixels: int, name: str) -> None:
     """Raises ``ValueError`` when a ``width`` x ``height`` image is over the limit."""
@@ -103,9 +61,8 @@ def decode_image(
         data: The encoded file content.
         name: What to call the data in error messages (usually its path).
         max_pixels: Largest accepted width * height, checked on the header
-            before decoding where the format allows (PNG, JPEG, BMP) and on
-            the decoded array otherwise (other formats, e.g. TIFF, then rely
-            on OpenCV's own 2**30-pixel cap while decoding).
+            before decoding (every accepted format has a header reader,
+            :mod:`focal.runtime._headers`) and again on the decoded array.
         apply_orientation: rotate/flip as the file's EXIF orientation says.
 
     Returns:
@@ -121,9 +78,11 @@ def decode_image(
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     if len(data) == 0:
         raise ValueError(f"{name}: file is empty")
-    size = _header_size(data)
-    if size is not None:
-        _check_pixels(size[0], size[1], max_pixels, name)
+    try:
+        width, height = declared_size(data)
+    except HeaderError as err:
+        raise ValueError(f"{name}: {err}") from None
+    _check_pixels(width, height, max_pixels, name)
     flags = _DECODE_FLAGS if apply_orientation else _DECODE_FLAGS | cv2.IMREAD_IGNORE_ORIENTATION
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     if image is None:
