@@ -91,17 +91,17 @@ def _work(kind: str, feats: np.ndarray, repeat: int, threads: int) -> dict[str, 
 
             labels = cluster_features(feats, "hdbscan", MIN_CLUSTER_SIZE, backend="reference")
         elif kind == "native":
-            from focal.runtime import _native_api as na
+            from focal.runtime.cluster import cluster_features
 
-            labels = na.cluster_labels(feats, "hdbscan", MIN_CLUSTER_SIZE, num_threads=threads)
+            labels = cluster_features(feats, "hdbscan", MIN_CLUSTER_SIZE, backend="native", num_threads=threads)
         elif kind == "reference_kmeans":
             from focal.runtime.cluster import cluster_features
 
             labels = cluster_features(feats, "kmeans", backend="reference")
         elif kind == "native_kmeans":
-            from focal.runtime import _native_api as na
+            from focal.runtime.cluster import cluster_features
 
-            labels = na.cluster_labels(feats, "kmeans")
+            labels = cluster_features(feats, "kmeans", backend="native")
         else:
             raise ValueError(kind)
         out["seconds"].append(time.perf_counter() - start)
@@ -171,7 +171,7 @@ def end_to_end(threads: int, repeat: int) -> None:
         import torch  # noqa: F401 - only to export the graph here
 
         from focal.export.onnx import export_onnx
-        from focal.training import create_extractor
+        from focal.training import build_extractor
     except ImportError as exc:
         log(f"skipped: {exc} (needs the `train` and `cpu` extras)")
         return
@@ -185,7 +185,7 @@ def end_to_end(threads: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "lite512.onnx")
         log("exporting lite (ImageNet weights + neck) to ONNX at 512 ...")
-        export_onnx(create_extractor("lite"), path, 512)
+        export_onnx(build_extractor("lite"), path, 512)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -212,11 +212,11 @@ def end_to_end(threads: int, repeat: int) -> None:
             d, h, w = feats.shape
             flat = normalize_rows(feats.reshape(d, h * w).T)
             t3 = time.perf_counter()
-            lab_n = na.cluster_labels(flat, "hdbscan", MIN_CLUSTER_SIZE, num_threads=threads)
+            lab_n = cluster_features(flat, "hdbscan", MIN_CLUSTER_SIZE, backend="native", num_threads=threads)
             t4 = time.perf_counter()
             lab_r = cluster_features(flat, "hdbscan", MIN_CLUSTER_SIZE, backend="reference")
             t5 = time.perf_counter()
-            km_n = na.cluster_labels(flat, "kmeans")
+            km_n = cluster_features(flat, "kmeans", backend="native")
             t6 = time.perf_counter()
             km_r = cluster_features(flat, "kmeans", backend="reference")
             t7 = time.perf_counter()

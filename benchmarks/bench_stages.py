@@ -3,7 +3,7 @@
 Runs an artifact (the embedded default when none is given) on images, takes
 each image's feature map, and times the native mutual-reachability MST
 (distance products, core distances, Prim's loop, from ``mst()``'s own
-counters) and the whole labelling (``cluster_labels``), best of ``--repeat``
+counters) and the whole labelling (``cluster_features``), best of ``--repeat``
 per map; prints one line per map and the medians over maps.
 
 Usage::
@@ -36,6 +36,7 @@ def main() -> None:
 
     from focal.runtime import Detector
     from focal.runtime import _native_api as na
+    from focal.runtime.cluster import cluster_features
     from focal.runtime.cluster import normalize_rows
     from focal.runtime.cli import collect_inputs
     from focal.runtime.imageio import read_image
@@ -61,7 +62,7 @@ def main() -> None:
             full = float("inf")
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                na.cluster_labels(x, min_cluster_size=args.min_cluster_size)
+                cluster_features(x, "hdbscan", args.min_cluster_size, backend="native")
                 full = min(full, time.perf_counter() - t0)
             row = (best, stats["seconds_gram"], stats["seconds_core"], stats["seconds_prim"], full)
             rows.append(row)

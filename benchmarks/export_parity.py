@@ -38,10 +38,10 @@ def recalibrated_hrnet(photos: Path, size: int, count: int, out: Path) -> Path:
     from torch import nn
 
     from focal.calibration import FolderReader
-    from focal.export import build_model
-    from focal.training import save_checkpoint
+    from focal.training import build_extractor, save_checkpoint
 
-    model = build_model("hrnet", seed=0)
+    torch.manual_seed(0)
+    model = build_extractor("hrnet")
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()

@@ -2,35 +2,48 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
 
-from focal._cli import make_parser
+from focal._cli import (
+    add_artifact, add_backend, add_batch_size, add_clustering, add_json, add_precision, make_parser, positive_int,
+)
 from focal.evaluation.bench import BenchConfig, bench, format_table, write_report
-from focal.runtime.engines import BACKENDS
-from focal.runtime.manifest import PRECISIONS
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``focal-bench`` argument parser (choices from the runtime's registries)."""
+    p = make_parser("focal-bench", "Benchmark the FOCAL runtime stage by stage against the PyTorch reference.")
+    add_artifact(p, help="artifact folder (focal.json)")
+    p.add_argument("--reference", metavar="CHECKPOINT",
+                   help="checkpoint of the same model, run in eager PyTorch on the same images")
+    p.add_argument("--images", action="append", default=[], metavar="PATH",
+                   help="image file or folder, repeatable (default: 4 synthetic 640x480)")
+    add_backend(p, repeatable=True,
+                help="engine backend, repeatable (auto: the fastest usable here; default: every backend usable here)")
+    add_precision(p, repeatable=True, help="model precision, repeatable (default: all in the artifact)")
+    add_clustering(p, help="clustering method timed")
+    add_batch_size(p, help="images per engine call in the throughput pass (more than 1 needs a dynamic-batch model)")
+    p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed runs before timing")
+    p.add_argument("--repeat", type=positive_int, default=1, metavar="N", help="timed passes over the images")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="ONNX Runtime and torch CPU threads (default: all cores)")
+    p.add_argument("--report", type=Path, default=Path("bench.json"), metavar="PATH",
+                   help="where to write the JSON report")
+    add_json(p, "the report, instead of the Markdown table")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``focal-bench``."""
-    p = make_parser("focal-bench", "Benchmark the FOCAL runtime stage by stage against the PyTorch reference.")
-    p.add_argument("artifact", help="artifact folder (focal.json)")
-    p.add_argument("--reference", help="checkpoint of the same model, run in eager PyTorch on the same images")
-    p.add_argument("--images", action="append", default=[], help="image files or folders (default: 4 synthetic 640x480)")
-    p.add_argument("--backend", action="append", choices=[b for b in BACKENDS if b != "auto"],
-                   help="repeatable; default: every backend available here")
-    p.add_argument("--precision", action="append", choices=PRECISIONS, help="repeatable; default: all in the artifact")
-    p.add_argument("--clustering", default="hdbscan", choices=["hdbscan", "kmeans"])
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--json", type=Path, default=Path("bench.json"), help="where to write the JSON report")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     cfg = BenchConfig(
         artifact=args.artifact, images=args.images, reference=args.reference, backends=args.backend,
-        precisions=args.precision, clustering=args.clustering, batch=args.batch, warmup=args.warmup,
+        precisions=args.precision, clustering=args.clustering, batch=args.batch_size, warmup=args.warmup,
         repeat=args.repeat, threads=args.threads,
     )
     try:
@@ -39,9 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"focal-bench: {exc}", file=sys.stderr)
         return 2
-    write_report(report, args.json)
-    print(format_table(report))
-    print(f"focal-bench: wrote {args.json}", file=sys.stderr)
+    write_report(report, args.report)
+    if args.json:
+        sys.stdout.write(args.report.read_text())
+    else:
+        print(format_table(report))
+    print(f"focal-bench: wrote {args.report}", file=sys.stderr)
     return 0
 
 

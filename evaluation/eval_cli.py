@@ -2,38 +2,48 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
-from focal._cli import make_parser
-from focal.runtime.engines import BACKENDS
+from focal._cli import (
+    add_artifact, add_backend, add_clustering, add_json, add_min_cluster_size, add_precision, make_parser,
+    positive_int,
+)
 from focal.evaluation.evaluate import EvalConfig, evaluate
-from focal.runtime.manifest import PRECISIONS
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``focal-eval`` argument parser (choices from the runtime's registries)."""
+    p = make_parser("focal-eval", "Evaluate FOCAL localisation (pixel F1/IoU/AUC, image AUC, false alarms).")
+    add_artifact(p, help="artifact folder (focal.json), or a checkpoint (.safetensors, or the authors' .pth)")
+    p.add_argument("--data", action="append", required=True, metavar="DATASET",
+                   help="dataset: folder with images/ (+ masks/), .npy or .json list; repeatable")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumable)")
+    add_clustering(p, repeatable=True,
+                   help="clustering method, repeatable; the first is the headline (default: hdbscan)")
+    add_min_cluster_size(p, help="HDBSCAN's smallest cluster (default: the artifact's; for a checkpoint 200, the paper's)")
+    add_backend(p, help="engine backend for an artifact (auto: the fastest usable here)")
+    add_precision(p, help="artifact precision (the artifact must hold it)")
+    p.add_argument("--backbone", metavar="NAME", help="backbone of an authors' .pth checkpoint (vit, hrnet)")
+    p.add_argument("--input-size", type=positive_int, metavar="N",
+                   help="checkpoint input size (default: the backbone's)")
+    p.add_argument("--robustness", action="store_true", help="also under JPEG, blur, noise and down-scaling")
+    p.add_argument("--compare", metavar="MODEL",
+                   help="a second model (checkpoint or artifact) compared on the same images")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="at most N images per dataset (default: all)")
+    add_json(p, "the summary written to metrics.json, instead of the Markdown table")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``focal-eval``."""
-    p = make_parser("focal-eval", "Evaluate FOCAL localisation (pixel F1/IoU/AUC, image AUC, false alarms).")
-    p.add_argument("model", help="artifact folder (focal.json) or checkpoint (.safetensors, or the authors' .pth)")
-    p.add_argument("--data", action="append", required=True,
-                   help="dataset: folder with images/ (+ masks/), .npy or .json list; repeatable")
-    p.add_argument("--out", required=True, help="output folder (resumable)")
-    p.add_argument("--clustering", default="hdbscan",
-                   help="comma-separated methods, the first is the headline (hdbscan,kmeans)")
-    p.add_argument("--min-cluster-size", type=int)
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--backbone", help="backbone of an authors' .pth checkpoint (vit, hrnet)")
-    p.add_argument("--input-size", type=int, help="checkpoint input size (default: the backbone's)")
-    p.add_argument("--robustness", action="store_true", help="also under JPEG, blur, noise and down-scaling")
-    p.add_argument("--compare", help="a second model (checkpoint or artifact) compared on the same images")
-    p.add_argument("--limit", type=int, help="at most N images per dataset")
-    args = p.parse_args(argv)
-    methods = [m.strip() for m in args.clustering.split(",") if m.strip()]
-    bad = [m for m in methods if m not in ("hdbscan", "kmeans")]
-    if bad or not methods:
-        p.error(f"--clustering: unknown method(s) {bad}; use hdbscan and/or kmeans")
+    args = build_parser().parse_args(argv)
+    methods = list(dict.fromkeys(args.clustering or ["hdbscan"]))
     cfg = EvalConfig(
-        model=args.model, data=args.data, out=args.out, clustering=methods, min_cluster_size=args.min_cluster_size,
+        model=args.artifact, data=args.data, out=args.out, clustering=methods, min_cluster_size=args.min_cluster_size,
         backend=args.backend, precision=args.precision, backbone=args.backbone, robustness=args.robustness,
         compare=args.compare, limit=args.limit, input_size=args.input_size,
     )
@@ -42,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"focal-eval: {exc}", file=sys.stderr)
         return 2
-    from pathlib import Path
-
-    print(Path(args.out, "table.md").read_text())
+    if args.json:
+        sys.stdout.write(Path(args.out, "metrics.json").read_text())  # as written: already JSON-safe (no NaN)
+    else:
+        print(Path(args.out, "table.md").read_text())
     print(f"focal-eval: wrote {args.out}/metrics.json, metrics.csv, table.md, grid_*.png"
           + (", robustness.png" if "robustness" in summary else ""), file=sys.stderr)
     return 0

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from focal._datasets import FilePair, load_pairs
+from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE
 from focal.runtime.imageio import read_image, read_mask
 from focal.runtime.manifest import MANIFEST_NAME
 from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
@@ -53,7 +54,7 @@ class EvalConfig:
     data: list[str]  # datasets: folders with images/ (+ masks/), .npy or .json lists
     out: str  # output folder
     clustering: list[str] = field(default_factory=lambda: ["hdbscan"])  # first one is the headline
-    min_cluster_size: int | None = None  # None: the artifact's (200) / the paper's
+    min_cluster_size: int | None = None  # None: the artifact's (its manifest's clustering default) / the paper's 200
     backend: str = "auto"  # runtime backend for artifacts
     precision: str = "fp32"  # artifact precision
     backbone: str | None = None  # needed for an authors' .pth checkpoint
@@ -186,83 +187,126 @@ def _grid(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, he
         write_png(path, *[np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Run the evaluation and write the outputs (see the module docstring).
+@dataclass(frozen=True)
+class _Run:
+    """What every image of one evaluation is measured with."""
 
-    Returns:
-        The content of ``metrics.json``.
-    """
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    methods = list(dict.fromkeys(cfg.clustering))
-    mcs = int(cfg.min_cluster_size or 200)
+    cfg: EvalConfig
+    out: Path  # output folder
+    methods: list[str]  # clustering methods, the headline one first
+    min_cluster_size: int  # the user's, else the artifact's
+    model: FeatureModel
+    other: FeatureModel | None  # the compared model (``cfg.compare``)
+
+
+def _open_models(cfg: EvalConfig) -> tuple[FeatureModel, FeatureModel | None]:
+    """The evaluated model and the one it is compared with (None without ``cfg.compare``)."""
     model = load_model(cfg.model, cfg)
-    other = None
-    if cfg.compare:
-        # A checkpoint compared with an artifact runs at the artifact's input size.
-        manifest = getattr(model, "manifest", None)
-        size = cfg.input_size or (manifest.input.size if manifest is not None else None)
-        other = load_model(cfg.compare, replace(cfg, input_size=size))
-    rec_path = out / "records.jsonl"
+    if not cfg.compare:
+        return model, None
+    # A checkpoint compared with an artifact runs at the artifact's input size.
+    manifest = getattr(model, "manifest", None)
+    size = cfg.input_size or (manifest.input.size if manifest is not None else None)
+    return model, load_model(cfg.compare, replace(cfg, input_size=size))
+
+
+def _min_cluster_size(cfg: EvalConfig, model: FeatureModel) -> int:
+    """The user's value, else the artifact's (its manifest's clustering default), else the paper's."""
+    if cfg.min_cluster_size:
+        return int(cfg.min_cluster_size)
+    manifest = getattr(model, "manifest", None)
+    return int(manifest.clustering.min_cluster_size) if manifest is not None else DEFAULT_MIN_CLUSTER_SIZE
+
+
+def _read_records(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """An earlier run's records by (dataset, image path); unreadable lines (a run cut short) are skipped."""
     done: dict[tuple[str, str], dict[str, Any]] = {}
-    if rec_path.is_file():
-        for line in rec_path.read_text().splitlines():
+    if path.is_file():
+        for line in path.read_text().splitlines():
             try:
                 r = json.loads(line)
                 done[(r["dataset"], r["path"])] = r
             except (json.JSONDecodeError, KeyError):
                 continue
-    datasets = {Path(d).name or d: load_pairs(d)[: cfg.limit] for d in cfg.data}
-    total = sum(len(p) for p in datasets.values())
-    progress = Progress(total, "eval")
-    masks_dir = out / "masks"
+    return done
+
+
+def _is_complete(prev: dict[str, Any] | None, run: _Run) -> bool:
+    """Whether an earlier record already holds everything this run measures."""
+    return (prev is not None and "error" not in prev and all(m in prev for m in run.methods)
+            and (not run.cfg.robustness or prev["authentic"] or "robustness" in prev)
+            and (run.other is None or "compare" in prev))
+
+
+def _compare(run: _Run, image: np.ndarray, truth: np.ndarray, rec: dict[str, Any],
+             mask: np.ndarray) -> dict[str, float]:
+    """Mask IoU and score difference of the compared model on the same image (headline method)."""
+    assert run.other is not None
+    method = run.methods[0]
+    o_rec, o_masks = score_image(run.other, image, truth, [method], run.min_cluster_size)
+    other = o_masks[method]
+    union = (mask | other).sum()
+    return {"mask_iou": 1.0 if union == 0 else float((mask & other).sum() / union),
+            "score_diff": abs(rec[method]["score"] - o_rec[method]["score"])}
+
+
+def _robustness(run: _Run, image: np.ndarray, truth: np.ndarray) -> dict[str, dict[str, float]]:
+    """Headline-method F1 / IoU under each perturbation, keyed ``"name|strength"``."""
+    method = run.methods[0]
+    scores = {}
+    for name, strength, perturbed in perturb(image):
+        t2 = cv2.resize(truth.astype(np.uint8), (perturbed.shape[1], perturbed.shape[0]),
+                        interpolation=cv2.INTER_NEAREST) > 0
+        r2, _ = score_image(run.model, perturbed, t2, [method], run.min_cluster_size)
+        scores[f"{name}|{strength}"] = {k: r2[method][k] for k in ("f1", "iou", "f1_macro")}
+    return scores
+
+
+def _record(run: _Run, ds: str, pair: FilePair) -> dict[str, Any]:
+    """One image's line of ``records.jsonl`` (an ``error`` one if unreadable); its headline mask goes to ``masks/``."""
+    try:
+        image = read_image(pair.image)
+        truth = _truth(pair, image.shape[:2])
+        rec, masks = score_image(run.model, image, truth, run.methods, run.min_cluster_size)
+        rec.update(dataset=ds, path=str(pair.image), authentic=not truth.any())
+        mask_file = run.out / "masks" / ds / f"{pair.image.stem}.png"
+        mask_file.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(mask_file), masks[run.methods[0]].astype(np.uint8) * 255)
+        rec["mask"] = str(mask_file.relative_to(run.out))
+        if run.other is not None:
+            rec["compare"] = _compare(run, image, truth, rec, masks[run.methods[0]])
+        if run.cfg.robustness and truth.any():
+            rec["robustness"] = _robustness(run, image, truth)
+    except (OSError, ValueError) as exc:
+        return {"dataset": ds, "path": str(pair.image), "error": str(exc)}
+    return rec
+
+
+def _measure(run: _Run, datasets: dict[str, list[FilePair]]) -> list[dict[str, Any]]:
+    """Every image's record: an earlier run's where complete, the others measured and appended to ``records.jsonl``."""
+    rec_path = run.out / "records.jsonl"
+    done = _read_records(rec_path)
+    progress = Progress(sum(len(p) for p in datasets.values()), "eval")
     with rec_path.open("a") as log:
         for ds, pairs in datasets.items():
             for pair in pairs:
                 key = (ds, str(pair.image))
-                prev = done.get(key)
-                complete = prev is not None and "error" not in prev and all(m in prev for m in methods) and (
-                    not cfg.robustness or prev["authentic"] or "robustness" in prev) and (other is None or "compare" in prev)
-                if complete:
-                    progress.step(pair.image.name)
-                    continue
-                try:
-                    image = read_image(pair.image)
-                    truth = _truth(pair, image.shape[:2])
-                    rec, masks = score_image(model, image, truth, methods, mcs)
-                    rec.update(dataset=ds, path=str(pair.image), authentic=not truth.any())
-                    mask_file = masks_dir / ds / f"{pair.image.stem}.png"
-                    mask_file.parent.mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(mask_file), masks[methods[0]].astype(np.uint8) * 255)
-                    rec["mask"] = str(mask_file.relative_to(out))
-                    if other is not None:
-                        o_rec, o_masks = score_image(other, image, truth, methods[:1], mcs)
-                        a, b = masks[methods[0]], o_masks[methods[0]]
-                        union = (a | b).sum()
-                        rec["compare"] = {"mask_iou": 1.0 if union == 0 else float((a & b).sum() / union),
-                                          "score_diff": abs(rec[methods[0]]["score"] - o_rec[methods[0]]["score"])}
-                    if cfg.robustness and truth.any():
-                        rec["robustness"] = {}
-                        for name, strength, img2 in perturb(image):
-                            t2 = cv2.resize(truth.astype(np.uint8), (img2.shape[1], img2.shape[0]),
-                                            interpolation=cv2.INTER_NEAREST) > 0
-                            r2, _ = score_image(model, img2, t2, methods[:1], mcs)
-                            rec["robustness"][f"{name}|{strength}"] = {
-                                k: r2[methods[0]][k] for k in ("f1", "iou", "f1_macro")}
-                except (OSError, ValueError) as exc:
-                    rec = {"dataset": ds, "path": str(pair.image), "error": str(exc)}
-                done[key] = rec
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                if not _is_complete(done.get(key), run):
+                    done[key] = _record(run, ds, pair)
+                    log.write(json.dumps(done[key]) + "\n")
+                    log.flush()
                 progress.step(pair.image.name)
     progress.close()
+    return [r for r in done.values() if r["dataset"] in datasets]
 
-    records = [r for r in done.values() if r["dataset"] in datasets]
-    summary: dict[str, Any] = {"model": cfg.model, "clustering": methods, "min_cluster_size": mcs,
-                               "datasets": summarise(records, methods)}
-    if other is not None:
+
+def _summary(run: _Run, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The content of ``metrics.json``."""
+    summary: dict[str, Any] = {"model": run.cfg.model, "clustering": run.methods,
+                               "min_cluster_size": run.min_cluster_size, "datasets": summarise(records, run.methods)}
+    if run.other is not None:
         comp = [r["compare"] for r in records if "compare" in r]
-        summary["compare"] = {"model": cfg.compare, "mask_iou": _mean([c["mask_iou"] for c in comp]),
+        summary["compare"] = {"model": run.cfg.compare, "mask_iou": _mean([c["mask_iou"] for c in comp]),
                               "score_diff_max": max((c["score_diff"] for c in comp), default=float("nan"))}
     robust: dict[str, dict[str, list[float]]] = {}
     for r in records:
@@ -271,16 +315,23 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 robust.setdefault(k, {}).setdefault(m, []).append(v)
     if robust:
         summary["robustness"] = {k: {m: _mean(v) for m, v in d.items()} for k, d in robust.items()}
-        panels = []
-        for name in PERTURBATIONS:
-            keys = sorted((k for k in robust if k.startswith(name + "|")), key=lambda k: float(k.split("|")[1]))
-            if keys:
-                series = {m: [(float(k.split("|")[1]), _mean(robust[k][m])) for k in keys] for m in ("f1", "iou")}
-                panels.append(line_panel(series, f"{name} ({methods[0]})", xlabel=PERTURBATIONS[name]))
-        write_png(out / "robustness.png", *panels)
-    (out / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
-    (out / "table.md").write_text(markdown_table(summary["datasets"], methods))
-    with (out / "metrics.csv").open("w", newline="") as fh:
+    return summary
+
+
+def _robustness_plot(robustness: dict[str, dict[str, float]], method: str, path: Path) -> None:
+    """F1 and IoU against perturbation strength, one panel per perturbation."""
+    panels = []
+    for name in PERTURBATIONS:
+        keys = sorted((k for k in robustness if k.startswith(name + "|")), key=lambda k: float(k.split("|")[1]))
+        if keys:
+            series = {m: [(float(k.split("|")[1]), robustness[k][m]) for k in keys] for m in ("f1", "iou")}
+            panels.append(line_panel(series, f"{name} ({method})", xlabel=PERTURBATIONS[name]))
+    write_png(path, *panels)
+
+
+def _write_csv(records: list[dict[str, Any]], methods: list[str], path: Path) -> None:
+    """``metrics.csv``: one row per (image, method), or one ``error`` row per unreadable image."""
+    with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["dataset", "path", "authentic", "method", *PIXEL_KEYS, "score", "error"])
         for r in records:
@@ -289,13 +340,39 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 continue
             for m in methods:
                 writer.writerow([r["dataset"], r["path"], r["authentic"], m, *[r[m][k] for k in PIXEL_KEYS], r[m]["score"], ""])
-    ranked = sorted((r for r in records if "error" not in r and not r["authentic"]), key=lambda r: r[methods[0]]["f1"])
+
+
+def _write_grids(run: _Run, records: list[dict[str, Any]], datasets: dict[str, list[FilePair]]) -> None:
+    """``grid_best.png`` / ``grid_worst.png``: the four forged images with the best / worst headline F1."""
+    forged = (r for r in records if "error" not in r and not r["authentic"])
+    ranked = sorted(forged, key=lambda r: r[run.methods[0]]["f1"])
     for name, chosen in (("grid_best.png", ranked[::-1][:4]), ("grid_worst.png", ranked[:4])):
         items = []
         for r in chosen:
             image = read_image(r["path"])
             pair = next(p for p in datasets[r["dataset"]] if str(p.image) == r["path"])
-            pred = cv2.imread(str(out / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
+            pred = cv2.imread(str(run.out / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
             items.append((image, _truth(pair, image.shape[:2]), pred))
-        _grid(items, out / name)
+        _grid(items, run.out / name)
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the evaluation and write the outputs (see the module docstring).
+
+    Returns:
+        The content of ``metrics.json``.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, other = _open_models(cfg)
+    run = _Run(cfg, out, list(dict.fromkeys(cfg.clustering)), _min_cluster_size(cfg, model), model, other)
+    datasets = {Path(d).name or d: load_pairs(d)[: cfg.limit] for d in cfg.data}
+    records = _measure(run, datasets)
+    summary = _summary(run, records)
+    if "robustness" in summary:
+        _robustness_plot(summary["robustness"], run.methods[0], out / "robustness.png")
+    (out / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    (out / "table.md").write_text(markdown_table(summary["datasets"], run.methods))
+    _write_csv(records, run.methods, out / "metrics.csv")
+    _write_grids(run, records, datasets)
     return summary

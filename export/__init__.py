@@ -7,7 +7,7 @@ that build or run engines.
 """
 
 from focal.export.config import SYNTHETIC, ExportConfig
-from focal.export.model import build_model, model_from_manifest, model_source
+from focal.export.model import model_from_manifest, model_source
 from focal.export.onnx import INPUT_NAME, MIN_OPSET, OUTPUT_NAME, OnnxExport, check_onnx, clean_graph, export_onnx, save_onnx
 from focal.export.pipeline import FUSION_RULE, ExportResult, WrittenFile, calibration_reader, export
 from focal.export.precision import (
@@ -61,7 +61,6 @@ __all__ = [
     "VerifyReport",
     "WrittenFile",
     "build_engine",
-    "build_model",
     "calibration_reader",
     "check_onnx",
     "check_tensorrt",

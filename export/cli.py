@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from focal._cli import make_parser
+from focal._cli import add_clustering, add_min_cluster_size, make_parser, positive_int
 from focal.calibration.methods import CALIBRATION_METHODS
 from focal.export.config import ExportConfig
 from focal.export.onnx import MIN_OPSET
@@ -37,10 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="our .safetensors checkpoint, an authors' .pth, or one file per fusion member "
                             "(default: random weights, seeded; lite keeps its ImageNet encoder)")
     model.add_argument("--input-size", type=int, default=None, metavar="N", help="square input side (default: the backbone's)")
-    model.add_argument("--batch", type=int, default=1, metavar="N", help="batch of the graph (default 1)")
-    model.add_argument("--dynamic-batch", action="store_true", help="symbolic batch axis (height/width stay static)")
+    model.add_argument("--graph-batch", type=positive_int, default=1, metavar="N",
+                       help="the graph's batch axis: its size, or the optimum of a dynamic one")
+    model.add_argument("--dynamic-graph-batch", action="store_true",
+                       help="symbolic batch axis in the graph (height/width stay static)")
     model.add_argument("--opset", type=int, default=MIN_OPSET, metavar="N", help=f"ONNX opset (>= {MIN_OPSET})")
-    model.add_argument("--seed", type=int, default=0, help="seed of random weights and of the parity input")
+    model.add_argument("--seed", type=int, default=0, metavar="N", help="seed of random weights and of the parity input")
     model.add_argument("--out", default=None, metavar="DIR", help="artifact folder (default: focal-BACKBONE-SIZE)")
 
     prec = parser.add_argument_group("precision")
@@ -49,10 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="node name or glob also kept FP32 in the FP16 graph (repeatable)")
     prec.add_argument("--int8", action="store_true", help="also write model.int8.onnx (explicit symmetric Q/DQ)")
     prec.add_argument("--calib", default=None, metavar="DIR|synthetic[:DIR]",
-                      help="INT8 calibration images: a folder, or synthetic forgeries made from the photos in DIR")
-    prec.add_argument("--calib-count", type=int, default=64, metavar="N", help="calibration images (default 64)")
+                      help="INT8 calibration images: a folder, or synthetic forgeries made from the photos in DIR "
+                           "('synthetic' alone: $FOCAL_PHOTOS)")
+    prec.add_argument("--calib-count", type=positive_int, default=64, metavar="N", help="calibration images")
     prec.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax", help="activation range rule")
-    prec.add_argument("--calib-cache", default=None, metavar="DIR", help="calibration cache (default ~/.cache/focal/calibration)")
+    prec.add_argument("--calib-cache", default=None, metavar="DIR",
+                      help="calibration cache (default: $FOCAL_CACHE/calibration, else ~/.cache/focal/calibration)")
     prec.add_argument("--int8-exclude", action="append", default=[], metavar="NODE",
                       help="node name or glob left unquantized (repeatable)")
     prec.add_argument("--int8-quantize-stem", action="store_true", help="also quantize the first Conv (sees pixels)")
@@ -62,18 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     eng = parser.add_argument_group("TensorRT")
     eng.add_argument("--engine", action="store_true", help="build TensorRT engines for the exported precisions")
-    eng.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="builder workspace limit (default 4)")
-    eng.add_argument("--timing-cache", default=None, metavar="FILE", help="timing cache reused across builds")
-    eng.add_argument("--max-batch", type=int, default=None, metavar="N", help="largest batch of a dynamic-batch profile")
+    eng.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="builder workspace limit")
+    eng.add_argument("--timing-cache", default=None, metavar="FILE",
+                     help="timing cache reused across builds (default: one per GPU and TensorRT version, cached)")
+    eng.add_argument("--max-graph-batch", type=positive_int, default=None, metavar="N",
+                     help="largest batch of a --dynamic-graph-batch engine profile (default: 2 x --graph-batch, >= 4)")
 
     chk = parser.add_argument_group("checks")
     chk.add_argument("--verify", default=None, metavar="IMAGES", help="folder or file of images: parity of every artifact")
-    chk.add_argument("--verify-limit", type=int, default=16, metavar="N", help="at most N verification images")
-    chk.add_argument("--clustering", choices=("hdbscan", "kmeans"), default="hdbscan", help="manifest default and verification")
-    chk.add_argument("--min-cluster-size", type=int, default=200, metavar="N", help="HDBSCAN's smallest cluster")
+    chk.add_argument("--verify-limit", type=positive_int, default=16, metavar="N", help="at most N verification images")
+    add_clustering(chk, default=ExportConfig.clustering,
+                   help="clustering method: the artifact's default, and the one verification uses")
+    add_min_cluster_size(chk, default=ExportConfig.min_cluster_size,
+                         help="HDBSCAN's smallest cluster: the artifact's default, and verification's")
     chk.add_argument("--precision-report", action="store_true",
                      help="per-block sensitivity: which blocks, kept FP32 / unquantized, recover most parity")
-    chk.add_argument("--report-images", type=int, default=4, metavar="N", help="images per precision-report variant")
+    chk.add_argument("--report-images", type=positive_int, default=4, metavar="N", help="images per precision-report variant")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     return parser
 
@@ -82,14 +90,14 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
     """Turn parsed arguments into an :class:`ExportConfig` (its validation applies)."""
     out = args.out or f"focal-{args.backbone.replace('+', '-')}-{args.input_size or 'default'}"
     return ExportConfig(
-        backbone=args.backbone, weights=tuple(args.weights), input_size=args.input_size, batch=args.batch,
-        dynamic_batch=args.dynamic_batch, out=out, opset=args.opset, seed=args.seed,
+        backbone=args.backbone, weights=tuple(args.weights), input_size=args.input_size, batch=args.graph_batch,
+        dynamic_batch=args.dynamic_graph_batch, out=out, opset=args.opset, seed=args.seed,
         fp16=args.fp16, fp16_keep=tuple(args.fp16_keep), int8=args.int8, calib=args.calib,
         calib_count=args.calib_count, calib_method=args.calib_method, calib_cache=args.calib_cache,
         int8_exclude=tuple(args.int8_exclude), int8_keep_stem=not args.int8_quantize_stem,
         int8_keep_head=not args.int8_quantize_head, int8_cpu=not args.no_int8_cpu, engine=args.engine,
         workspace_gb=args.workspace,
-        timing_cache=args.timing_cache, max_batch=args.max_batch, verify=args.verify, verify_limit=args.verify_limit,
+        timing_cache=args.timing_cache, max_batch=args.max_graph_batch, verify=args.verify, verify_limit=args.verify_limit,
         clustering=args.clustering, min_cluster_size=args.min_cluster_size, precision_report=args.precision_report,
         report_images=args.report_images,
     )

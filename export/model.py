@@ -8,44 +8,72 @@ rebuild the very same PyTorch reference later without being told.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from focal.runtime.manifest import Manifest, sha256_file
 
-__all__ = ["build_model", "model_from_manifest", "model_source"]
+__all__ = ["model_from_manifest", "model_source"]
 
 
 def _member_kwargs(parts: Sequence[str], input_size: int | None) -> list[dict[str, Any]]:
     """Constructor overrides so that each member is built for ``input_size``.
 
-    Only backbones whose weights depend on the size (SAM's position
-    embeddings: a factory taking ``img_size``) need it; CNNs are fully
+    Only backbones whose weights depend on the size (the registry's
+    ``fixed_input_size``: SAM's position embeddings) need it; CNNs are fully
     convolutional.
     """
-    from focal.training.backbones import backbone_info
+    from focal.training import backbone_info
 
-    out = []
-    for part in parts:
-        params = inspect.signature(backbone_info(part).factory).parameters
-        out.append({"img_size": int(input_size)} if input_size is not None and "img_size" in params else {})
-    return out
+    fixed = input_size is not None
+    return [{"img_size": int(input_size)} if fixed and backbone_info(p).fixed_input_size else {} for p in parts]
 
 
-def build_model(
+def _random_extractor(name: str, member_kwargs: Sequence[dict[str, Any]] | None) -> Any:
+    """``name`` with random (or packaged) weights: each member from ``build_extractor``, fused if several.
+
+    Raises:
+        ValueError: unknown backbone, or not one kwargs dict per member.
+    """
+    from focal.training import FusedExtractor, build_extractor, parse_extractor_name
+
+    parts = parse_extractor_name(name)
+    kwargs = list(member_kwargs or [{} for _ in parts])
+    if len(kwargs) != len(parts):
+        raise ValueError(f"{len(kwargs)} kwargs dicts for {len(parts)} members of {name!r}")
+    members = [build_extractor(part, **kw) for part, kw in zip(parts, kwargs)]
+    return members[0] if len(members) == 1 else FusedExtractor(members).eval()
+
+
+def _check_fixed_sizes(model: Any, input_size: int) -> None:
+    """Refuse to export a loaded fixed-size member at another side than it was built for.
+
+    Raises:
+        ValueError: a member's weights are for another size.
+    """
+    from focal.training import backbone_info
+
+    for member in model.members:
+        if backbone_info(member.name).fixed_input_size and member.input_size != input_size:
+            raise ValueError(
+                f"{member.name} weights are for {member.input_size} px (SAM's position embeddings are per size); "
+                f"export at --input-size {member.input_size}, not {input_size}"
+            )
+
+
+def _build_model(
     backbone: str, weights: Sequence[str | Path] = (), input_size: int | None = None, seed: int = 0
 ) -> Any:
-    """Build the extractor to export, with its weights.
+    """Build the extractor to export, with its weights (the export's use of ``build_extractor``).
 
     Args:
         backbone: registry name or ``a+b`` fusion.
         weights: nothing (random weights, seeded; ``lite`` keeps its packaged
             ImageNet encoder), one checkpoint (ours or the authors'), or one
             per fusion member.
-        input_size: the export side; SAM ViTs are built for it when random,
-            and must match it when loaded.
+        input_size: the export side; fixed-size backbones (SAM ViTs) are
+            built for it when random, and must match it when loaded.
         seed: ``torch.manual_seed`` before a random build.
 
     Returns:
@@ -57,12 +85,11 @@ def build_model(
     """
     import torch
 
-    from focal.training import build_extractor, create_extractor, parse_extractor_name
+    from focal.training import build_extractor, parse_extractor_name
 
-    parts = parse_extractor_name(backbone)
     if not weights:
         torch.manual_seed(seed)
-        model = create_extractor(backbone, _member_kwargs(parts, input_size))
+        model = _random_extractor(backbone, _member_kwargs(parse_extractor_name(backbone), input_size))
     else:
         files = [str(w) for w in weights]
         for f in files:
@@ -70,18 +97,12 @@ def build_model(
                 raise FileNotFoundError(f"{f}: weights not found")
         model = build_extractor(backbone, weights=files[0] if len(files) == 1 else files)
     if input_size is not None:
-        for member in model.members:
-            fixed = "img_size" in inspect.signature(type(member.backbone).__init__).parameters
-            if fixed and member.input_size != input_size:
-                raise ValueError(
-                    f"{member.name} weights are for {member.input_size} px (SAM's position embeddings are per size); "
-                    f"export at --input-size {member.input_size}, not {input_size}"
-                )
+        _check_fixed_sizes(model, input_size)
     return model.eval()
 
 
 def model_source(model: Any, weights: Sequence[str | Path] = (), seed: int | None = None) -> dict[str, Any]:
-    """The manifest's ``source`` entry for a model built by :func:`build_model`.
+    """The manifest's ``source`` entry for a model built by :func:`_build_model`.
 
     ``weights`` is one space-joined string (what the runtime prints in its
     rebuild hint); ``weights_files`` keeps the list.
@@ -105,7 +126,7 @@ def model_from_manifest(manifest: Manifest) -> Any:
     """
     import torch
 
-    from focal.training import build_extractor, create_extractor
+    from focal.training import build_extractor
 
     src = manifest.source
     files = list(src.get("weights_files") or [])
@@ -121,4 +142,4 @@ def model_from_manifest(manifest: Manifest) -> Any:
             "this artifact was exported from a model given in memory; pass it as verify(..., reference=model)"
         )
     torch.manual_seed(int(src["init_seed"]))
-    return create_extractor(manifest.extractor, [dict(k) for k in src.get("member_kwargs") or []] or None).eval()
+    return _random_extractor(manifest.extractor, [dict(k) for k in src.get("member_kwargs") or []] or None).eval()

@@ -41,6 +41,7 @@ from focal.export._graph import ensure_unique_names, op_counts, restore_node_nam
 from focal.runtime.manifest import sha256_file
 
 if TYPE_CHECKING:  # torch is imported lazily: the module must load without it for type-only users
+    import torch
     from torch import nn
 
 __all__ = [
@@ -154,6 +155,44 @@ def _ort_run(path: Path, x: np.ndarray) -> np.ndarray:
     return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
 
 
+def _check_export_args(model: "nn.Module", input_size: int, batch: int, opset: int) -> None:
+    """Raises ``ValueError`` for an opset, side or batch the export cannot honour."""
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization as one node), got {opset}")
+    if input_size < 8:
+        raise ValueError(f"input_size must be >= 8, got {input_size}")
+    stride = int(getattr(model, "stride", 1))
+    if input_size % stride:
+        raise ValueError(f"input_size {input_size} is not a multiple of the extractor's stride {stride}")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+
+
+def _trace(model: "nn.Module", x: "torch.Tensor", dynamic_batch: bool, opset: int) -> onnx.ModelProto:
+    """The TorchScript exporter's raw graph of ``model`` on ``x`` (SAM's fused attention off)."""
+    import torch
+
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    with tempfile.TemporaryDirectory(prefix="focal-onnx-") as tmp:
+        raw_path = Path(tmp) / "raw.onnx"
+        with _exportable(model), warnings.catch_warnings(), torch.no_grad():
+            # The tracer warns about Python-side shape arithmetic (SAM's
+            # padding); it is exactly what the static shape bakes in.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (x,),
+                str(raw_path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+        return onnx.load(str(raw_path))
+
+
 def export_onnx(
     model: "nn.Module",
     path: str | Path,
@@ -184,15 +223,7 @@ def export_onnx(
     """
     import torch
 
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization as one node), got {opset}")
-    if input_size < 8:
-        raise ValueError(f"input_size must be >= 8, got {input_size}")
-    stride = int(getattr(model, "stride", 1))
-    if input_size % stride:
-        raise ValueError(f"input_size {input_size} is not a multiple of the extractor's stride {stride}")
-    if batch < 1:
-        raise ValueError(f"batch must be >= 1, got {batch}")
+    _check_export_args(model, input_size, batch, opset)
     path = Path(path)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
@@ -200,27 +231,7 @@ def export_onnx(
     model.eval()
     with torch.inference_mode():
         reference = model(x).float().numpy()
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-
-    with tempfile.TemporaryDirectory(prefix="focal-onnx-") as tmp:
-        raw_path = Path(tmp) / "raw.onnx"
-        with _exportable(model), warnings.catch_warnings(), torch.no_grad():
-            # The tracer warns about Python-side shape arithmetic (SAM's
-            # padding); it is exactly what the static shape bakes in.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (x,),
-                str(raw_path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes=dynamic_axes,
-                do_constant_folding=True,
-            )
-        raw = onnx.load(str(raw_path))
-    cleaned = clean_graph(raw)
+    cleaned = clean_graph(_trace(model, x, dynamic_batch, opset))
     cleaned.producer_name = "focal"
     external = save_onnx(cleaned, path)
     check_onnx(path)

@@ -1,17 +1,22 @@
 """``export(cfg)``: the one library call behind ``focal-export``.
 
-Steps, each reported through ``progress``:
+The export is a table of steps (``_STEPS``, in the manner of ultralytics'
+``export_formats()``), each one function; those that apply to the config
+run in order, each announced as ``[k/n] ...`` (``n`` counting only the steps
+that run) and closed with its wall time through ``progress``:
 
-1. build the PyTorch extractor (our checkpoint, the authors', or random);
-2. ``model.onnx``: FP32 graph, cleaned, checked, compared with PyTorch;
-3. ``model.fp16.onnx`` (``--fp16``): FP16 with the fragile ops in FP32;
-4. ``model.int8.onnx`` (``--int8``): calibrated (or cached) symmetric Q/DQ
-   (what TensorRT builds from), and ``model.int8.cpu.onnx``: the same nodes
-   with uint8 asymmetric activations, what ONNX Runtime's CPU provider runs
-   (``--no-int8-cpu`` skips it);
-5. ``focal.json``: the manifest listing every file (rewritten after each step);
-6. TensorRT engines (``--engine``) for the exported precisions;
-7. verification (``--verify``) and the precision report (``--precision-report``).
+1. ``build``: the PyTorch extractor (our checkpoint, the authors', or random),
+   unless one is passed in;
+2. ``onnx``: ``model.onnx``, the FP32 graph, cleaned, checked, compared with
+   PyTorch, and the first ``focal.json``, the manifest listing every file
+   (rewritten after each file, so a stopped export leaves a valid artifact);
+3. ``fp16`` (``--fp16``): ``model.fp16.onnx``, FP16 with the fragile ops in FP32;
+4. ``int8`` (``--int8``): ``model.int8.onnx``, calibrated (or cached)
+   symmetric Q/DQ (what TensorRT builds from), and ``model.int8.cpu.onnx``:
+   the same nodes with uint8 asymmetric activations, what ONNX Runtime's CPU
+   provider runs (``--no-int8-cpu`` skips it);
+5. ``engines`` (``--engine``): TensorRT engines for the exported precisions;
+6. ``verify`` (``--verify``) and 7. ``report`` (``--precision-report``).
 
 Fusions (``vit+hrnet``) are exported as ONE graph that outputs the fused map
 (the ``FusedExtractor`` module: nearest resize, per-member L2 norm, concat):
@@ -35,7 +40,7 @@ from focal import __version__
 from focal.calibration import CalibrationConfig, CalibrationResult, calibrate, read_ranges
 from focal.calibration.readers import CalibrationReader, FolderReader, SyntheticReader
 from focal.export.config import SYNTHETIC, ExportConfig
-from focal.export.model import build_model, model_source
+from focal.export.model import _build_model, model_source
 from focal.export.onnx import INPUT_NAME, OUTPUT_NAME, OnnxExport, check_onnx, export_onnx, save_onnx
 from focal.export.precision import Fp16Config, Int8Config, LoweredGraph, convert_fp16, prepare_for_quantization, quantize_int8
 from focal.export.tensorrt import EngineBuild, EngineConfig, EngineUnavailable, build_engine, check_tensorrt, engine_file_name
@@ -80,6 +85,7 @@ class ExportResult:
     report: Any = None  # focal.export.sensitivity.PrecisionReport when --precision-report
     engine_error: str | None = None  # why engines were not built, when asked for
     seconds: float = 0.0  # total wall time
+    step_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each step run, by step name
 
     def summary(self) -> str:
         """A human summary: files and sizes, parity figures, what was kept in FP32."""
@@ -154,6 +160,299 @@ def calibration_reader(cfg: ExportConfig, input_size: int) -> CalibrationReader:
     return FolderReader(folder, input_size, limit=cfg.calib_count, masks=masks if masks.is_dir() else None, batch=batch)
 
 
+@dataclass
+class _Run:
+    """One export in progress: what its steps have made so far, filled in step order."""
+
+    cfg: ExportConfig  # what is asked
+    out: Path  # the artifact folder
+    say: Callable[[str], None]  # one-line progress messages
+    model: Any = None  # the PyTorch extractor (built by the first step, or given)
+    source: dict[str, Any] = field(default_factory=dict)  # the manifest's `source` entry
+    manifest: Manifest | None = None  # as last written to focal.json
+    onnx: OnnxExport | None = None  # the FP32 export
+    reader: CalibrationReader | None = None  # the calibration set, once the input size is known
+    fp16: LoweredGraph | None = None  # the FP16 record
+    int8: LoweredGraph | None = None  # the INT8 (TensorRT) record
+    calibration: CalibrationResult | None = None  # the INT8 ranges
+    engines: list[EngineBuild] = field(default_factory=list)  # TensorRT engines built
+    engine_error: str | None = None  # why engines were not built
+    verification: Any = None  # VerifyReport
+    report: Any = None  # PrecisionReport
+    files: list[WrittenFile] = field(default_factory=list)  # model files, in the order written
+    checks: list[WrittenFile] = field(default_factory=list)  # parity / report files, listed after the manifest
+    step_seconds: dict[str, float] = field(default_factory=dict)  # wall time per step run
+
+    @property
+    def size(self) -> int:
+        """The export side S: the config's, else the model's own."""
+        return int(self.cfg.input_size or self.model.input_size)
+
+    def add_model(self, entry: ModelFile, written: WrittenFile) -> None:
+        """List a model file in the manifest and the files, and rewrite focal.json (a stopped export stays valid)."""
+        assert self.manifest is not None  # the ONNX step writes the first manifest
+        self.manifest = self.manifest.with_model(entry)
+        self.files.append(written)
+        save_manifest(self.manifest, self.out)
+
+
+def _build(run: _Run) -> None:
+    """The PyTorch extractor from the config, and how to rebuild it."""
+    cfg = run.cfg
+    run.model = _build_model(cfg.backbone, cfg.weights, cfg.input_size, cfg.seed)
+    run.source = model_source(run.model, cfg.weights, cfg.seed)
+
+
+def _first_manifest(run: _Run, onnx_export: OnnxExport) -> Manifest:
+    """The manifest of an artifact holding only ``model.onnx``."""
+    cfg, model = run.cfg, run.model
+    _, dim, height, width = onnx_export.output_shape
+    return Manifest(
+        extractor=model.name,
+        members=[MemberSpec(m.name, m.feature_dim, m.stride) for m in model.members],
+        input=InputSpec(name=INPUT_NAME, size=run.size, dynamic_batch=cfg.dynamic_batch, batch=cfg.batch),
+        output=OutputSpec(name=OUTPUT_NAME, feature_dim=dim, height=height, width=width),
+        models=[ModelFile("model.onnx", "onnx", "fp32", onnx_export.sha256,
+                          external_data=onnx_export.external_data.name if onnx_export.external_data else None)],
+        fusion=FUSION_RULE if len(model.members) > 1 else None,
+        clustering=ClusteringSpec(cfg.clustering, cfg.min_cluster_size),
+        tools=_tool_versions(onnx_export.opset),
+        source=run.source,
+    )
+
+
+def _export_fp32(run: _Run) -> None:
+    """``model.onnx``, the first ``focal.json``, and the calibration set now that the side is known."""
+    cfg = run.cfg
+    path = run.out / "model.onnx"
+    run.onnx = export_onnx(run.model, path, run.size, cfg.batch, cfg.dynamic_batch, cfg.opset, cfg.seed)
+    run.say(f"      {path.name}: {run.onnx.nodes} nodes, {_size(run.onnx.size_bytes)}, "
+            f"max |ORT - torch| = {run.onnx.max_abs_diff:.3g} in {run.onnx.seconds:.1f} s")
+    run.files.append(WrittenFile(path, run.onnx.size_bytes, f"ONNX FP32, opset {run.onnx.opset}"))
+    run.manifest = _first_manifest(run, run.onnx)
+    save_manifest(run.manifest, run.out)
+    run.reader = calibration_reader(cfg, run.size) if cfg.calib else None
+
+
+def _lower_fp16(run: _Run) -> None:
+    """``model.fp16.onnx``, with activation ranges when calibration images are given."""
+    import onnx
+
+    cfg = run.cfg
+    ranges = None
+    if run.reader is not None:
+        # Ranges of every tensor (min-max, cached) let nodes that near FP16's limit stay FP32.
+        full = calibrate(run.out / "model.onnx", run.reader, CalibrationConfig(method="minmax", op_types=None),
+                         cfg.calib_cache, run.say)
+        ranges = read_ranges(full)
+    rec = convert_fp16(onnx.load(str(run.out / "model.onnx")), Fp16Config(keep_nodes=tuple(cfg.fp16_keep)), ranges)
+    path = run.out / "model.fp16.onnx"
+    save_onnx(rec.model, path)
+    check_onnx(path)
+    run.fp16 = rec
+    run.add_model(
+        ModelFile("model.fp16.onnx", "onnx", "fp16", sha256_file(path),
+                  fp32_ops=list(rec.kept_ops), excluded_nodes=list(rec.kept_nodes)),
+        WrittenFile(path, path.stat().st_size, f"ONNX FP16, {len(rec.kept_nodes)} nodes kept FP32"),
+    )
+    run.say(f"      {path.name}: {len(rec.lowered_nodes)} nodes FP16, {len(rec.kept_nodes)} FP32 "
+            f"({', '.join(rec.kept_ops) or 'none'})")
+
+
+def _calibration_entry(calib: CalibrationResult) -> dict[str, Any]:
+    """The manifest's record of the ranges an INT8 graph was quantized with."""
+    return {
+        **calib.description,
+        "method": calib.config.key(),
+        "cache_key": calib.key,
+        "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
+                         "weights": "int8 symmetric per-channel", "ops": list(Int8Config().op_types)},
+    }
+
+
+def _quantize(run: _Run) -> LoweredGraph | None:
+    """Calibrate (or reuse the cache) and write the INT8 graphs; returns the CPU variant's record."""
+    cfg = run.cfg
+    assert run.reader is not None  # ExportConfig refuses int8 without calib
+    int8_cfg = Int8Config(exclude=tuple(cfg.int8_exclude), keep_stem=cfg.int8_keep_stem, keep_head=cfg.int8_keep_head)
+    with tempfile.TemporaryDirectory(prefix="focal-int8-") as tmp:
+        prepared = prepare_for_quantization(run.out / "model.onnx", Path(tmp) / "prepared.onnx")
+        run.calibration = calibrate(prepared, run.reader, CalibrationConfig(method=cfg.calib_method),
+                                    cfg.calib_cache, run.say)
+        run.int8 = quantize_int8(prepared, run.out / "model.int8.onnx", run.calibration, int8_cfg)
+        cpu_cfg = replace(int8_cfg, activations="uint8-asymmetric")
+        return (quantize_int8(prepared, run.out / "model.int8.cpu.onnx", run.calibration, cpu_cfg)
+                if cfg.int8_cpu else None)
+
+
+def _lower_int8(run: _Run) -> None:
+    """``model.int8.onnx`` (TensorRT) and, unless skipped, ``model.int8.cpu.onnx``, checked and listed."""
+    cpu_rec = _quantize(run)
+    assert run.int8 is not None and run.calibration is not None
+    rec, path = run.int8, run.out / "model.int8.onnx"
+    check_onnx(path)
+    entry = _calibration_entry(run.calibration)
+    run.add_model(
+        ModelFile("model.int8.onnx", "onnx", "int8", sha256_file(path), fp32_ops=list(rec.kept_ops),
+                  excluded_nodes=list(rec.kept_nodes), calibration=entry),
+        WrittenFile(path, path.stat().st_size, f"ONNX INT8 Q/DQ, {len(rec.lowered_nodes)} nodes quantized"),
+    )
+    run.say(f"      {path.name}: {len(rec.lowered_nodes)} nodes quantized, {len(rec.kept_nodes)} left in float")
+    if cpu_rec is None:
+        return
+    cpu_path = run.out / "model.int8.cpu.onnx"
+    check_onnx(cpu_path)
+    cpu_quant = {**entry["quantization"], "activations": "uint8 asymmetric per-tensor"}
+    run.add_model(
+        ModelFile(cpu_path.name, "onnx", "int8", sha256_file(cpu_path), fp32_ops=list(cpu_rec.kept_ops),
+                  excluded_nodes=list(cpu_rec.kept_nodes), calibration={**entry, "quantization": cpu_quant},
+                  target="cpu"),
+        WrittenFile(cpu_path, cpu_path.stat().st_size,
+                    "ONNX INT8 Q/DQ, uint8 activations, for ONNX Runtime's CPU provider"),
+    )
+    run.say(f"      {cpu_path.name}: the same with uint8 asymmetric activations (ONNX Runtime CPU)")
+
+
+def _engine_precisions(cfg: ExportConfig) -> list[str]:
+    """The precisions exported as ONNX beyond FP32, or FP32 alone."""
+    return [p for p, on in (("fp16", cfg.fp16), ("int8", cfg.int8)) if on] or ["fp32"]
+
+
+def _build_engines(run: _Run) -> None:
+    """One engine per exported precision; without TensorRT or a GPU, the reason is kept and raised at the end."""
+    cfg = run.cfg
+    try:
+        trt_version, gpu, cap = check_tensorrt()
+    except EngineUnavailable as exc:
+        run.engine_error = str(exc)
+        run.say(f"      engines: {run.engine_error}")
+        return
+    run.say(f"      TensorRT {trt_version} on {gpu} (sm {cap})")
+    engine_cfg = EngineConfig(workspace_gb=cfg.workspace_gb, timing_cache=cfg.timing_cache,
+                              opt_batch=cfg.batch, max_batch=cfg.max_batch)
+    for precision in _engine_precisions(cfg):
+        assert run.manifest is not None
+        source = run.manifest.model("onnx", precision)
+        build = build_engine(run.out / source.file, run.out / engine_file_name(precision, trt_version), precision,
+                             engine_cfg, fp32_nodes=source.excluded_nodes, batch=cfg.batch, progress=run.say)
+        run.engines.append(build)
+        run.add_model(
+            replace(source, file=build.path.name, kind="tensorrt", sha256=build.sha256, onnx_sha256=source.sha256,
+                    tensorrt=build.tensorrt, gpu=build.gpu, compute_capability=build.compute_capability,
+                    external_data=None),
+            WrittenFile(build.path, build.size_bytes,
+                        f"TensorRT {build.tensorrt} {precision} engine, {build.gpu}, "
+                        f"{'strongly typed' if build.strongly_typed else 'precision flags'}, {build.seconds:.0f} s"),
+        )
+
+
+def _verify(run: _Run) -> None:
+    """Parity of every artifact file against the PyTorch model, written to ``parity.json``."""
+    from focal.export.verify import VerifyConfig, verify
+
+    cfg = run.cfg
+    assert cfg.verify is not None
+    run.verification = verify(run.out, cfg.verify, reference=run.model, config=VerifyConfig(
+        clustering=cfg.clustering, min_cluster_size=cfg.min_cluster_size, limit=cfg.verify_limit,
+    ), progress=run.say)
+    parity = run.out / "parity.json"
+    parity.write_text(json.dumps(run.verification.to_dict(), indent=2) + "\n")
+    run.checks.append(WrittenFile(parity, parity.stat().st_size, "parity figures (verify)"))
+
+
+def _precision_report(run: _Run) -> None:
+    """Per-block FP16/INT8 sensitivity, written to ``precision_report.json``."""
+    from focal.export.sensitivity import ReportConfig, precision_report
+
+    cfg = run.cfg
+    images: Any = cfg.verify if cfg.verify else run.reader
+    run.report = precision_report(
+        run.out / "model.onnx", images, ReportConfig(
+            clustering=cfg.clustering, min_cluster_size=cfg.min_cluster_size, images=cfg.report_images,
+            fp16_keep=tuple(cfg.fp16_keep), int8_exclude=tuple(cfg.int8_exclude),
+            int8_keep_stem=cfg.int8_keep_stem, int8_keep_head=cfg.int8_keep_head,
+            fp16=True, int8=run.reader is not None, calib_method=cfg.calib_method, calib_cache=cfg.calib_cache,
+        ),
+        reader=run.reader, progress=run.say,
+    )
+    path = run.out / "precision_report.json"
+    path.write_text(json.dumps(run.report.to_dict(), indent=2) + "\n")
+    run.checks.append(WrittenFile(path, path.stat().st_size, "precision report"))
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One row of the export table."""
+
+    name: str  # short name: the timing line, ExportResult.step_seconds
+    title: Callable[[_Run], str]  # the progress line opening the step (it may use what earlier steps made)
+    applies: Callable[[_Run], bool]  # whether this export runs it; decided before the first step runs
+    run: Callable[[_Run], None]  # does the step, recording what it made in the _Run
+
+
+def _build_title(run: _Run) -> str:
+    cfg = run.cfg
+    return f"building {cfg.backbone}" + (
+        f" from {', '.join(cfg.weights)}" if cfg.weights else f" (random/packaged weights, seed {cfg.seed})")
+
+
+def _onnx_title(run: _Run) -> str:
+    cfg = run.cfg
+    return (f"exporting ONNX (opset {cfg.opset}, {run.size} px, batch {cfg.batch}"
+            f"{' dynamic' if cfg.dynamic_batch else ''})")
+
+
+# The export, in order (ultralytics' export_formats()): each step one function,
+# numbered among the steps that apply, timed and announced by _run_step.
+_STEPS: tuple[_Step, ...] = (
+    _Step("build", _build_title, lambda r: r.model is None, _build),
+    _Step("onnx", _onnx_title, lambda r: True, _export_fp32),
+    _Step("fp16", lambda r: "FP16 graph (normalisations, softmax logits, reductions and the output tail kept FP32)",
+          lambda r: r.cfg.fp16, _lower_fp16),
+    _Step("int8", lambda r: f"INT8 graph: {r.cfg.calib_method} calibration on {len(r.reader)} images",
+          lambda r: r.cfg.int8, _lower_int8),
+    _Step("engines", lambda r: f"TensorRT engines: {', '.join(_engine_precisions(r.cfg))}",
+          lambda r: r.cfg.engine, _build_engines),
+    _Step("verify", lambda r: f"verifying on {r.cfg.verify}", lambda r: bool(r.cfg.verify), _verify),
+    _Step("report", lambda r: "precision report: per-block sensitivity",
+          lambda r: r.cfg.precision_report, _precision_report),
+)
+
+
+def _run_step(step: _Step, number: int, total: int, run: _Run) -> None:
+    """Announce ``[number/total] title``, run the step, then report and record its wall time."""
+    run.say(f"[{number}/{total}] {step.title(run)}")
+    start = time.perf_counter()
+    step.run(run)
+    run.step_seconds[step.name] = time.perf_counter() - start
+    run.say(f"[{number}/{total}] {step.name}: {run.step_seconds[step.name]:.1f} s")
+
+
+def _start(cfg: ExportConfig, extractor: Any, say: Callable[[str], None]) -> _Run:
+    """The artifact folder and, for a given extractor, the model the build step would make."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _Run(cfg=cfg, out=out, say=say)
+    if extractor is not None:
+        if extractor.name != cfg.backbone:
+            raise ValueError(f"extractor is {extractor.name!r} but the config says {cfg.backbone!r}")
+        run.model = extractor.eval()
+        run.source = model_source(run.model, (), None)
+    return run
+
+
+def _result(run: _Run, seconds: float) -> ExportResult:
+    """The files in artifact order: model files, the manifest listing them, then the checks on them."""
+    assert run.manifest is not None and run.onnx is not None
+    manifest_file = WrittenFile(run.out / "focal.json", (run.out / "focal.json").stat().st_size, "manifest")
+    return ExportResult(
+        out_dir=run.out, manifest=run.manifest, files=[*run.files, manifest_file, *run.checks], onnx=run.onnx,
+        fp16=run.fp16, int8=run.int8, calibration=run.calibration, engines=run.engines,
+        verification=run.verification, report=run.report, engine_error=run.engine_error, seconds=seconds,
+        step_seconds=dict(run.step_seconds),
+    )
+
+
 def export(
     cfg: ExportConfig,
     extractor: Any = None,
@@ -177,188 +476,14 @@ def export(
             GPU; raised last, after the ONNX files, the manifest and any
             verification were written; ``exc.result`` holds the result.
     """
-    say = progress or (lambda _msg: None)
     start = time.perf_counter()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    # 1. the PyTorch model
-    if extractor is None:
-        say(f"[1/6] building {cfg.backbone}" + (f" from {', '.join(cfg.weights)}" if cfg.weights else " (random/packaged weights, seed %d)" % cfg.seed))
-        model = build_model(cfg.backbone, cfg.weights, cfg.input_size, cfg.seed)
-        source = model_source(model, cfg.weights, cfg.seed)
-    else:
-        if extractor.name != cfg.backbone:
-            raise ValueError(f"extractor is {extractor.name!r} but the config says {cfg.backbone!r}")
-        model = extractor.eval()
-        source = model_source(model, (), None)
-    size = int(cfg.input_size or model.input_size)
-
-    # 2. FP32 ONNX
-    say(f"[2/6] exporting ONNX (opset {cfg.opset}, {size} px, batch {cfg.batch}{' dynamic' if cfg.dynamic_batch else ''})")
-    fp32_path = out / "model.onnx"
-    onnx_export = export_onnx(model, fp32_path, size, cfg.batch, cfg.dynamic_batch, cfg.opset, cfg.seed)
-    say(f"      {fp32_path.name}: {onnx_export.nodes} nodes, {_size(onnx_export.size_bytes)}, "
-        f"max |ORT - torch| = {onnx_export.max_abs_diff:.3g} in {onnx_export.seconds:.1f} s")
-    files = [WrittenFile(fp32_path, onnx_export.size_bytes, f"ONNX FP32, opset {onnx_export.opset}")]
-    _, dim, height, width = onnx_export.output_shape
-    manifest = Manifest(
-        extractor=model.name,
-        members=[MemberSpec(m.name, m.feature_dim, m.stride) for m in model.members],
-        input=InputSpec(name=INPUT_NAME, size=size, dynamic_batch=cfg.dynamic_batch, batch=cfg.batch),
-        output=OutputSpec(name=OUTPUT_NAME, feature_dim=dim, height=height, width=width),
-        models=[ModelFile("model.onnx", "onnx", "fp32", onnx_export.sha256,
-                          external_data=onnx_export.external_data.name if onnx_export.external_data else None)],
-        fusion=FUSION_RULE if len(model.members) > 1 else None,
-        clustering=ClusteringSpec(cfg.clustering, cfg.min_cluster_size),
-        tools=_tool_versions(onnx_export.opset),
-        source=source,
-    )
-    save_manifest(manifest, out)
-
-    reader: CalibrationReader | None = calibration_reader(cfg, size) if cfg.calib else None
-    fp16_rec: LoweredGraph | None = None
-    int8_rec: LoweredGraph | None = None
-    calib: CalibrationResult | None = None
-    import onnx
-
-    # 3. FP16
-    if cfg.fp16:
-        say("[3/6] FP16 graph (normalisations, softmax logits, reductions and the output tail kept FP32)")
-        ranges = None
-        if reader is not None:
-            # Ranges of every tensor (min-max, cached) let nodes that near FP16's limit stay FP32.
-            full = calibrate(fp32_path, reader, CalibrationConfig(method="minmax", op_types=None), cfg.calib_cache, say)
-            ranges = read_ranges(full)
-        fp16_rec = convert_fp16(onnx.load(str(fp32_path)), Fp16Config(keep_nodes=tuple(cfg.fp16_keep)), ranges)
-        path = out / "model.fp16.onnx"
-        save_onnx(fp16_rec.model, path)
-        check_onnx(path)
-        manifest = manifest.with_model(ModelFile(
-            "model.fp16.onnx", "onnx", "fp16", sha256_file(path),
-            fp32_ops=list(fp16_rec.kept_ops), excluded_nodes=list(fp16_rec.kept_nodes),
-        ))
-        files.append(WrittenFile(path, path.stat().st_size,
-                                 f"ONNX FP16, {len(fp16_rec.kept_nodes)} nodes kept FP32"))
-        save_manifest(manifest, out)
-        say(f"      {path.name}: {len(fp16_rec.lowered_nodes)} nodes FP16, {len(fp16_rec.kept_nodes)} FP32 "
-            f"({', '.join(fp16_rec.kept_ops) or 'none'})")
-
-    # 4. INT8
-    if cfg.int8:
-        assert reader is not None  # ExportConfig refuses int8 without calib
-        say(f"[4/6] INT8 graph: {cfg.calib_method} calibration on {len(reader)} images")
-        with tempfile.TemporaryDirectory(prefix="focal-int8-") as tmp:
-            prepared = prepare_for_quantization(fp32_path, Path(tmp) / "prepared.onnx")
-            calib = calibrate(prepared, reader, CalibrationConfig(method=cfg.calib_method), cfg.calib_cache, say)
-            path = out / "model.int8.onnx"
-            int8_cfg = Int8Config(
-                exclude=tuple(cfg.int8_exclude), keep_stem=cfg.int8_keep_stem, keep_head=cfg.int8_keep_head,
-            )
-            int8_rec = quantize_int8(prepared, path, calib, int8_cfg)
-            cpu_path = out / "model.int8.cpu.onnx"
-            cpu_rec = (
-                quantize_int8(prepared, cpu_path, calib, replace(int8_cfg, activations="uint8-asymmetric"))
-                if cfg.int8_cpu else None
-            )
-        check_onnx(path)
-        calibration_entry = {
-            **calib.description,
-            "method": calib.config.key(),
-            "cache_key": calib.key,
-            "quantization": {"format": "QDQ", "activations": "int8 symmetric per-tensor",
-                             "weights": "int8 symmetric per-channel", "ops": list(Int8Config().op_types)},
-        }
-        manifest = manifest.with_model(ModelFile(
-            "model.int8.onnx", "onnx", "int8", sha256_file(path),
-            fp32_ops=list(int8_rec.kept_ops), excluded_nodes=list(int8_rec.kept_nodes), calibration=calibration_entry,
-        ))
-        files.append(WrittenFile(path, path.stat().st_size,
-                                 f"ONNX INT8 Q/DQ, {len(int8_rec.lowered_nodes)} nodes quantized"))
-        save_manifest(manifest, out)
-        say(f"      {path.name}: {len(int8_rec.lowered_nodes)} nodes quantized, {len(int8_rec.kept_nodes)} left in float")
-        if cpu_rec is not None:
-            check_onnx(cpu_path)
-            cpu_quant = {**calibration_entry["quantization"], "activations": "uint8 asymmetric per-tensor"}
-            manifest = manifest.with_model(ModelFile(
-                cpu_path.name, "onnx", "int8", sha256_file(cpu_path), fp32_ops=list(cpu_rec.kept_ops),
-                excluded_nodes=list(cpu_rec.kept_nodes), calibration={**calibration_entry, "quantization": cpu_quant},
-                target="cpu",
-            ))
-            files.append(WrittenFile(cpu_path, cpu_path.stat().st_size,
-                                     "ONNX INT8 Q/DQ, uint8 activations, for ONNX Runtime's CPU provider"))
-            save_manifest(manifest, out)
-            say(f"      {cpu_path.name}: the same with uint8 asymmetric activations (ONNX Runtime CPU)")
-
-    # 5. engines
-    engines: list[EngineBuild] = []
-    engine_error = None
-    if cfg.engine:
-        wanted = [p for p, on in (("fp16", cfg.fp16), ("int8", cfg.int8)) if on] or ["fp32"]
-        try:
-            trt_version, gpu, cap = check_tensorrt()
-            say(f"[5/6] TensorRT {trt_version} engines on {gpu} (sm {cap}): {', '.join(wanted)}")
-            engine_cfg = EngineConfig(workspace_gb=cfg.workspace_gb, timing_cache=cfg.timing_cache,
-                                      opt_batch=cfg.batch, max_batch=cfg.max_batch)
-            for precision in wanted:
-                source_entry = manifest.model("onnx", precision)
-                build = build_engine(out / source_entry.file, out / engine_file_name(precision, trt_version), precision,
-                                     engine_cfg, fp32_nodes=source_entry.excluded_nodes, batch=cfg.batch, progress=say)
-                engines.append(build)
-                manifest = manifest.with_model(replace(
-                    source_entry, file=build.path.name, kind="tensorrt", sha256=build.sha256,
-                    onnx_sha256=source_entry.sha256, tensorrt=build.tensorrt, gpu=build.gpu,
-                    compute_capability=build.compute_capability, external_data=None,
-                ))
-                files.append(WrittenFile(build.path, build.size_bytes,
-                                         f"TensorRT {build.tensorrt} {precision} engine, {build.gpu}, "
-                                         f"{'strongly typed' if build.strongly_typed else 'precision flags'}, "
-                                         f"{build.seconds:.0f} s"))
-                save_manifest(manifest, out)
-        except EngineUnavailable as exc:
-            engine_error = str(exc)
-            say(f"[5/6] engines: {engine_error}")
-
-    files.append(WrittenFile(out / "focal.json", (out / "focal.json").stat().st_size, "manifest"))
-
-    # 6. verification and the precision report
-    verification = None
-    if cfg.verify:
-        from focal.export.verify import VerifyConfig, verify
-
-        say(f"[6/6] verifying on {cfg.verify}")
-        verification = verify(out, cfg.verify, reference=model, config=VerifyConfig(
-            clustering=cfg.clustering, min_cluster_size=cfg.min_cluster_size, limit=cfg.verify_limit,
-        ), progress=say)
-        parity = out / "parity.json"
-        parity.write_text(json.dumps(verification.to_dict(), indent=2) + "\n")
-        files.append(WrittenFile(parity, parity.stat().st_size, "parity figures (verify)"))
-    report = None
-    if cfg.precision_report:
-        from focal.export.sensitivity import ReportConfig, precision_report
-
-        images: Any = cfg.verify if cfg.verify else reader
-        say("precision report: per-block sensitivity")
-        report = precision_report(
-            fp32_path, images, ReportConfig(
-                clustering=cfg.clustering, min_cluster_size=cfg.min_cluster_size, images=cfg.report_images,
-                fp16_keep=tuple(cfg.fp16_keep), int8_exclude=tuple(cfg.int8_exclude),
-                int8_keep_stem=cfg.int8_keep_stem, int8_keep_head=cfg.int8_keep_head,
-                fp16=True, int8=reader is not None, calib_method=cfg.calib_method, calib_cache=cfg.calib_cache,
-            ),
-            reader=reader, progress=say,
-        )
-        path = out / "precision_report.json"
-        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        files.append(WrittenFile(path, path.stat().st_size, "precision report"))
-
-    result = ExportResult(
-        out_dir=out, manifest=manifest, files=files, onnx=onnx_export, fp16=fp16_rec, int8=int8_rec,
-        calibration=calib, engines=engines, verification=verification, report=report, engine_error=engine_error,
-        seconds=time.perf_counter() - start,
-    )
-    if engine_error:
-        exc = EngineUnavailable(engine_error)
+    run = _start(cfg, extractor, progress or (lambda _msg: None))
+    todo = [step for step in _STEPS if step.applies(run)]
+    for number, step in enumerate(todo, 1):
+        _run_step(step, number, len(todo), run)
+    result = _result(run, time.perf_counter() - start)
+    if run.engine_error:
+        exc = EngineUnavailable(run.engine_error)
         exc.result = result  # type: ignore[attr-defined]
         raise exc
     return result

@@ -38,8 +38,10 @@ unless asked, and any node can be named to stay unquantized.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,6 +204,145 @@ def _select_kept(
     return reasons, lowered
 
 
+def _is_float(types: Mapping[str, int], name: str) -> bool:
+    return bool(name) and types.get(name) == TensorProto.FLOAT
+
+
+def _wants(node: onnx.NodeProto, idx: int, lowered: set[str]) -> int:
+    """The type input ``idx`` of ``node`` is read in: FP16 in an FP16 node, except Resize's roi/scales."""
+    fp16 = node.name in lowered and idx not in _ALWAYS_FP32_INPUTS.get(node.op_type, ())
+    return TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT
+
+
+def _cast_fp16_outputs(graph: onnx.GraphProto, lowered: set[str], types: dict[str, int]) -> list[onnx.NodeProto]:
+    """Rename graph outputs an FP16 node computes to an inner name; the Casts back to their FP32 names.
+
+    ``graph`` and ``types`` are updated in place; the Casts are returned to go last.
+    """
+    prod = producers(graph)
+    casts: list[onnx.NodeProto] = []
+    for out in graph.output:
+        node = prod.get(out.name)
+        if node is None or node.name not in lowered or not _is_float(types, out.name):
+            continue
+        inner = out.name + "/fp16"
+        for n in graph.node:
+            n.output[:] = [inner if o == out.name else o for o in n.output]
+            n.input[:] = [inner if i == out.name else i for i in n.input]
+        types[inner] = TensorProto.FLOAT
+        casts.append(helper.make_node("Cast", [inner], [out.name], name=out.name + "/Cast_fp32", to=TensorProto.FLOAT))
+    return casts
+
+
+def _storage_types(
+    graph: onnx.GraphProto, lowered: set[str], types: Mapping[str, int], keep_io_types: bool
+) -> dict[str, int]:
+    """Storage type of every float tensor: FP16 when an FP16 node produces it (or an FP16 graph input)."""
+    prod = producers(graph)
+    storage: dict[str, int] = {}
+    for name, t in types.items():
+        if t == TensorProto.FLOAT:
+            node = prod.get(name)
+            storage[name] = TensorProto.FLOAT16 if node is not None and node.name in lowered else TensorProto.FLOAT
+    if not keep_io_types:
+        for vi in graph.input:
+            if _is_float(types, vi.name):
+                storage[vi.name] = TensorProto.FLOAT16
+    return storage
+
+
+def _lower_initializers(
+    graph: onnx.GraphProto, lowered: set[str], types: Mapping[str, int], storage: dict[str, int]
+) -> tuple[int, dict[str, str]]:
+    """Initializers to FP16 where every reader wants FP16; a second FP16 copy where readers are mixed.
+
+    Values beyond +-65504 saturate. ``graph`` and ``storage`` are updated in place.
+
+    Returns:
+        ``(values clipped, {initializer: its FP16 copy})``.
+    """
+    inits = {i.name: i for i in graph.initializer}
+    wants: dict[str, set[int]] = {}
+    for node in graph.node:
+        for idx, name in enumerate(node.input):
+            if name in inits and _is_float(types, name):
+                wants.setdefault(name, set()).add(_wants(node, idx, lowered))
+    clipped = 0
+    fp16_copy: dict[str, str] = {}
+    new_inits = []
+    for name, want in wants.items():
+        if TensorProto.FLOAT16 not in want:
+            continue
+        array = numpy_helper.to_array(inits[name])
+        clipped += int((np.abs(array) > FP16_MAX).sum())
+        half = numpy_helper.from_array(np.clip(array, -FP16_MAX, FP16_MAX).astype(np.float16), name)
+        if want == {TensorProto.FLOAT16}:
+            inits[name].CopyFrom(half)
+            storage[name] = TensorProto.FLOAT16
+        else:
+            half.name = name + "/fp16"
+            fp16_copy[name] = half.name
+            new_inits.append(half)
+    graph.initializer.extend(new_inits)
+    return clipped, fp16_copy
+
+
+def _insert_casts(
+    graph: onnx.GraphProto,
+    lowered: set[str],
+    storage: Mapping[str, int],
+    fp16_copy: Mapping[str, str],
+    tail: list[onnx.NodeProto],
+) -> None:
+    """Rebuild the node list in order with a Cast wherever a reader wants another type than is stored.
+
+    One Cast per tensor and type, placed before its first reader; ``tail`` goes last.
+    """
+    casts: dict[tuple[str, int], str] = {}
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        for idx, name in enumerate(node.input):
+            if name not in storage:
+                continue
+            want = _wants(node, idx, lowered)
+            if want == storage[name]:
+                continue
+            if want == TensorProto.FLOAT16 and name in fp16_copy:
+                node.input[idx] = fp16_copy[name]
+                continue
+            key = (name, want)
+            if key not in casts:
+                suffix = "fp16" if want == TensorProto.FLOAT16 else "fp32"
+                casts[key] = f"{name}/to_{suffix}"
+                nodes.append(helper.make_node("Cast", [name], [casts[key]], name=f"{name}/Cast_{suffix}", to=want))
+            node.input[idx] = casts[key]
+        nodes.append(node)
+    nodes.extend(tail)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _type_checked(model: onnx.ModelProto, keep_io_types: bool) -> onnx.ModelProto:
+    """Retype the graph's I/O (unless kept FP32), then strict shape/type inference and the checker.
+
+    Raises:
+        ValueError: the rewritten graph does not type-check.
+    """
+    graph = model.graph
+    if not keep_io_types:
+        for vi in list(graph.input) + list(graph.output):
+            if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
+                vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    del graph.value_info[:]
+    try:
+        typed = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        onnx.checker.check_model(typed)
+    except Exception as exc:  # shape inference raises several types; one message
+        raise ValueError(f"FP16 graph failed type checking: {type(exc).__name__}: {exc}") from exc
+    del typed.graph.value_info[:]  # keep the file lean; runtimes re-infer
+    return typed
+
+
 def convert_fp16(
     model: onnx.ModelProto,
     config: Fp16Config = Fp16Config(),
@@ -228,119 +369,19 @@ def convert_fp16(
         raise ValueError(f"overflow_fraction must be in (0, 1], got {config.overflow_fraction}")
     work = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     types = _float_types(work)
-    graph = work.graph
     reasons, lowered_list = _select_kept(work, config, types, ranges)
     lowered = set(lowered_list)
-
-    def is_float(name: str) -> bool:
-        return bool(name) and types.get(name) == TensorProto.FLOAT
-
-    # Graph outputs computed in FP16 get an FP16 inner name and a final Cast.
-    prod = producers(graph)
-    output_casts: list[onnx.NodeProto] = []
-    if config.keep_io_types:
-        for out in graph.output:
-            node = prod.get(out.name)
-            if node is not None and node.name in lowered and is_float(out.name):
-                inner = out.name + "/fp16"
-                for n in graph.node:
-                    n.output[:] = [inner if o == out.name else o for o in n.output]
-                    n.input[:] = [inner if i == out.name else i for i in n.input]
-                types[inner] = TensorProto.FLOAT
-                output_casts.append(
-                    helper.make_node("Cast", [inner], [out.name], name=out.name + "/Cast_fp32", to=TensorProto.FLOAT)
-                )
-        prod = producers(graph)
-
-    # Storage type of every float tensor: FP16 when an FP16 node produces it.
-    storage: dict[str, int] = {}
-    for name, t in types.items():
-        if t == TensorProto.FLOAT:
-            node = prod.get(name)
-            storage[name] = TensorProto.FLOAT16 if node is not None and node.name in lowered else TensorProto.FLOAT
-    input_names = {i.name for i in graph.input}
-    if not config.keep_io_types:
-        for name in input_names:
-            if is_float(name):
-                storage[name] = TensorProto.FLOAT16
-
-    # Initializers: FP16 when every reader wants FP16; a second FP16 copy when mixed.
-    inits = {i.name: i for i in graph.initializer}
-    wants: dict[str, set[int]] = {}
-    for node in graph.node:
-        for idx, name in enumerate(node.input):
-            if name in inits and is_float(name):
-                fp16 = node.name in lowered and idx not in _ALWAYS_FP32_INPUTS.get(node.op_type, ())
-                wants.setdefault(name, set()).add(TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT)
-    clipped = 0
-    fp16_copy: dict[str, str] = {}
-    new_inits = []
-    for name, want in wants.items():
-        if TensorProto.FLOAT16 not in want:
-            continue
-        array = numpy_helper.to_array(inits[name])
-        clipped += int((np.abs(array) > FP16_MAX).sum())
-        half = numpy_helper.from_array(np.clip(array, -FP16_MAX, FP16_MAX).astype(np.float16), name)
-        if want == {TensorProto.FLOAT16}:
-            inits[name].CopyFrom(half)
-            storage[name] = TensorProto.FLOAT16
-        else:
-            half.name = name + "/fp16"
-            fp16_copy[name] = half.name
-            new_inits.append(half)
-    graph.initializer.extend(new_inits)
-
-    # Rebuild the node list in order, adding a Cast wherever a reader wants
-    # another type than the tensor is stored in (one Cast per tensor and type).
-    casts: dict[tuple[str, int], str] = {}
-    nodes: list[onnx.NodeProto] = []
-    for node in graph.node:
-        fp16_node = node.name in lowered
-        for idx, name in enumerate(node.input):
-            if name not in storage:
-                continue
-            want = (
-                TensorProto.FLOAT16
-                if fp16_node and idx not in _ALWAYS_FP32_INPUTS.get(node.op_type, ())
-                else TensorProto.FLOAT
-            )
-            have = storage[name]
-            if want == have:
-                continue
-            if want == TensorProto.FLOAT16 and name in fp16_copy:
-                node.input[idx] = fp16_copy[name]
-                continue
-            key = (name, want)
-            if key not in casts:
-                suffix = "fp16" if want == TensorProto.FLOAT16 else "fp32"
-                casts[key] = f"{name}/to_{suffix}"
-                nodes.append(helper.make_node("Cast", [name], [casts[key]], name=f"{name}/Cast_{suffix}", to=want))
-            node.input[idx] = casts[key]
-        nodes.append(node)
-    nodes.extend(output_casts)
-    del graph.node[:]
-    graph.node.extend(nodes)
-
-    if not config.keep_io_types:
-        for vi in list(graph.input) + list(graph.output):
-            if vi.type.tensor_type.elem_type == TensorProto.FLOAT:
-                vi.type.tensor_type.elem_type = TensorProto.FLOAT16
-    del graph.value_info[:]
-    try:
-        typed = onnx.shape_inference.infer_shapes(work, check_type=True, strict_mode=True)
-        onnx.checker.check_model(typed)
-    except Exception as exc:  # shape inference raises several types; one message
-        raise ValueError(f"FP16 graph failed type checking: {type(exc).__name__}: {exc}") from exc
-    del typed.graph.value_info[:]  # keep the file lean; runtimes re-infer
-
-    kept = tuple(reasons)
-    kept_ops = tuple(sorted({n.op_type for n in typed.graph.node if n.name in reasons}))
+    output_casts = _cast_fp16_outputs(work.graph, lowered, types) if config.keep_io_types else []
+    storage = _storage_types(work.graph, lowered, types, config.keep_io_types)
+    clipped, fp16_copy = _lower_initializers(work.graph, lowered, types, storage)
+    _insert_casts(work.graph, lowered, storage, fp16_copy, output_casts)
+    typed = _type_checked(work, config.keep_io_types)
     return LoweredGraph(
         model=typed,
         precision="fp16",
         lowered_nodes=tuple(lowered_list),
-        kept_nodes=kept,
-        kept_ops=kept_ops,
+        kept_nodes=tuple(reasons),
+        kept_ops=tuple(sorted({n.op_type for n in typed.graph.node if n.name in reasons})),
         reasons=dict(reasons),
         clipped_weights=clipped,
     )
@@ -434,33 +475,12 @@ def _zero_points_symmetric(model: onnx.ModelProto) -> list[str]:
     return bad
 
 
-def quantize_int8(
-    prepared_path: str | Path,
-    out_path: str | Path,
-    calibration: CalibrationResult,
-    config: Int8Config = Int8Config(),
-) -> LoweredGraph:
-    """Insert symmetric INT8 Q/DQ nodes into a prepared FP32 graph.
-
-    Args:
-        prepared_path: output of :func:`prepare_for_quantization` (the graph
-            ``calibration`` was measured on).
-        out_path: where the INT8 graph is written.
-        calibration: ranges of ``prepared_path``'s tensors (from
-            :func:`focal.calibration.calibrate`); nothing is re-measured.
-        config: what is quantized.
-
-    Returns:
-        The INT8 graph (also saved to ``out_path``) with its record.
+def _int8_exclusions(prepared: onnx.ModelProto, config: Int8Config) -> dict[str, str]:
+    """``{node: why it stays in float}`` by the policy of ``config`` (asked, stem, head, attention).
 
     Raises:
-        ValueError: an ``exclude`` pattern matches no node, or the result has
-            a non-zero zero point.
+        ValueError: an ``exclude`` pattern matches no node.
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    prepared = onnx.load(str(prepared_path), load_external_data=False)
-    candidates = [n.name for n in prepared.graph.node if n.op_type in config.op_types]
     reasons: dict[str, str] = {}
     for name in match_nodes(prepared, config.exclude, "int8 exclude"):
         reasons[name] = "asked"
@@ -473,18 +493,63 @@ def quantize_int8(
         for name in last_heavy(prepared, config.op_types):
             reasons.setdefault(name, "feature head")
     if config.keep_attention:
-        users = consumers(prepared.graph)
-        logits = set(softmax_logit_nodes(prepared))
-        softmax_out = [n.output[0] for n in prepared.graph.node if n.op_type == "Softmax"]
-        attention = {n.name for n in prepared.graph.node if n.name in logits} | {
-            u.name for t in softmax_out for u in users.get(t, []) if u.op_type in ("MatMul", "Einsum")
-        }
-        for node in prepared.graph.node:
-            if node.name in attention and node.op_type in config.op_types:
-                reasons.setdefault(node.name, "attention scores")
-    excluded = [n for n in candidates if n in reasons]
-    if config.activations not in INT8_ACTIVATIONS:
-        raise ValueError(f"unknown INT8 activations {config.activations!r}; choose one of {INT8_ACTIVATIONS}")
+        for name in _attention_products(prepared, config.op_types):
+            reasons.setdefault(name, "attention scores")
+    return reasons
+
+
+def _attention_products(prepared: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
+    """Attention's ``q @ k^T`` (the softmax logits) and ``softmax @ v`` among ``op_types`` nodes, in graph order."""
+    users = consumers(prepared.graph)
+    logits = set(softmax_logit_nodes(prepared))
+    softmax_out = [n.output[0] for n in prepared.graph.node if n.op_type == "Softmax"]
+    attention = {n.name for n in prepared.graph.node if n.name in logits} | {
+        u.name for t in softmax_out for u in users.get(t, []) if u.op_type in ("MatMul", "Einsum")
+    }
+    return [n.name for n in prepared.graph.node if n.name in attention and n.op_type in op_types]
+
+
+class _BelowErrorFrom(logging.Filter):
+    """Drops records under ERROR whose source file lies under ``folder``."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self._folder = folder
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(self._folder)
+
+
+@contextlib.contextmanager
+def _quiet_ort_quantizer() -> Iterator[None]:
+    """Hide ONNX Runtime's quantizer messages under ERROR for the duration, and nobody else's.
+
+    ORT logs a pre-processing hint and per-tensor messages at INFO/WARNING; our
+    graph was prepared by :func:`prepare_for_quantization`, so they are noise.
+    It logs them through the root logger itself (module-level ``logging.info``,
+    no named logger whose level could be set), so a filter goes on the root
+    logger: a logger's filters see only the records logged on it directly
+    (records of named loggers reach the root's handlers without them), and
+    this one drops only records from ORT's quantization package. The root's
+    level and handlers are never changed, so other threads log as before.
+    """
+    import onnxruntime.quantization
+
+    quiet = _BelowErrorFrom(os.path.dirname(onnxruntime.quantization.__file__) + os.sep)
+    root = logging.getLogger()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def _run_quantizer(
+    prepared_path: Path, out_path: Path, calibration: CalibrationResult, config: Int8Config, excluded: list[str]
+) -> None:
+    """ORT's static QDQ quantizer on the cached calibration ranges (nothing re-measured)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     symmetric = config.activations == "int8-symmetric"
     extra = {
         "ActivationSymmetric": symmetric,
@@ -492,13 +557,7 @@ def quantize_int8(
         "QuantizeBias": False,  # TensorRT fuses float biases itself; INT32 DQ biases are not portable
         "DedicatedQDQPair": False,
     }
-    out_path = Path(out_path)
-    # ORT logs a pre-processing hint and per-tensor messages at INFO/WARNING; the
-    # graph was prepared by prepare_for_quantization, so they are noise here.
-    quiet = logging.getLogger()
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
+    with _quiet_ort_quantizer():
         quantize_static(
             str(prepared_path),
             str(out_path),
@@ -514,12 +573,13 @@ def quantize_int8(
             extra_options=extra,
             calibration_cache_path=str(calibration.ranges_file),
         )
-    finally:
-        quiet.setLevel(level)
-    model = onnx.load(str(out_path))
-    bad = _zero_points_symmetric(model) if symmetric else []
-    if bad:
-        raise ValueError(f"INT8 graph has non-zero zero points (TensorRT needs symmetric INT8): {bad[:5]}")
+
+
+def _int8_record(
+    model: onnx.ModelProto, prepared: onnx.ModelProto, candidates: list[str], reasons: dict[str, str],
+    config: Int8Config,
+) -> LoweredGraph:
+    """What the quantizer did: candidates whose first input is dequantized ran in INT8, the rest stayed float."""
     prod = producers(model.graph)
     lowered = tuple(
         n.name
@@ -541,3 +601,40 @@ def quantize_int8(
         kept_ops=kept_ops,
         reasons={k: reasons[k] for k in kept},
     )
+
+
+def quantize_int8(
+    prepared_path: str | Path,
+    out_path: str | Path,
+    calibration: CalibrationResult,
+    config: Int8Config = Int8Config(),
+) -> LoweredGraph:
+    """Insert symmetric INT8 Q/DQ nodes into a prepared FP32 graph.
+
+    Args:
+        prepared_path: output of :func:`prepare_for_quantization` (the graph
+            ``calibration`` was measured on).
+        out_path: where the INT8 graph is written.
+        calibration: ranges of ``prepared_path``'s tensors (from
+            :func:`focal.calibration.calibrate`); nothing is re-measured.
+        config: what is quantized.
+
+    Returns:
+        The INT8 graph (also saved to ``out_path``) with its record.
+
+    Raises:
+        ValueError: an ``exclude`` pattern matches no node, unknown
+            activations, or the result has a non-zero zero point.
+    """
+    prepared = onnx.load(str(prepared_path), load_external_data=False)
+    candidates = [n.name for n in prepared.graph.node if n.op_type in config.op_types]
+    reasons = _int8_exclusions(prepared, config)
+    if config.activations not in INT8_ACTIVATIONS:
+        raise ValueError(f"unknown INT8 activations {config.activations!r}; choose one of {INT8_ACTIVATIONS}")
+    out_path = Path(out_path)
+    _run_quantizer(Path(prepared_path), out_path, calibration, config, [n for n in candidates if n in reasons])
+    model = onnx.load(str(out_path))
+    bad = _zero_points_symmetric(model) if config.activations == "int8-symmetric" else []
+    if bad:
+        raise ValueError(f"INT8 graph has non-zero zero points (TensorRT needs symmetric INT8): {bad[:5]}")
+    return _int8_record(model, prepared, candidates, reasons, config)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from focal._files import cache_dir, write_atomic
+from focal.runtime.engines import tensorrt_status
 from focal.runtime.manifest import sha256_file
 
 __all__ = [
@@ -124,7 +125,17 @@ def gpu_info(device: int = 0) -> tuple[str, str]:
 
 
 def check_tensorrt(device: int = 0) -> tuple[str, str, str]:
-    """``(tensorrt version, gpu name, compute capability)``, or :class:`EngineUnavailable` with one line."""
+    """``(tensorrt version, gpu name, compute capability)`` of the engines built here.
+
+    Whether engines can be had at all is :func:`focal.runtime.engines.tensorrt_status`'s
+    answer, the one TensorRT probe, so an engine is only built where it can also run.
+
+    Raises:
+        EngineUnavailable: no TensorRT, pycuda or CUDA device (one line naming the extra).
+    """
+    usable, reason = tensorrt_status()
+    if not usable:
+        raise EngineUnavailable(f"--engine needs TensorRT and an NVIDIA GPU: {reason}")
     trt = _import_tensorrt()
     name, cap = gpu_info(device)
     return str(trt.__version__), name, cap
@@ -138,6 +149,95 @@ def engine_file_name(precision: str, trt_version: str) -> str:
 def _default_timing_cache(gpu: str, trt_version: str) -> Path:
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", gpu).strip("-")
     return cache_dir("tensorrt") / f"{slug}-trt{trt_version}.timing"
+
+
+@dataclass(frozen=True)
+class _Network:
+    """A parsed network and the objects TensorRT needs alive while it is built."""
+
+    builder: Any  # trt.Builder
+    network: Any  # trt.INetworkDefinition
+    parser: Any  # trt.OnnxParser; the network refers to its weights
+    strongly_typed: bool  # precisions come from the graph's tensor types
+
+
+def _parse_network(trt: Any, logger: Any, onnx_path: Path) -> _Network:
+    """Parse ``onnx_path`` strongly typed where TensorRT can (10+), else with an explicit batch.
+
+    Raises:
+        ValueError: the parser rejects the graph (its errors listed).
+    """
+    builder = trt.Builder(logger)
+    flags = 0
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    # parse_from_file resolves external data relative to the graph's folder.
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ValueError(f"{onnx_path}: TensorRT's ONNX parser rejected the graph: {errors}")
+    return _Network(builder, network, parser, strongly_typed)
+
+
+def _precision_flags(trt: Any, net: _Network, cfg: Any, precision: str, fp32_nodes: Sequence[str]) -> int:
+    """Without strong typing: the precision flags, and FP32 pinned on ``fp32_nodes``.
+
+    Returns:
+        How many layers were pinned to FP32 (0 when strongly typed).
+    """
+    if net.strongly_typed:
+        return 0
+    if precision in ("fp16", "int8") and hasattr(trt.BuilderFlag, "FP16"):
+        cfg.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
+        cfg.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ still needs it when weakly typed
+    if not fp32_nodes:
+        return 0
+    cfg.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    keep = set(fp32_nodes)
+    constrained = 0
+    for i in range(net.network.num_layers):
+        layer = net.network.get_layer(i)
+        if layer.name in keep:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            constrained += 1
+    return constrained
+
+
+def _batch_profile(net: _Network, cfg: Any, config: EngineConfig, batch: int) -> None:
+    """An optimisation profile for a dynamic batch axis (nothing for a static one).
+
+    Raises:
+        ValueError: the profile is not ``min <= opt <= max``.
+    """
+    image = net.network.get_input(0)
+    if image.shape[0] != -1:
+        return
+    opt = config.opt_batch or batch
+    top = config.max_batch or max(4, 2 * batch)
+    if not config.min_batch <= opt <= top:
+        raise ValueError(f"batch profile must satisfy min <= opt <= max, got {config.min_batch}, {opt}, {top}")
+    rest = tuple(image.shape[1:])
+    profile = net.builder.create_optimization_profile()
+    profile.set_shape(image.name, (config.min_batch, *rest), (opt, *rest), (top, *rest))
+    cfg.add_optimization_profile(profile)
+
+
+def _builder_config(trt: Any, net: _Network, config: EngineConfig, cache_path: Path) -> Any:
+    """Workspace limit, optimisation level and the timing cache read from ``cache_path``."""
+    cfg = net.builder.create_builder_config()
+    cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gb * (1 << 30)))
+    if hasattr(cfg, "builder_optimization_level"):
+        cfg.builder_optimization_level = config.optimization_level
+    timing = cfg.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    cfg.set_timing_cache(timing, ignore_mismatch=False)
+    return cfg
 
 
 def build_engine(
@@ -170,68 +270,21 @@ def build_engine(
     """
     if precision not in ("fp32", "fp16", "int8"):
         raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    trt_version, gpu, capability = check_tensorrt(config.device)
     trt = _import_tensorrt()
-    gpu, capability = gpu_info(config.device)
     say = progress or (lambda _msg: None)
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     start = time.perf_counter()
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    flags = 0
-    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    if strongly_typed:
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    elif hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):  # TensorRT < 10
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    # parse_from_file resolves external data relative to the graph's folder.
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ValueError(f"{onnx_path}: TensorRT's ONNX parser rejected the graph: {errors}")
-
-    cfg = builder.create_builder_config()
-    cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gb * (1 << 30)))
-    if hasattr(cfg, "builder_optimization_level"):
-        cfg.builder_optimization_level = config.optimization_level
-
-    constrained = 0
-    if not strongly_typed:
-        if precision in ("fp16", "int8") and hasattr(trt.BuilderFlag, "FP16"):
-            cfg.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8" and hasattr(trt.BuilderFlag, "INT8"):
-            cfg.set_flag(trt.BuilderFlag.INT8)  # explicit Q/DQ still needs it when weakly typed
-        if fp32_nodes:
-            cfg.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            keep = set(fp32_nodes)
-            for i in range(network.num_layers):
-                layer = network.get_layer(i)
-                if layer.name in keep:
-                    layer.precision = trt.float32
-                    for j in range(layer.num_outputs):
-                        layer.set_output_type(j, trt.float32)
-                    constrained += 1
-
-    image = network.get_input(0)
-    if image.shape[0] == -1:
-        opt = config.opt_batch or batch
-        top = config.max_batch or max(4, 2 * batch)
-        if not config.min_batch <= opt <= top:
-            raise ValueError(f"batch profile must satisfy min <= opt <= max, got {config.min_batch}, {opt}, {top}")
-        rest = tuple(image.shape[1:])
-        profile = builder.create_optimization_profile()
-        profile.set_shape(image.name, (config.min_batch, *rest), (opt, *rest), (top, *rest))
-        cfg.add_optimization_profile(profile)
-
-    trt_version = str(trt.__version__)
+    net = _parse_network(trt, trt.Logger(trt.Logger.WARNING), onnx_path)
     cache_path = Path(config.timing_cache) if config.timing_cache else _default_timing_cache(gpu, trt_version)
-    timing = cfg.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-    cfg.set_timing_cache(timing, ignore_mismatch=False)
+    cfg = _builder_config(trt, net, config, cache_path)
+    constrained = _precision_flags(trt, net, cfg, precision, fp32_nodes)
+    _batch_profile(net, cfg, config, batch)
 
     say(f"tensorrt {trt_version}: building {engine_path.name} on {gpu} (sm {capability}, "
-        f"{'strongly typed' if strongly_typed else 'precision flags'})")
-    serialized = builder.build_serialized_network(network, cfg)
+        f"{'strongly typed' if net.strongly_typed else 'precision flags'})")
+    serialized = net.builder.build_serialized_network(net.network, cfg)
     if serialized is None:
         raise RuntimeError(f"TensorRT {trt_version} failed to build an engine from {onnx_path} (see its log above)")
     write_atomic(engine_path, memoryview(serialized))
@@ -243,7 +296,7 @@ def build_engine(
         tensorrt=trt_version,
         gpu=gpu,
         compute_capability=capability,
-        strongly_typed=strongly_typed,
+        strongly_typed=net.strongly_typed,
         constrained_layers=constrained,
         timing_cache=cache_path,
         seconds=time.perf_counter() - start,

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from focal.runtime.engines import tensorrt_status
 from focal.runtime.manifest import Manifest, load_manifest
 
 __all__ = [
@@ -217,24 +218,6 @@ def _ort_checked(path: Path, precision: str, threads: int | None) -> str:
     return "FP32"
 
 
-def _have_tensorrt() -> str | None:
-    """``None`` when engines can run here, else the reason."""
-    try:
-        import pycuda.driver as cuda  # noqa: F401
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "TensorRT/pycuda not installed (pip install 'focal[gpu]')"
-    try:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        if cuda.Device.count() < 1:
-            return "no CUDA device"
-    except Exception as exc:  # driver missing or broken
-        return f"CUDA unavailable ({type(exc).__name__})"
-    return None
-
-
 def _compare(
     entry_name: str,
     precision: str,
@@ -348,10 +331,10 @@ def verify(
 
     rows: list[Parity] = []
     skipped: list[str] = []
-    trt_reason = _have_tensorrt() if config.tensorrt else "not asked"
+    trt_usable, trt_reason = tensorrt_status() if config.tensorrt else (False, "not asked")
     for entry in manifest.models:
         if entry.kind == "tensorrt":
-            if trt_reason is not None:
+            if not trt_usable:
                 skipped.append(f"{entry.file}: {trt_reason}")
                 continue
             say(f"verify: {entry.file} on TensorRT")

@@ -1,6 +1,6 @@
 """``focal-detect``: forgery masks, overlays and scores for files, folders and globs.
 
-    focal-detect [ARTIFACT_DIR | default] INPUTS... --out DIR [options]
+    focal-detect [ARTIFACT | default] INPUT... --out DIR [options]
 
 For each image it writes ``NAME.mask.png`` (255 = forged), ``NAME.overlay.png``
 (the mask tinted over the image) and one line of ``results.jsonl``. A file
@@ -11,6 +11,7 @@ atomically; a re-run skips images already done unless ``--overwrite``.
 
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import sys
@@ -20,13 +21,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from focal._cli import make_parser
+from focal._cli import (
+    add_artifact, add_backend, add_batch_size, add_clustering, add_json, add_min_cluster_size, add_precision,
+    make_parser, positive_int,
+)
 from focal._files import list_images, write_atomic
 from focal.runtime.default import default_artifact
 from focal.runtime.detector import Detector, DetectorConfig, Result
-from focal.runtime.engines import BACKENDS
 from focal.runtime.imageio import read_image
-from focal.runtime.manifest import MANIFEST_NAME, PRECISIONS
+from focal.runtime.manifest import MANIFEST_NAME
 from focal._progress import Progress
 from focal.runtime.render import overlay
 
@@ -191,28 +194,37 @@ def _is_artifact(arg: str) -> bool:
     return arg == "default" or (Path(arg).is_dir() and (Path(arg) / MANIFEST_NAME).is_file())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point of ``focal-detect``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``focal-detect`` argument parser (choices from the runtime's registries)."""
     parser = make_parser("focal-detect", "FOCAL forgery localization on images (torch-free runtime).")
-    parser.add_argument("paths", nargs="+", metavar="[ARTIFACT|default] INPUT",
-                        help="an artifact folder (with focal.json) or 'default', then image files, folders or globs")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--backend", default="auto", choices=BACKENDS)
-    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    parser.add_argument("--clustering", choices=["hdbscan", "kmeans"], help="default: the artifact's")
-    parser.add_argument("--min-cluster-size", type=int, help="HDBSCAN's smallest cluster (default: the artifact's)")
-    parser.add_argument("--batch", type=int, default=1, help="images per engine call (dynamic-batch models)")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime CPU threads (default: all cores)")
+    add_artifact(parser, optional=True,
+                 help="artifact folder (with focal.json) or 'default'; omitted, or not an artifact "
+                      "(then it is the first INPUT): the embedded default model")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="output folder: NAME.mask.png, NAME.overlay.png, results.jsonl")
+    add_backend(parser)
+    add_precision(parser)
+    add_clustering(parser, default=None, help="clustering method (default: the artifact's)")
+    add_min_cluster_size(parser, help="HDBSCAN's smallest cluster (default: the artifact's)")
+    add_batch_size(parser, help="images per engine call (more than 1 needs a dynamic-batch model)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--low-memory", action="store_true",
                         help="turn ONNX Runtime's CPU memory arena off: about half the peak memory on big models, slower")
     parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
-    parser.add_argument("--json", action="store_true", help="print one JSON record per image on stdout")
-    args = parser.parse_args(argv)
+    add_json(parser, "one record per image, as written to results.jsonl")
+    return parser
 
-    paths = list(args.paths)
-    if _is_artifact(paths[0]) and len(paths) > 1:
-        artifact_arg = paths.pop(0)
-    else:
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point of ``focal-detect``."""
+    # Intermixed: `focal-detect ARTIFACT --out DIR a.jpg b.jpg` keeps every positional.
+    args = build_parser().parse_intermixed_args(argv)
+    inputs = list(args.inputs)
+    artifact_arg = args.artifact or "default"
+    if not _is_artifact(artifact_arg):
+        inputs.insert(0, artifact_arg)  # an image path in the artifact's place: run the default model on it
         artifact_arg = "default"
     try:
         artifact = default_artifact() if artifact_arg == "default" else Path(artifact_arg)
@@ -221,13 +233,13 @@ def main(argv: list[str] | None = None) -> int:
             out=args.out,
             detector=DetectorConfig(
                 backend=args.backend, precision=args.precision, clustering=args.clustering,
-                min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch,
+                min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch_size,
                 mem_arena=not args.low_memory,
             ),
             overwrite=args.overwrite,
             json_stdout=args.json,
         )
-        failures = detect(paths, cfg)
+        failures = detect(inputs, cfg)
     except (FileNotFoundError, ValueError, ImportError) as exc:
         print(f"focal-detect: {exc}", file=sys.stderr)
         return 2

@@ -4,7 +4,10 @@ FOCAL has no classifier: the ``h*w`` feature vectors of one image are
 clustered on the fly, the largest cluster is pristine and every other cluster
 is forged. This module is NumPy plus the ``hdbscan`` package (no torch): it is
 the reference the native core is tested against and the fallback where that
-core is not built.
+core is not built. :func:`cluster_features` is the one entry point of both:
+it validates and normalises the rows once, runs the chosen backend's
+clustering (the private :mod:`focal.runtime._native_api` or this module's
+reference functions) and finishes with this module's labelling.
 
 Conventions shared by every function here:
     * features: ``[N, D]`` float32, one row per feature-map pixel in row-major
@@ -19,6 +22,8 @@ import warnings
 from typing import Literal
 
 import numpy as np
+
+from focal.runtime import _native_api
 
 ClusterMethod = Literal["hdbscan", "kmeans"]
 CLUSTER_METHODS: tuple[str, ...] = ("hdbscan", "kmeans")
@@ -42,8 +47,6 @@ def resolve_backend(backend: ClusterBackend = "auto") -> str:
         raise ValueError(f"unknown clustering backend {backend!r}; choose one of {CLUSTER_BACKENDS}")
     if backend == "reference":
         return "reference"
-    from focal.runtime import _native_api
-
     if _native_api.available():
         return "native"
     if backend == "native":
@@ -77,7 +80,8 @@ def normalize_rows(features: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return feats / np.maximum(norms, eps)
 
 
-def _validate(features: np.ndarray, min_cluster_size: int) -> np.ndarray:
+def _check(features: np.ndarray, min_cluster_size: int) -> np.ndarray:
+    """``features`` as an array after the checks every backend relies on (raises otherwise)."""
     feats = np.asarray(features)
     if feats.ndim != 2:
         raise ValueError(f"features must be [N, D], got shape {feats.shape}")
@@ -90,7 +94,12 @@ def _validate(features: np.ndarray, min_cluster_size: int) -> np.ndarray:
         raise ValueError(f"features contain NaN or inf in {bad} of {feats.shape[0]} rows")
     if int(min_cluster_size) < 2:
         raise ValueError(f"min_cluster_size must be >= 2, got {min_cluster_size}")
-    return normalize_rows(feats)
+    return feats
+
+
+def _validate(features: np.ndarray, min_cluster_size: int) -> np.ndarray:
+    """Checked and L2-normalised ``[N, D]`` float32 rows."""
+    return normalize_rows(_check(features, min_cluster_size))
 
 
 def hdbscan_raw_labels(
@@ -220,6 +229,9 @@ def cluster_features(
     min_samples: int | None = None,
     seed: int = 0,
     backend: ClusterBackend = "auto",
+    *,
+    normalized: bool = False,
+    num_threads: int = 0,
 ) -> np.ndarray:
     """Forged/pristine labels of one image's feature vectors.
 
@@ -236,6 +248,12 @@ def cluster_features(
         backend: ``"native"`` (compiled core), ``"reference"`` (NumPy /
             ``hdbscan``) or ``"auto"`` (native where built); the labels are
             the same, :func:`resolve_backend` says which one runs.
+        normalized: the rows are already :func:`normalize_rows`' output
+            (float32, L2-normalised): they are checked but not normalised
+            again, so that a caller who keeps the normalised rows (for the
+            score) normalises them once.
+        num_threads: the native core's worker threads, 0 for its default
+            (the reference runs on one).
 
     Returns:
         ``[N]`` uint8, ``1`` = forged, ``0`` = pristine.
@@ -245,21 +263,27 @@ def cluster_features(
     """
     if method not in CLUSTER_METHODS:
         raise ValueError(f"unknown clustering method {method!r}; choose one of {CLUSTER_METHODS}")
-    if resolve_backend(backend) == "native":
-        from focal.runtime import _native_api
-
-        return _native_api.cluster_labels(features, method, min_cluster_size, min_samples, seed)
-    feats = _validate(features, min_cluster_size)
-    n = feats.shape[0]
+    native = resolve_backend(backend) == "native"
+    if normalized:
+        rows = np.ascontiguousarray(_check(features, min_cluster_size), dtype=np.float32)
+    else:
+        rows = _validate(features, min_cluster_size)
+    n = rows.shape[0]
     # Identical vectors carry no evidence of two sources; HDBSCAN's lambdas
     # are infinite there, so decide it up front (the same answer HDBSCAN's
     # "one cluster" rule gives).
-    if np.ptp(feats, axis=0).max() == 0.0:
+    if np.ptp(rows, axis=0).max() == 0.0:
         return np.zeros(n, dtype=np.uint8)
+    # Both backends end with labels_from_clusters: its float32 means and BLAS
+    # product decide exact ties between two cluster means (lattice-like
+    # features) by their rounding, which no other arithmetic reproduces.
     if method == "kmeans":
-        assign = kmeans_cosine(feats, k=2, seed=seed)
-        return labels_from_clusters(assign, feats)
+        assign = _native_api.kmeans_cosine(rows, k=2, seed=seed) if native else kmeans_cosine(rows, k=2, seed=seed)
+        return labels_from_clusters(assign, rows)
     if n < min_cluster_size:
         return np.zeros(n, dtype=np.uint8)
-    raw = hdbscan_raw_labels(feats, min_cluster_size, min_samples)
-    return labels_from_clusters(raw, feats)
+    if native:
+        raw = _native_api.hdbscan_raw_labels(rows, min_cluster_size, min_samples, num_threads=num_threads)
+    else:
+        raw = hdbscan_raw_labels(rows, min_cluster_size, min_samples)
+    return labels_from_clusters(raw, rows)

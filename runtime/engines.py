@@ -184,7 +184,9 @@ def check_engine_compatibility(entry: ModelFile, manifest: Manifest, artifact_di
     if entry.compute_capability and entry.compute_capability != compute_capability:
         problems.append(f"built for compute capability {entry.compute_capability}, this GPU is {compute_capability}")
     if entry.onnx_sha256:
-        onnx_entry = next((m for m in manifest.models if m.kind == "onnx" and m.precision == entry.precision), None)
+        # Engines are built from the general graph (target None), never from the CPU variant beside it.
+        onnx_entry = next((m for m in manifest.models
+                           if m.kind == "onnx" and m.precision == entry.precision and m.target is None), None)
         if onnx_entry is None or onnx_entry.sha256 != entry.onnx_sha256:
             problems.append("built from an ONNX graph that is no longer the artifact's")
         elif (artifact_dir / onnx_entry.file).is_file() and sha256_file(artifact_dir / onnx_entry.file) != onnx_entry.sha256:
@@ -304,15 +306,35 @@ def cuda_compute_capability(device: int = 0) -> str:
     return f"{major}.{minor}"
 
 
-def _tensorrt_usable() -> bool:
-    try:
-        _import_tensorrt()
-        import pycuda.driver as cuda
+def tensorrt_status() -> tuple[bool, str]:
+    """Whether TensorRT engines can run on this machine, and if not, why.
 
+    The one probe of TensorRT availability: the runtime's backend choice,
+    the export's engine build and its verification all ask it. Never raises.
+
+    Returns:
+        ``(True, "")`` when ``tensorrt`` and ``pycuda`` import and CUDA sees a
+        device; else ``(False, reason)``, the reason one line naming what is
+        missing (and the extra to install).
+    """
+    try:
+        import pycuda.driver as cuda
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False, "TensorRT/pycuda not installed (pip install 'focal[gpu]')"
+    except Exception as exc:  # an installed package whose native libraries fail to load
+        return False, f"TensorRT/pycuda unusable ({type(exc).__name__}: {exc})"
+    try:
         cuda.init()
-        return cuda.Device.count() > 0
-    except Exception:  # any failure (no package, no driver, no device) means "not here"
-        return False
+        if cuda.Device.count() < 1:
+            return False, "no CUDA device"
+    except Exception as exc:  # driver missing or broken
+        return False, f"CUDA unavailable ({type(exc).__name__})"
+    return True, ""
+
+
+def _tensorrt_usable() -> bool:
+    return tensorrt_status()[0]
 
 
 def _ort_providers() -> list[str]:
@@ -350,7 +372,8 @@ def open_engine(
 
     Raises:
         ValueError: the artifact lacks that model, ``model_file`` is not an
-            ONNX entry of that precision, or a TensorRT engine does not match
+            ONNX entry of that precision (or is the CPU variant, on the TensorRT
+            execution provider), or a TensorRT engine does not match
             this machine (with the rebuild command).
     """
     backend = resolve_backend(backend, manifest, precision)
@@ -363,6 +386,9 @@ def open_engine(
         entry = manifest.entry(model_file)
         if entry.kind != "onnx" or entry.precision != precision:
             raise ValueError(f"{model_file} is an {entry.kind} {entry.precision} model, not an ONNX {precision} one")
+        if entry.target == "cpu" and backend == "tensorrt-ep":
+            raise ValueError(f"{model_file} is tuned for ONNX Runtime's CPU provider; TensorRT takes the general "
+                             "graph (leave model_file unset)")
     else:
         entry = manifest.model_for(backend, precision)
     path = artifact_dir / entry.file

@@ -7,7 +7,27 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fuse_feature_maps"]
+__all__ = ["fuse_feature_maps", "nearest_index"]
+
+
+def nearest_index(size_in: int, size_out: int) -> np.ndarray:
+    """Source index of each output position, as ``F.interpolate(mode="nearest")`` picks it.
+
+    PyTorch's CPU kernel computes ``min(floor(float32(i) * float32(in / out)), in - 1)``
+    in float32 (with exact shortcuts for equal sizes and 2x upsampling); a
+    float64 ``floor(i * in / out)`` picks another row for some sizes (e.g.
+    62 -> 14), so the float32 arithmetic is reproduced here.
+
+    Returns:
+        ``[size_out]`` int64 indices in ``[0, size_in)``.
+    """
+    i = np.arange(size_out)
+    if size_out == size_in:
+        return i.astype(np.int64)
+    if size_out == 2 * size_in:
+        return (i >> 1).astype(np.int64)
+    scale = np.float32(size_in) / np.float32(size_out)
+    return np.minimum(np.floor(i.astype(np.float32) * scale), size_in - 1).astype(np.int64)
 
 
 def fuse_feature_maps(maps: list[np.ndarray]) -> np.ndarray:
@@ -30,9 +50,7 @@ def fuse_feature_maps(maps: list[np.ndarray]) -> np.ndarray:
         if m.shape[0] != b:
             raise ValueError(f"batch sizes differ: {m.shape[0]} vs {b}")
         if m.shape[2:] != (h, w):
-            rows = np.floor(np.arange(h) * (m.shape[2] / h)).astype(np.int64)
-            cols = np.floor(np.arange(w) * (m.shape[3] / w)).astype(np.int64)
-            m = m[:, :, rows][:, :, :, cols]
+            m = m[:, :, nearest_index(m.shape[2], h)][:, :, :, nearest_index(m.shape[3], w)]
         norm = np.linalg.norm(m, axis=1, keepdims=True)
         fused.append(m / np.maximum(norm, 1e-12))
     return np.concatenate(fused, axis=1).astype(np.float32, copy=False)

@@ -90,7 +90,8 @@ def localize(
     d, h, w = feature_map.shape
     flat = normalize_rows(feature_map.reshape(d, h * w).T)
     t1 = time.perf_counter()
-    labels = cluster_features(flat, method, min_cluster_size, backend=backend)  # type: ignore[arg-type]
+    # Rows are unit length already: checked, not normalised a second time.
+    labels = cluster_features(flat, method, min_cluster_size, backend=backend, normalized=True)  # type: ignore[arg-type]
     t2 = time.perf_counter()
     mask = labels_to_mask(labels.reshape(h, w), height, width)
     score = forgery_score(flat, labels)

@@ -19,10 +19,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-19}  # the shipped model: best of epochs 1-19 was epoch 15
 RUN=${RUN:-runs/lite-synthetic}
-.venv/bin/focal-train --preset lite-synthetic --epochs "$EPOCHS" --out "$RUN"
+# The tools take shared data from their flags or the environment, never from a default path.
+PHOTOS=${FOCAL_PHOTOS:-../shared/data/natural}
+SEGMENTATIONS=${FOCAL_SEGMENTATIONS:-$PHOTOS/bsds500_groundTruth_mat}
+.venv/bin/focal-train --preset lite-synthetic --epochs "$EPOCHS" --photos "$PHOTOS" --segmentations "$SEGMENTATIONS" \
+  --out "$RUN"
 rm -rf runtime/default_model.new
 .venv/bin/focal-export --backbone lite --weights "$RUN/best.safetensors" --input-size 512 \
-  --int8 --calib synthetic:../shared/data/natural --calib-count 64 --calib-method minmax \
+  --int8 --calib "synthetic:$PHOTOS" --calib-count 64 --calib-method minmax \
   --verify ../shared/data/real-samples/images --clustering hdbscan \
   --out runtime/default_model.new || echo "build_default_model: parity below a threshold: see the table above"
 rm -rf runtime/default_model && mv runtime/default_model.new runtime/default_model

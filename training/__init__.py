@@ -6,7 +6,6 @@ Needs the ``train`` extra (torch, timm, safetensors).
 from focal.training.backbones import (
     BackboneInfo,
     backbone_info,
-    create_backbone,
     list_backbones,
     register_backbone,
 )
@@ -19,7 +18,7 @@ from focal.training.checkpoints import (
     read_state_dict,
     save_checkpoint,
 )
-from focal.training.model import Extractor, FusedExtractor, create_extractor, parse_extractor_name
+from focal.training.model import Extractor, FusedExtractor, parse_extractor_name
 from focal.training.reference import Detection, ReferenceConfig, ReferenceDetector
 
 __all__ = [
@@ -33,8 +32,6 @@ __all__ = [
     "backbone_info",
     "build_extractor",
     "convert_official_state_dict",
-    "create_backbone",
-    "create_extractor",
     "list_backbones",
     "load_official_weights",
     "parse_extractor_name",

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from focal.training.residuals import NoiseResiduals
+
 
 @dataclass(frozen=True)
 class BackboneInfo:
@@ -34,15 +36,32 @@ class BackboneInfo:
     feature_dim: int  # D, channels of the feature map
     stride: int  # S / h of the feature map
     description: str  # one line for `--help` and docs
+    # Weights are per input side (SAM's position embeddings): the factory takes
+    # ``img_size=S`` and the module is valid at that S only, so exports are per size.
+    fixed_input_size: bool = False
+    # The factory loads weights shipped with a package unless ``pretrained=False``
+    # (``lite``'s ImageNet encoder); a checkpoint load skips them.
+    packaged_weights: bool = False
 
 
 _REGISTRY: dict[str, BackboneInfo] = {}
 
 
 def register_backbone(
-    name: str, *, input_size: int, feature_dim: int, stride: int, description: str
+    name: str,
+    *,
+    input_size: int,
+    feature_dim: int,
+    stride: int,
+    description: str,
+    fixed_input_size: bool = False,
+    packaged_weights: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a backbone factory under ``name``.
+
+    The keyword arguments are the static facts of :class:`BackboneInfo`,
+    stated here so that no caller has to build or inspect the factory to
+    learn them.
 
     Raises:
         ValueError: ``name`` is already registered.
@@ -51,7 +70,9 @@ def register_backbone(
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneInfo(name, factory, input_size, feature_dim, stride, description)
+        _REGISTRY[name] = BackboneInfo(
+            name, factory, input_size, feature_dim, stride, description, fixed_input_size, packaged_weights
+        )
         return factory
 
     return decorator
@@ -75,7 +96,11 @@ def backbone_info(name: str) -> BackboneInfo:
 
 
 def create_backbone(name: str, **kwargs: Any) -> nn.Module:
-    """Build backbone ``name`` with random or packaged weights.
+    """Build the bare backbone module ``name`` with random or packaged weights.
+
+    The registry's own builder, used by :class:`focal.training.Extractor`;
+    extractors (what training, export and the reference pipeline run) come
+    from :func:`focal.training.build_extractor`.
 
     Args:
         name: a registered name.
@@ -194,6 +219,23 @@ def load_efficientnet_lite0_imagenet(model: nn.Module) -> None:
     model.load_state_dict(renamed, strict=True)
 
 
+def _widened(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
+    """``conv`` with ``extra`` more input channels whose weights start at zero.
+
+    At the start the network computes exactly what the pretrained stem did;
+    the gradient still reaches the new weights, so training can learn to use
+    the residuals without first unlearning ImageNet.
+    """
+    wide = nn.Conv2d(conv.in_channels + extra, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                     conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+    with torch.no_grad():
+        wide.weight.zero_()
+        wide.weight[:, : conv.in_channels] = conv.weight
+        if conv.bias is not None:
+            wide.bias.copy_(conv.bias)
+    return wide
+
+
 class LiteBackbone(nn.Module):
     """EfficientNet-Lite0 with a small FPN neck: the CPU / edge extractor.
 
@@ -208,17 +250,24 @@ class LiteBackbone(nn.Module):
         neck_dim: channels inside the neck.
         out_dim: D of the output features.
         input_size: the side S it is trained and exported at.
+        residuals: noise-residual channels fed beside RGB (one of
+            :data:`~focal.training.residuals.RESIDUAL_KINDS`), or None.
     """
 
-    def __init__(self, pretrained: bool = True, neck_dim: int = 96, out_dim: int = 64, input_size: int = 512) -> None:
+    def __init__(self, pretrained: bool = True, neck_dim: int = 96, out_dim: int = 64, input_size: int = 512,
+                 residuals: str | None = None) -> None:
         super().__init__()
         import timm
 
         full = timm.create_model("efficientnet_lite0", pretrained=False)
         if pretrained:
             load_efficientnet_lite0_imagenet(full)
+        self.residuals = NoiseResiduals(residuals) if residuals else None
+        conv = full.conv_stem
+        if self.residuals is not None:
+            conv = _widened(conv, self.residuals.channels)
         # Only the stem and blocks up to stride 32 are used; head and classifier are dropped.
-        self.stem = nn.Sequential(full.conv_stem, full.bn1)
+        self.stem = nn.Sequential(conv, full.bn1)
         self.blocks = full.blocks
         chans = {2: 40, 4: 112, 6: 320}  # block index -> channels at stride 8, 16, 32
         self.taps = tuple(chans)
@@ -237,7 +286,10 @@ class LiteBackbone(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``[B, 3, S, S]`` in [0, 1] -> ``[B, out_dim, S/8, S/8]``."""
-        x = self.stem((image - self.mean) / self.std)
+        x = (image - self.mean) / self.std
+        if self.residuals is not None:
+            x = torch.cat([x, self.residuals(image)], dim=1)
+        x = self.stem(x)
         taps = []
         for i, block in enumerate(self.blocks):
             x = block(x)
@@ -279,12 +331,17 @@ class TinyBackbone(nn.Module):
         return self.net(image)
 
 
-@register_backbone("vit", input_size=1024, feature_dim=256, stride=16, description="SAM ViT-L image encoder (paper)")
+@register_backbone(
+    "vit", input_size=1024, feature_dim=256, stride=16, description="SAM ViT-L image encoder (paper)",
+    fixed_input_size=True,
+)
 def _vit_large(img_size: int = 1024, **overrides: Any) -> nn.Module:
     return SamViTBackbone("samvit_large_patch16", img_size=img_size, **overrides)
 
 
-@register_backbone("vit-b", input_size=1024, feature_dim=256, stride=16, description="SAM ViT-B image encoder")
+@register_backbone(
+    "vit-b", input_size=1024, feature_dim=256, stride=16, description="SAM ViT-B image encoder", fixed_input_size=True
+)
 def _vit_base(img_size: int = 1024, **overrides: Any) -> nn.Module:
     return SamViTBackbone("samvit_base_patch16", img_size=img_size, **overrides)
 
@@ -294,9 +351,20 @@ def _hrnet(**overrides: Any) -> nn.Module:
     return HRNetBackbone("hrnet_w32", **overrides)
 
 
-@register_backbone("lite", input_size=512, feature_dim=64, stride=8, description="EfficientNet-Lite0 + FPN neck (CPU/edge)")
+@register_backbone(
+    "lite", input_size=512, feature_dim=64, stride=8, description="EfficientNet-Lite0 + FPN neck (CPU/edge)",
+    packaged_weights=True,
+)
 def _lite(pretrained: bool = True, **kwargs: Any) -> nn.Module:
     return LiteBackbone(pretrained=pretrained, **kwargs)
+
+
+@register_backbone(
+    "lite-residual", input_size=512, feature_dim=64, stride=8, packaged_weights=True,
+    description="lite with SRM and Bayar noise-residual channels beside RGB (camera traces)",
+)
+def _lite_residual(pretrained: bool = True, residuals: str = "srm+bayar", **kwargs: Any) -> nn.Module:
+    return LiteBackbone(pretrained=pretrained, residuals=residuals, **kwargs)
 
 
 @register_backbone("tiny", input_size=128, feature_dim=16, stride=8, description="3-layer CNN for tests")

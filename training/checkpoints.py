@@ -18,7 +18,6 @@ lists them, never a silent partial load.
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch import nn
 from focal._files import atomic_output, write_atomic
 from focal import __version__
 from focal.training.backbones import backbone_info
-from focal.training.model import Extractor, FusedExtractor, create_extractor, parse_extractor_name
+from focal.training.model import Extractor, FusedExtractor, parse_extractor_name
 
 CHECKPOINT_FORMAT = "focal-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -210,9 +209,31 @@ def save_checkpoint(
 
 def _skip_packaged(backbone: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Factory kwargs that skip loading packaged weights the checkpoint replaces anyway."""
-    if "pretrained" in inspect.signature(backbone_info(backbone).factory).parameters:
+    if backbone_info(backbone).packaged_weights:
         return {**kwargs, "pretrained": False}
     return dict(kwargs)
+
+
+def _fresh_extractor(name: str, member_kwargs: list[dict[str, Any]] | None = None) -> Extractor | FusedExtractor:
+    """An extractor with random or packaged weights, before any checkpoint is loaded.
+
+    Args:
+        name: a backbone name or several joined by ``+`` (fusion).
+        member_kwargs: factory overrides per member, in order.
+
+    Returns:
+        An :class:`Extractor` or :class:`FusedExtractor` in eval mode.
+
+    Raises:
+        ValueError: unknown backbone, or not one kwargs dict per member.
+    """
+    parts = parse_extractor_name(name)
+    kwargs = member_kwargs or [{} for _ in parts]
+    if len(kwargs) != len(parts):
+        raise ValueError(f"{len(kwargs)} kwargs dicts for {len(parts)} members of {name!r}")
+    members = [Extractor(part, **kw) for part, kw in zip(parts, kwargs)]
+    model = members[0] if len(members) == 1 else FusedExtractor(members)
+    return model.eval()
 
 
 def build_extractor(
@@ -220,7 +241,7 @@ def build_extractor(
     weights: str | Path | list[str | Path] | None = None,
     **kwargs: Any,
 ) -> Extractor | FusedExtractor:
-    """Build an extractor and load its weights, whatever their origin.
+    """Build an extractor and load its weights, whatever their origin: the one public way to build one.
 
     Args:
         name: backbone name(s), ``+``-joined for fusion. Optional for our own
@@ -228,7 +249,9 @@ def build_extractor(
         weights: ``None`` (random or packaged weights); one of our
             ``.safetensors`` checkpoints; an authors' ``.pth``; or, for a
             fusion, one path per member (each ours or the authors').
-        **kwargs: factory overrides for a single, freshly built extractor.
+        **kwargs: factory overrides for a single, freshly built extractor
+            (a fusion with overrides is fused from its members:
+            ``FusedExtractor([build_extractor(a, **ka), build_extractor(b, **kb)])``).
 
     Returns:
         The extractor in eval mode on the CPU.
@@ -255,7 +278,7 @@ def build_extractor(
         if name is None:
             raise ValueError("give an extractor name or a checkpoint")
         member_kwargs = [kwargs] if kwargs else None
-        return create_extractor(name, member_kwargs)
+        return _fresh_extractor(name, member_kwargs)
 
     path = Path(weights)
     if path.suffix == ".safetensors":
@@ -263,7 +286,7 @@ def build_extractor(
         if name is not None and name != cfg.extractor:
             raise ValueError(f"{path}: checkpoint is for {cfg.extractor!r}, not {name!r}")
         parts = parse_extractor_name(cfg.extractor)
-        model = create_extractor(cfg.extractor, [_skip_packaged(p, kw) for p, kw in zip(parts, cfg.member_kwargs)])
+        model = _fresh_extractor(cfg.extractor, [_skip_packaged(p, kw) for p, kw in zip(parts, cfg.member_kwargs)])
         _strict_load(model, read_state_dict(path), str(path))
         # Record the user's kwargs, not the load-time override.
         for member, kw in zip(model.members, cfg.member_kwargs):
@@ -272,7 +295,7 @@ def build_extractor(
 
     if name is None:
         raise ValueError(f"{path}: name the backbone of an authors' checkpoint (vit or hrnet)")
-    model = create_extractor(name, [kwargs] if kwargs else None)
+    model = _fresh_extractor(name, [kwargs] if kwargs else None)
     if not isinstance(model, Extractor):
         raise ValueError(f"{path}: one authors' checkpoint cannot fill the fusion {name!r}; give one per member")
     load_official_weights(model, path)

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 LOSSES: tuple[str, ...] = ("scl", "scl-pixel", "nce", "nce-sym")
+# Synthetic forgery generators: "classic" (photos shrunk to max_side, squashed to input_size) and
+# "traces" (camera-pipeline traces, native-resolution crops of input_size: no resize).
+FORGERIES: tuple[str, ...] = ("classic", "traces")
 
 
 @dataclass(frozen=True)
@@ -24,9 +27,10 @@ class TrainConfig:
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)  # factory overrides
     init_weights: str | None = None  # start from this checkpoint (ours or the authors'), else packaged/random
     data: str = "synthetic"  # "synthetic", a folder (images/ + masks/), a .npy or a .json list
+    forgeries: str = "classic"  # synthetic generator, one of FORGERIES
     val_data: str | None = None  # validation set for non-synthetic data (same formats); None = none
-    photos: str = "../shared/data/natural"  # untouched photos for synthetic forgeries
-    segmentations: str | None = "../shared/data/natural/bsds500_groundTruth_mat"  # BSDS500 .mat object shapes
+    photos: str | None = None  # untouched photos for synthetic forgeries (needed when data is "synthetic")
+    segmentations: str | None = None  # BSDS500 .mat folder of object shapes; None = random polygons only
     val_fraction: float = 0.1  # share of photos held out (by file) for synthetic validation
     train_samples: int = 400  # synthetic samples per epoch
     fresh_forgeries: bool = False  # synthetic training samples: new forgeries every epoch (not the same ones)
@@ -60,6 +64,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.forgeries not in FORGERIES:
+            raise ValueError(f"forgeries must be one of {FORGERIES}, got {self.forgeries!r}")
         if "+" in self.backbone:
             raise ValueError(f"train one backbone at a time; fuse at inference (got {self.backbone!r})")
         for name in ("epochs", "batch_size", "input_size", "train_samples", "val_samples", "val_every"):
@@ -81,6 +87,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         backbone="lite", data="synthetic", input_size=512, epochs=19, train_samples=400, val_samples=32,
         fresh_forgeries=True, batch_size=4, lr=1e-4, max_side=768, augment=True, val_clustering="hdbscan",
         val_every=1, loss="nce-sym", authentic_weight=1.0, fuzzy_iters=0, workers=1,
+    ),
+    # Camera-trace forgeries at native resolution (256-pixel crops, no resize) into the lite
+    # backbone with SRM + Bayar residual channels; the same loss as lite-synthetic.
+    "lite-traces": dict(
+        backbone="lite-residual", data="synthetic", forgeries="traces", input_size=256, epochs=40,
+        train_samples=400, val_samples=48, fresh_forgeries=True, batch_size=8, lr=2e-4, augment=True,
+        val_clustering="kmeans", val_every=2, loss="nce-sym", authentic_weight=1.0, fuzzy_iters=0, workers=1,
     ),
     "smoke": dict(
         backbone="tiny", data="synthetic", input_size=128, epochs=1, train_samples=8, val_samples=4,

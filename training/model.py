@@ -101,21 +101,3 @@ def parse_extractor_name(name: str) -> list[str]:
         backbone_info(part)  # raises with the list of known names
     return parts
 
-
-def create_extractor(name: str, member_kwargs: list[dict[str, Any]] | None = None) -> Extractor | FusedExtractor:
-    """Build an extractor (random or packaged weights) from a name.
-
-    Args:
-        name: a backbone name or several joined by ``+`` (fusion).
-        member_kwargs: factory overrides per member, in order.
-
-    Returns:
-        An :class:`Extractor` or :class:`FusedExtractor` in eval mode.
-    """
-    parts = parse_extractor_name(name)
-    kwargs = member_kwargs or [{} for _ in parts]
-    if len(kwargs) != len(parts):
-        raise ValueError(f"{len(kwargs)} kwargs dicts for {len(parts)} members of {name!r}")
-    members = [Extractor(part, **kw) for part, kw in zip(parts, kwargs)]
-    model = members[0] if len(members) == 1 else FusedExtractor(members)
-    return model.eval()

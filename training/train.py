@@ -51,6 +51,7 @@ from focal.training.data import (
     list_images,
     split_by_file,
 )
+from focal.training.data.forensic import TraceConfig, TraceForgeryGenerator
 from focal.training.losses import compactness_loss, nce_loss, scl_loss
 from focal.training.model import Extractor
 
@@ -101,13 +102,28 @@ def _resolve(path: str, base: Path) -> Path:
     return p if p.is_absolute() or p.exists() else base / p
 
 
+# Trace-carrying samples keep only augmentations that leave camera traces
+# intact: flips, quarter turns and a global colour jitter. Blur, noise,
+# resizing and JPEG would overwrite the very traces the samples teach.
+TRACE_AUGMENT = AugmentConfig(p_downscale=0.0, p_blur=0.0, p_noise=0.0, p_jpeg=0.0, p_color=0.3)
+
+
+def _generator_factory(cfg: TrainConfig, segmentations: str | None):
+    """``photos -> generator`` for ``cfg.forgeries``, the same for training and validation."""
+    if cfg.forgeries == "traces":
+        trace = TraceConfig(crop=cfg.input_size)
+        return lambda photos: TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)
+    syn = SyntheticConfig(max_side=cfg.max_side)
+    return lambda photos: SyntheticForgeryGenerator(photos, syn, segmentations)
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
     """Training and validation datasets for ``cfg``, and a one-line description.
 
     Synthetic data is forged from ``cfg.photos``, split by file so validation
     forgeries come from photos never used in training.
     """
-    aug = AugmentConfig() if cfg.augment else None
+    aug = (TRACE_AUGMENT if cfg.forgeries == "traces" else AugmentConfig()) if cfg.augment else None
     train_cfg = DatasetConfig(size=cfg.input_size, augment=aug, seed=cfg.seed)
     val_cfg = DatasetConfig(size=cfg.input_size, augment=None, seed=cfg.seed + 1)
     if cfg.data == "synthetic":
@@ -117,11 +133,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
         photos = list_images(photos_root)
         split = split_by_file(photos, cfg.val_fraction, seed=cfg.seed)
         seg = cfg.segmentations if cfg.segmentations and Path(cfg.segmentations).is_dir() else None
-        syn = SyntheticConfig(max_side=cfg.max_side)
-        train = SyntheticDataset(SyntheticForgeryGenerator(split.train, syn, seg), cfg.train_samples, train_cfg,
-                                 fresh_per_epoch=cfg.fresh_forgeries)
-        val = SyntheticDataset(SyntheticForgeryGenerator(split.val, syn, seg), cfg.val_samples, val_cfg)
-        desc = (f"synthetic forgeries from {photos_root}: {len(split.train)} training photos, "
+        make = _generator_factory(cfg, seg)
+        train = SyntheticDataset(make(split.train), cfg.train_samples, train_cfg, fresh_per_epoch=cfg.fresh_forgeries)
+        val = SyntheticDataset(make(split.val), cfg.val_samples, val_cfg)
+        desc = (f"{cfg.forgeries} synthetic forgeries from {photos_root}: {len(split.train)} training photos, "
                 f"{len(split.val)} held-out validation photos")
         return train, val, desc
 
@@ -169,8 +184,8 @@ def validate(model: torch.nn.Module, dataset: Dataset, clustering: str, device: 
         else:
             forged_ious.append(scores[-1].iou)
     out = mean_scores(scores)
-    # IoU over forged samples only (the issue's "forged-class IoU"); "iou" is
-    # method.md's mean over all samples, an untouched one counting 1 when clean.
+    # "iou" averages over all samples, an authentic one scoring 1 when nothing is
+    # flagged; clean samples lift it, so localisation is also judged on forged ones alone.
     out["iou_forged"] = float(np.mean(forged_ious)) if forged_ious else float("nan")
     out["false_alarm"] = float(np.mean(false_alarms)) if false_alarms else float("nan")
     out["samples"] = float(len(scores))
@@ -207,22 +222,38 @@ def _history(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def train(cfg: TrainConfig) -> TrainSummary:
-    """Train ``cfg.backbone`` with SCL (or NCE) and write the run folder.
+def _append_history(out: Path, record: dict[str, Any]) -> None:
+    with (out / "history.jsonl").open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
 
-    Resumes automatically when ``cfg.out`` holds a run with the same config.
+
+@dataclass(frozen=True)
+class _Trainer:
+    """The model and what updates it."""
+
+    model: Extractor  # the bare model: checkpoints and validation
+    net: torch.nn.Module  # what the training forward pass runs: the model or its DDP wrapper
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    use_amp: bool  # FP16 autocast (CUDA only)
+    device: torch.device
+
+
+@dataclass
+class _RunState:
+    """Where the run stands, updated after every epoch (what ``state.json`` and ``history.jsonl`` keep)."""
+
+    step: int  # optimiser steps taken
+    best: dict[str, Any] | None  # best validation so far (by IoU), with its epoch
+    history: list[dict[str, Any]]  # one record per epoch, epoch 0 the validation before training
+
+
+def _prepare_run(cfg: TrainConfig, out: Path, ddp: _Dist) -> dict[str, Any] | None:
+    """Create the run folder, refuse one holding another recipe, record ``cfg``; the resume state or None.
 
     Raises:
-        ValueError: the run folder holds a run with another config, or bad data settings.
+        ValueError: ``out`` holds a run with other settings.
     """
-    from tqdm import tqdm
-
-    t_start = time.perf_counter()
-    ddp = _dist_setup()
-    device = torch.device(f"cuda:{ddp.local_rank}" if torch.cuda.is_available() else "cpu")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     state = _read_state(out)
@@ -236,9 +267,16 @@ def train(cfg: TrainConfig) -> TrainSummary:
             raise ValueError(f"{out}: holds a run with other settings ({sorted(changed)}); use another --out")
     if ddp.main:
         _write_json(config_path, asdict(cfg))
+    return state
 
-    torch.manual_seed(cfg.seed)
-    train_ds, val_ds, desc = build_datasets(cfg)
+
+def _build_trainer(cfg: TrainConfig, out: Path, state: dict[str, Any] | None, ddp: _Dist,
+                   device: torch.device) -> _Trainer:
+    """The extractor (resumed, initialised from ``cfg.init_weights`` or fresh) and its optimiser.
+
+    Raises:
+        ValueError: ``cfg.backbone`` is a fusion of several backbones.
+    """
     if state is not None:
         model = build_extractor(weights=out / "latest.safetensors")
     elif cfg.init_weights:
@@ -250,101 +288,135 @@ def train(cfg: TrainConfig) -> TrainSummary:
     model.to(device)
     net: torch.nn.Module = model
     if ddp.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[ddp.local_rank] if device.type == "cuda" else None)
+        ids = [ddp.local_rank] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if state is not None and (out / "latest.optim.pt").is_file():
         opt.load_state_dict(torch.load(out / "latest.optim.pt", map_location=device, weights_only=True))
     use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    return _Trainer(model, net, opt, torch.amp.GradScaler("cuda", enabled=use_amp), use_amp, device)
 
+
+def _train_epoch(cfg: TrainConfig, tr: _Trainer, train_ds: Dataset, sampler: DistributedSampler | None,
+                 epoch: int, step: int, ddp: _Dist) -> tuple[float, int]:
+    """One pass over ``train_ds`` (or up to ``cfg.max_steps``): the mean loss over all ranks, the step count after."""
+    from tqdm import tqdm
+
+    if hasattr(train_ds, "set_epoch"):
+        train_ds.set_epoch(epoch)  # new augmentation draws per epoch, still deterministic
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
+        num_workers=cfg.workers, drop_last=len(train_ds) >= cfg.batch_size, persistent_workers=False,
+    )
+    tr.net.train()
+    losses = []
+    # A live bar on a terminal; in logs (CI, nohup) one line every 30 s.
+    tty = sys.stderr.isatty()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False,
+               dynamic_ncols=True, mininterval=0.1 if tty else 30.0, file=sys.stderr)
+    loss_gen = torch.Generator().manual_seed(cfg.seed + epoch)
+    for batch in bar:
+        images = batch["image"].to(tr.device, non_blocking=True)
+        masks = batch["mask"].to(tr.device, non_blocking=True)
+        with torch.autocast(device_type=tr.device.type, dtype=torch.float16, enabled=tr.use_amp):
+            feats = tr.net(images)
+        loss = _loss(cfg, feats, masks, loss_gen)
+        tr.opt.zero_grad(set_to_none=True)
+        tr.scaler.scale(loss).backward()
+        tr.scaler.step(tr.opt)
+        tr.scaler.update()
+        losses.append(float(loss.detach()))
+        step += 1
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+    bar.close()
+    mean_loss = float(np.mean(losses)) if losses else float("nan")
+    if ddp.world > 1:
+        t = torch.tensor([mean_loss], device=tr.device)
+        dist.all_reduce(t)
+        mean_loss = float(t.item()) / ddp.world
+    return mean_loss, step
+
+
+def _end_epoch(cfg: TrainConfig, tr: _Trainer, val_ds: Dataset | None, run: _RunState, epoch: int,
+               mean_loss: float, out: Path) -> None:
+    """Validate when due, write ``latest`` (and ``best`` on a new best IoU), the history, the state and the curves."""
+    record: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss, "steps": run.step}
+    last = epoch + 1 == cfg.epochs or (cfg.max_steps is not None and run.step >= cfg.max_steps)
+    if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or last):
+        record["val"] = validate(tr.model, val_ds, cfg.val_clustering, tr.device)
+    meta = {"epoch": epoch + 1, "step": run.step, "loss": mean_loss, "val": record.get("val"), "config": asdict(cfg)}
+    save_checkpoint(tr.model, out / "latest.safetensors", extra=meta)
+    with atomic_output(out / "latest.optim.pt") as tmp:
+        torch.save(tr.opt.state_dict(), tmp)
+    if "val" in record and (run.best is None or record["val"]["iou"] > run.best["iou"]):
+        run.best = dict(record["val"], epoch=epoch + 1)
+        save_checkpoint(tr.model, out / "best.safetensors", extra=meta)
+    run.history.append(record)
+    _append_history(out, record)
+    _write_json(out / "state.json", {"epoch": epoch + 1, "step": run.step, "best": run.best})
+    plot_history(run.history, out / "curves.png")
+    val_txt = (f"; val IoU {record['val']['iou']:.3f} (forged only {record['val']['iou_forged']:.3f}) "
+               f"F1 {record['val']['f1']:.3f} "
+               f"false alarms {record['val']['false_alarm']:.2f}") if "val" in record else ""
+    print(f"focal-train: epoch {epoch + 1}/{cfg.epochs} loss {mean_loss:.4f}{val_txt}", file=sys.stderr, flush=True)
+
+
+def _summary(out: Path, run: _RunState, seconds: float) -> TrainSummary:
+    losses = [h["loss"] for h in run.history if h.get("loss") is not None]
+    return TrainSummary(
+        out=out, epochs=max((h["epoch"] for h in run.history), default=0), steps=run.step,
+        first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
+        initial_val=next((h["val"] for h in run.history if h["epoch"] == 0 and "val" in h), None),
+        best_val=run.best, seconds=seconds,
+    )
+
+
+def train(cfg: TrainConfig) -> TrainSummary:
+    """Train ``cfg.backbone`` with SCL (or NCE) and write the run folder.
+
+    Resumes automatically when ``cfg.out`` holds a run with the same config.
+
+    Raises:
+        ValueError: the run folder holds a run with another config, or bad data settings.
+    """
+    t_start = time.perf_counter()
+    ddp = _dist_setup()
+    device = torch.device(f"cuda:{ddp.local_rank}" if torch.cuda.is_available() else "cpu")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    state = _prepare_run(cfg, out, ddp)
+    torch.manual_seed(cfg.seed)
+    train_ds, val_ds, desc = build_datasets(cfg)
+    tr = _build_trainer(cfg, out, state, ddp, device)
     start_epoch = int(state["epoch"]) if state else 0
-    step = int(state["step"]) if state else 0
-    best = state.get("best") if state else None
-    history = _history(out)
+    run = _RunState(step=int(state["step"]) if state else 0, best=state.get("best") if state else None,
+                    history=_history(out))
     if ddp.main:
-        print(f"focal-train: {cfg.backbone} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params) on {device}"
-              f"{f' x{ddp.world}' if ddp.world > 1 else ''}; data: {desc}; "
+        print(f"focal-train: {cfg.backbone} ({sum(p.numel() for p in tr.model.parameters()) / 1e6:.1f} M params) "
+              f"on {device}{f' x{ddp.world}' if ddp.world > 1 else ''}; data: {desc}; "
               + (f"resuming after epoch {start_epoch}" if state else "new run"), file=sys.stderr, flush=True)
-
     if ddp.main and val_ds is not None and state is None:
-        initial = validate(model, val_ds, cfg.val_clustering, device)
-        history.append({"epoch": 0, "loss": None, "val": initial})
-        with (out / "history.jsonl").open("a") as fh:
-            fh.write(json.dumps(history[-1]) + "\n")
+        initial = validate(tr.model, val_ds, cfg.val_clustering, device)
+        run.history.append({"epoch": 0, "loss": None, "val": initial})
+        _append_history(out, run.history[-1])
         print(f"focal-train: before training: val IoU {initial['iou']:.3f} F1 {initial['f1']:.3f} "
               f"false alarms {initial['false_alarm']:.2f}", file=sys.stderr, flush=True)
 
     sampler = DistributedSampler(train_ds, num_replicas=ddp.world, rank=ddp.rank, seed=cfg.seed) if ddp.world > 1 else None
     for epoch in range(start_epoch, cfg.epochs):
-        if cfg.max_steps is not None and step >= cfg.max_steps:
+        if cfg.max_steps is not None and run.step >= cfg.max_steps:
             break
-        if hasattr(train_ds, "set_epoch"):
-            train_ds.set_epoch(epoch)  # new augmentation draws per epoch, still deterministic
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        loader = DataLoader(
-            train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=gen,
-            num_workers=cfg.workers, drop_last=len(train_ds) >= cfg.batch_size, persistent_workers=False,
-        )
-        net.train()
-        losses = []
-        # A live bar on a terminal; in logs (CI, nohup) one line every 30 s.
-        tty = sys.stderr.isatty()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False,
-                   dynamic_ncols=True, mininterval=0.1 if tty else 30.0, file=sys.stderr)
-        loss_gen = torch.Generator().manual_seed(cfg.seed + epoch)
-        for batch in bar:
-            images = batch["image"].to(device, non_blocking=True)
-            masks = batch["mask"].to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                feats = net(images)
-            loss = _loss(cfg, feats, masks, loss_gen)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(float(loss.detach()))
-            step += 1
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", refresh=False)
-            if cfg.max_steps is not None and step >= cfg.max_steps:
-                break
-        bar.close()
-        mean_loss = float(np.mean(losses)) if losses else float("nan")
-        if ddp.world > 1:
-            t = torch.tensor([mean_loss], device=device)
-            dist.all_reduce(t)
-            mean_loss = float(t.item()) / ddp.world
+        mean_loss, run.step = _train_epoch(cfg, tr, train_ds, sampler, epoch, run.step, ddp)
         if ddp.main:
-            record: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss, "steps": step}
-            last = epoch + 1 == cfg.epochs or (cfg.max_steps is not None and step >= cfg.max_steps)
-            if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or last):
-                record["val"] = validate(model, val_ds, cfg.val_clustering, device)
-            meta = {"epoch": epoch + 1, "step": step, "loss": mean_loss, "val": record.get("val"), "config": asdict(cfg)}
-            save_checkpoint(model, out / "latest.safetensors", extra=meta)
-            with atomic_output(out / "latest.optim.pt") as tmp:
-                torch.save(opt.state_dict(), tmp)
-            if "val" in record and (best is None or record["val"]["iou"] > best["iou"]):
-                best = dict(record["val"], epoch=epoch + 1)
-                save_checkpoint(model, out / "best.safetensors", extra=meta)
-            history.append(record)
-            with (out / "history.jsonl").open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            _write_json(out / "state.json", {"epoch": epoch + 1, "step": step, "best": best})
-            plot_history(history, out / "curves.png")
-            val_txt = (f"; val IoU {record['val']['iou']:.3f} (forged only {record['val']['iou_forged']:.3f}) "
-                       f"F1 {record['val']['f1']:.3f} "
-                       f"false alarms {record['val']['false_alarm']:.2f}") if "val" in record else ""
-            print(f"focal-train: epoch {epoch + 1}/{cfg.epochs} loss {mean_loss:.4f}{val_txt}", file=sys.stderr, flush=True)
+            _end_epoch(cfg, tr, val_ds, run, epoch, mean_loss, out)
         if ddp.world > 1:
             dist.barrier()
-
     if ddp.world > 1:
         dist.destroy_process_group()
-    losses_hist = [h["loss"] for h in history if h.get("loss") is not None]
-    initial_val = next((h["val"] for h in history if h["epoch"] == 0 and "val" in h), None)
-    return TrainSummary(
-        out=out, epochs=max((h["epoch"] for h in history), default=0), steps=step,
-        first_loss=losses_hist[0] if losses_hist else None, last_loss=losses_hist[-1] if losses_hist else None,
-        initial_val=initial_val, best_val=best, seconds=time.perf_counter() - t_start,
-    )
+    return _summary(out, run, time.perf_counter() - t_start)

@@ -12,7 +12,8 @@
 #include "dmatrix.hpp"
 #include "gemm.hpp"
 #include "hdbscan.hpp"
-#include "kernels.hpp"
+#include "isa.hpp"
+#include "kmeans.hpp"
 #include "select.hpp"
 
 namespace py = pybind11;
@@ -30,8 +31,10 @@ py::array_t<T> to_numpy(const std::vector<T>& v) {
   return a;
 }
 
+std::string str(i64 v) { return std::to_string(v); }
+
 void require_2d(const py::array& a, const char* name) {
-  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D");
+  if (a.ndim() != 2) throw std::invalid_argument(std::string(name) + " must be 2-D, got " + str(a.ndim()) + " dimensions");
 }
 
 py::dict stats_dict(const focal::MstStats& s) {
@@ -54,7 +57,8 @@ py::tuple mst(const CArray<float>& x, int min_samples, int num_threads, i64 dens
   require_2d(x, "features");
   const i64 n = x.shape(0);
   const int d = static_cast<int>(x.shape(1));
-  if (n < 2) throw std::invalid_argument("mst needs at least 2 points");
+  if (n < 2) throw std::invalid_argument("mst needs at least 2 points, got " + str(n));
+  if (path < 0 || path > 2) throw std::invalid_argument("path must be 0 (auto), 1 (dense) or 2 (implicit), got " + str(path));
   focal::MstOptions opt;
   opt.num_threads = num_threads;
   opt.dense_max_points = dense_max_points;
@@ -71,18 +75,21 @@ py::tuple mst(const CArray<float>& x, int min_samples, int num_threads, i64 dens
 
 py::array_t<i64> labels_from_mst(i64 n, const CArray<i64>& src, const CArray<i64>& dst, const CArray<double>& weight,
                                  const py::object& order, i64 min_cluster_size) {
-  if (n < 1) throw std::invalid_argument("n must be >= 1");
+  if (n < 1) throw std::invalid_argument("n must be >= 1, got " + str(n));
   const i64 m = n - 1;
   if (src.size() != m || dst.size() != m || weight.size() != m)
-    throw std::invalid_argument("src, dst and weight must have n - 1 entries");
+    throw std::invalid_argument("src, dst and weight must have n - 1 = " + str(m) + " entries, got " +
+                                str(src.size()) + ", " + str(dst.size()) + ", " + str(weight.size()));
   for (i64 t = 0; t < m; ++t)
     if (src.data()[t] < 0 || src.data()[t] >= n || dst.data()[t] < 0 || dst.data()[t] >= n)
-      throw std::invalid_argument("edge endpoint out of range");
+      throw std::invalid_argument("edge " + str(t) + " (" + str(src.data()[t]) + ", " + str(dst.data()[t]) +
+                                  ") has an endpoint outside [0, " + str(n) + ")");
   CArray<i64> ord;
   const i64* op = nullptr;
   if (!order.is_none()) {
     ord = order.cast<CArray<i64>>();
-    if (ord.size() != m) throw std::invalid_argument("order must have n - 1 entries");
+    if (ord.size() != m)
+      throw std::invalid_argument("order must have n - 1 = " + str(m) + " entries, got " + str(ord.size()));
     op = ord.data();
   }
   std::vector<i64> out;
@@ -93,22 +100,12 @@ py::array_t<i64> labels_from_mst(i64 n, const CArray<i64>& src, const CArray<i64
   return to_numpy(out);
 }
 
-py::array_t<std::uint8_t> method_labels(const CArray<i64>& raw, const CArray<float>& x) {
-  require_2d(x, "features");
-  if (raw.size() != x.shape(0)) throw std::invalid_argument("raw labels and features disagree on N");
-  std::vector<std::uint8_t> out;
-  {
-    py::gil_scoped_release nogil;
-    out = focal::method_labels(raw.data(), x.data(), x.shape(0), static_cast<int>(x.shape(1)));
-  }
-  return to_numpy(out);
-}
-
 py::tuple kmeans(const CArray<float>& x, int k, i64 first, int max_iter, int num_threads) {
   require_2d(x, "features");
   const i64 n = x.shape(0);
-  if (k < 1) throw std::invalid_argument("k must be >= 1");
-  if (n < 1 || first < 0 || first >= n) throw std::invalid_argument("first must index a row");
+  if (k < 1) throw std::invalid_argument("k must be >= 1, got " + str(k));
+  if (n < 1 || first < 0 || first >= n)
+    throw std::invalid_argument("first must index one of the " + str(n) + " rows, got " + str(first));
   std::vector<i64> out;
   int it = 0;
   {
@@ -118,57 +115,11 @@ py::tuple kmeans(const CArray<float>& x, int k, i64 first, int max_iter, int num
   return py::make_tuple(to_numpy(out), it);
 }
 
-py::array_t<float> normalize_rows(const CArray<float>& x, float eps) {
-  require_2d(x, "features");
-  py::array_t<float> out({x.shape(0), x.shape(1)});
-  {
-    py::gil_scoped_release nogil;
-    focal::normalize_rows(x.data(), x.shape(0), static_cast<int>(x.shape(1)), eps, out.mutable_data());
-  }
-  return out;
-}
-
-void check_size(int h, int w) {
-  if (h < 1 || w < 1) throw std::invalid_argument("sizes must be positive");
-}
-
-py::array_t<std::uint8_t> resize_nearest_u8(const CArray<std::uint8_t>& src, int H, int W) {
-  require_2d(src, "src");
-  check_size(H, W);
-  py::array_t<std::uint8_t> out({H, W});
-  {
-    py::gil_scoped_release nogil;
-    focal::resize_nearest_u8(src.data(), static_cast<int>(src.shape(0)), static_cast<int>(src.shape(1)),
-                             out.mutable_data(), H, W);
-  }
-  return out;
-}
-
-py::array_t<float> fuse_maps(const std::vector<CArray<float>>& maps) {
-  if (maps.empty()) throw std::invalid_argument("fuse_maps needs at least one map");
-  for (const auto& m : maps)
-    if (m.ndim() != 3) throw std::invalid_argument("each map must be [C, h, w]");
-  const int oh = static_cast<int>(maps[0].shape(1)), ow = static_cast<int>(maps[0].shape(2));
-  i64 total = 0;
-  for (const auto& m : maps) total += m.shape(0);
-  py::array_t<float> out({static_cast<i64>(oh) * ow, total});
-  {
-    py::gil_scoped_release nogil;
-    i64 col = 0;
-    for (const auto& m : maps) {
-      focal::fuse_member(m.data(), static_cast<int>(m.shape(0)), static_cast<int>(m.shape(1)),
-                         static_cast<int>(m.shape(2)), oh, ow, out.mutable_data(), total, col);
-      col += m.shape(0);
-    }
-  }
-  return out;
-}
-
 // The selection kernel on its own, for tests against np.partition.
 float kth_smallest(const CArray<float>& v, i64 k) {
-  if (v.ndim() != 1) throw std::invalid_argument("values must be 1-D");
+  if (v.ndim() != 1) throw std::invalid_argument("values must be 1-D, got " + str(v.ndim()) + " dimensions");
   const i64 n = v.shape(0);
-  if (k < 0 || k >= n) throw std::invalid_argument("k must be in [0, n)");
+  if (k < 0 || k >= n) throw std::invalid_argument("k must be in [0, " + str(n) + "), got " + str(k));
   focal::SelectScratch s;
   py::gil_scoped_release nogil;
   return focal::kth_smallest(v.data(), n, k, s);
@@ -177,7 +128,7 @@ float kth_smallest(const CArray<float>& v, i64 k) {
 // The portable half decoder (the fallback of the half-matrix kernels), for
 // tests against NumPy's float16.
 py::array_t<float> half_to_float(const CArray<std::uint16_t>& h) {
-  if (h.ndim() != 1) throw std::invalid_argument("values must be 1-D");
+  if (h.ndim() != 1) throw std::invalid_argument("bits must be 1-D, got " + str(h.ndim()) + " dimensions");
   py::array_t<float> out(h.shape(0));
   float* o = out.mutable_data();
   for (py::ssize_t i = 0; i < h.shape(0); ++i) o[i] = focal::half_to_float(h.data()[i]);
@@ -189,8 +140,8 @@ py::dict build_info() {
   d["openmp"] = focal::built_with_openmp();
   d["default_threads"] = focal::resolve_threads(0);
   d["gemm_isa"] = focal::gemm_isa();
-  d["half_matrix"] = focal::half_matrix_supported();
-  d["select_isa"] = focal::cpu_avx512() ? "avx512" : (focal::cpu_avx2() ? "avx2" : "generic");
+  d["half_matrix"] = focal::half_matrix_supported(focal::active_isa());
+  d["select_isa"] = focal::isa_name(focal::active_isa());
 #if defined(__aarch64__)
   d["arch"] = "aarch64";
 #elif defined(__x86_64__)
@@ -204,18 +155,14 @@ py::dict build_info() {
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-  m.doc() = "FOCAL native core: exact HDBSCAN, cosine k-means, resizing (see focal.runtime._native_api)";
+  m.doc() = "FOCAL native core: exact HDBSCAN and cosine k-means (see focal.runtime._native_api)";
   m.def("build_info", &build_info);
   m.def("mst", &mst, py::arg("features"), py::arg("min_samples"), py::arg("num_threads") = 0,
         py::arg("dense_max_points") = 8192, py::arg("path") = 0, py::arg("allow_half") = true);
   m.def("labels_from_mst", &labels_from_mst, py::arg("n"), py::arg("src"), py::arg("dst"), py::arg("weight"),
         py::arg("order"), py::arg("min_cluster_size"));
-  m.def("method_labels", &method_labels, py::arg("raw"), py::arg("features"));
   m.def("kmeans_cosine", &kmeans, py::arg("features"), py::arg("k"), py::arg("first"), py::arg("max_iter"),
         py::arg("num_threads") = 0);
-  m.def("normalize_rows", &normalize_rows, py::arg("features"), py::arg("eps") = 1e-12f);
-  m.def("resize_nearest_u8", &resize_nearest_u8, py::arg("src"), py::arg("height"), py::arg("width"));
-  m.def("fuse_maps", &fuse_maps, py::arg("maps"));
   m.def("kth_smallest", &kth_smallest, py::arg("values"), py::arg("k"));
   m.def("half_to_float", &half_to_float, py::arg("bits"));
 }

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <mutex>
 
-#include "gemm.hpp"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
 #define FOCAL_X86 1
@@ -163,11 +162,21 @@ __attribute__((target("avx512f"))) void gram_to_d2_avx512(float* tile, i64 ld, i
 
 bool detect_f16c() {
   __builtin_cpu_init();
-  return cpu_avx2() && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("f16c");
 }
 #undef FOCAL_AVX2
 #undef FOCAL_F16C
 #endif
+
+void gram_to_d2_generic(float* tile, i64 ld, i64 rows, i64 cols, const float* nr, const float* nc) {
+  for (i64 r = 0; r < rows; ++r) {
+    float* g = tile + r * ld;
+    for (i64 c = 0; c < cols; ++c) {
+      const float f = (nr[r] + nc[c]) - 2.0f * g[c];
+      g[c] = f > 0.0f ? f : 0.0f;
+    }
+  }
+}
 
 // The matrix is the one big allocation; one is kept between calls.
 std::mutex g_matrix_mutex;
@@ -176,19 +185,21 @@ constexpr std::size_t kMatrixCacheMax = std::size_t(80) << 20;  // bytes kept be
 
 }  // namespace
 
-bool half_matrix_supported() {
+bool half_matrix_supported(Isa isa) {
 #ifdef FOCAL_X86
-  static const bool yes = detect_f16c();
-  return yes;
+  static const bool f16c = detect_f16c();
+  return isa >= Isa::avx2 && f16c;
 #else
+  (void)isa;
   return false;
 #endif
 }
 
-DistMatrix take_matrix(i64 n, bool half) {
+DistMatrix take_matrix(i64 n, bool half, Isa isa) {
   DistMatrix m;
   m.n = n;
-  m.half = half && half_matrix_supported();
+  m.half = half && half_matrix_supported(isa);
+  m.stream = isa >= Isa::avx2;
   const std::size_t cells = static_cast<std::size_t>(n) * static_cast<std::size_t>(n);
   const std::size_t floats = (m.half ? (cells + 1) / 2 : cells) + 16;  // + 16: whole-vector reads at the end
   {
@@ -210,29 +221,26 @@ void store_block(const float* tile, i64 B, i64 rows, i64 cols, DistMatrix& D, i6
                  float* tileT) {
 #ifdef FOCAL_X86
   if (D.half) return store_block_half(tile, B, rows, cols, D.f16(), D.n, r0, c0, mirror, tileT);
-  if (cpu_avx2()) return store_block_avx2(tile, B, rows, cols, D.f32(), D.n, r0, c0, mirror, tileT);
+  if (D.stream) return store_block_avx2(tile, B, rows, cols, D.f32(), D.n, r0, c0, mirror, tileT);
 #endif
   store_block_generic(tile, B, rows, cols, D.f32(), D.n, r0, c0, mirror);
 }
 
 // Orders this thread's streaming stores before the matrix is read elsewhere.
-void finish_stores() {
+void finish_stores(const DistMatrix& D) {
 #ifdef FOCAL_X86
-  if (cpu_avx2()) _mm_sfence();
+  if (D.stream || D.half) _mm_sfence();
+#else
+  (void)D;
 #endif
 }
 
-void gram_to_d2(float* tile, i64 ld, i64 rows, i64 cols, const float* nr, const float* nc) {
+GramToD2 gram_to_d2_kernel(Isa isa) {
 #ifdef FOCAL_X86
-  if (cpu_avx512()) return gram_to_d2_avx512(tile, ld, rows, cols, nr, nc);
+  if (isa == Isa::avx512) return gram_to_d2_avx512;
 #endif
-  for (i64 r = 0; r < rows; ++r) {
-    float* g = tile + r * ld;
-    for (i64 c = 0; c < cols; ++c) {
-      const float f = (nr[r] + nc[c]) - 2.0f * g[c];
-      g[c] = f > 0.0f ? f : 0.0f;
-    }
-  }
+  (void)isa;
+  return gram_to_d2_generic;
 }
 
 const float* matrix_row(const DistMatrix& D, i64 i, float* buf) {

@@ -9,12 +9,14 @@
 #include <cstdint>
 
 #include "common.hpp"
+#include "isa.hpp"
 
 namespace focal {
 
 struct DistMatrix {
   i64 n = 0;
   bool half = false;
+  bool stream = false;       // whole rows go out with AVX2 streaming stores
   AlignedBuffer<float> buf;  // n * n floats, or n * n halves two per float (+ slack)
 
   float* f32() { return buf.data(); }
@@ -25,27 +27,30 @@ struct DistMatrix {
   double abs() const;  // absolute storage error (0 for float32)
 };
 
-// True when half storage is available: x86-64 with AVX2 and F16C, unless
-// FOCAL_NATIVE_ISA=generic.
-bool half_matrix_supported();
+// True when half storage is available to kernel family `isa`: x86-64 with
+// AVX2 and F16C (so never under FOCAL_NATIVE_ISA=generic).
+bool half_matrix_supported(Isa isa);
 
-// A matrix for n points (reused across calls: the kernel would otherwise
-// zero fresh pages for every image), and its return to that cache.
-DistMatrix take_matrix(i64 n, bool half);
+// A matrix for n points written by family `isa` (half where asked for and
+// supported), reused across calls: the kernel would otherwise zero fresh
+// pages for every image. give_back_matrix returns it to that cache.
+DistMatrix take_matrix(i64 n, bool half, Isa isa);
 void give_back_matrix(DistMatrix&& m);
 
 // Writes rows x cols of a B-wide float32 tile at (r0, c0) and, when mirror,
 // its transpose at (c0, r0) (tileT: B * B floats of scratch). Whole rows go
-// out with streaming stores where aligned: the matrix is read again only
-// after it is complete. Call finish_stores() on the writing thread after.
+// out with streaming stores where aligned (D.stream): the matrix is read
+// again only after it is complete. Call finish_stores(D) on the writing
+// thread after.
 void store_block(const float* tile, i64 B, i64 rows, i64 cols, DistMatrix& D, i64 r0, i64 c0, bool mirror,
                  float* tileT);
-void finish_stores();
+void finish_stores(const DistMatrix& D);
 
 // Inner products to squared distances in place: tile[r * ld + c] =
 // max((nr[r] + nc[c]) - 2 tile[r * ld + c], 0), float32, these operations in
-// this order (every kernel), for r < rows, c < cols.
-void gram_to_d2(float* tile, i64 ld, i64 rows, i64 cols, const float* nr, const float* nc);
+// this order (every family gives the same bits), for r < rows, c < cols.
+using GramToD2 = void (*)(float* tile, i64 ld, i64 rows, i64 cols, const float* nr, const float* nc);
+GramToD2 gram_to_d2_kernel(Isa isa);
 
 // Row i as float32: a pointer into the matrix, or, for half storage, into
 // buf (n floats) after converting it.

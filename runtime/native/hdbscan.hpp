@@ -79,10 +79,4 @@ std::vector<i64> eom_labels(const CondensedTree& tree, i64 n);
 std::vector<i64> raw_labels_from_mst(i64 n, const i64* src, const i64* dst, const double* weight,
                                      const i64* order, i64 min_cluster_size);
 
-// The method's labelling (method.md section 4): the largest cluster is
-// pristine (lowest id on equal sizes), noise joins the cluster whose
-// normalised mean is most cosine-similar (lowest id on ties), fewer than two
-// clusters means all pristine. Returns 1 = forged.
-std::vector<std::uint8_t> method_labels(const i64* raw, const float* x, i64 n, int d);
-
 }  // namespace focal

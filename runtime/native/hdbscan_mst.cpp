@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <mutex>
 #include <numeric>
 #include <queue>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
@@ -17,9 +17,10 @@
 #include <immintrin.h>
 #endif
 
-#include "gemm.hpp"
 #include "dmatrix.hpp"
+#include "gemm.hpp"
 #include "hdbscan.hpp"
+#include "isa.hpp"
 #include "select.hpp"
 
 namespace focal {
@@ -98,18 +99,30 @@ struct KthScratch {
   std::vector<int> ids;
 };
 
+// What deciding a core distance needs besides the candidates: the exact rows,
+// the rank k, the bound e + rel * value on the approximate values, and the
+// selection kernels.
+struct CoreQuery {
+  const float* x = nullptr;
+  int d = 0;
+  i64 k = 0;
+  double e = 0.0, rel = 0.0;
+  const SelectKernels* sel = nullptr;
+};
+
 // Exact k-th smallest squared distance of point i, given approximations
 // vals[0..m) (with point ids idx), each within e + rel * a of its exact value
 // a*, that contain every point whose approximation is <= hi (below). Returns
 // false (nothing done) when the candidates were collected only up to less
 // than hi (*need then holds the threshold to collect up to).
-bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, double rel, float collected_upto,
-               const float* x, int d, i64 i, KthScratch& s, double* out, i64* evals, double* need) {
+bool exact_kth(const CoreQuery& q, const float* vals, const int* idx, i64 m, float collected_upto, i64 i,
+               KthScratch& s, double* out, i64* evals, double* need) {
   // With F the approximate k-th smallest, the exact k-th lies in
   // [F (1 - rel) - e, F (1 + rel) + e] (order statistics of the lower and of
   // the upper bounds, both monotone in a); a value whose interval misses it
   // is exactly below (a < lo) or above (a > hi) it. rel = 0: F -+ 2e.
-  const double F = kth_smallest(vals, m, k, s.sel);
+  const double e = q.e, rel = q.rel;
+  const double F = q.sel->kth(vals, m, q.k, s.sel);
   const double lo = ((F * (1.0 - rel) - e) - e) / (1.0 + rel);
   const double hi = ((F * (1.0 + rel) + e) + e) / (1.0 - rel);
   if (!(hi <= static_cast<double>(collected_upto))) {
@@ -120,11 +133,11 @@ bool exact_kth(const float* vals, const int* idx, i64 m, i64 k, double e, double
   // f <= (largest float <= hi).
   if (static_cast<i64>(s.ids.size()) < m + 16) s.ids.resize(m + 16);
   i64 below = 0;
-  const i64 c = band_split(vals, idx, m, float_at_least(lo), float_at_most(hi), s.ids.data(), &below);
+  const i64 c = q.sel->band(vals, idx, m, float_at_least(lo), float_at_most(hi), s.ids.data(), &below);
   s.ex.resize(c);
-  exact_d2_many(x + i * d, x, s.ids.data(), c, d, s.ex.data());
+  exact_d2_many(q.x + i * q.d, q.x, s.ids.data(), c, q.d, s.ex.data());
   *evals += c;
-  const i64 kk = k - below;
+  const i64 kk = q.k - below;
   if (kk < 0 || kk >= c) {  // only a wrong error bound gets here: NaN, reported after the parallel pass
     *out = std::numeric_limits<double>::quiet_NaN();
     return true;
@@ -147,41 +160,41 @@ struct RowView {
   const std::uint16_t* f16 = nullptr;
 };
 
-i64 collect(RowView row, i64 n, float upto, RowScratch& s) {
+i64 collect(const SelectKernels& sel, RowView row, i64 n, float upto, RowScratch& s) {
   if (static_cast<i64>(s.vals.size()) < n + 16) {
     s.vals.resize(n + 16);
     s.idx.resize(n + 16);
   }
-  return row.f32 ? collect_le(row.f32, n, upto, s.vals.data(), s.idx.data())
-                 : collect_le_half(row.f16, n, upto, s.vals.data(), s.idx.data());
+  return row.f32 ? sel.collect(row.f32, n, upto, s.vals.data(), s.idx.data())
+                 : sel.collect_half(row.f16, n, upto, s.vals.data(), s.idx.data());
 }
 
 // Exact core distance (squared) of point i from its full approximate row
-// (each value within e + rel * value of the exact one).
-double core_from_row(RowView row, i64 n, i64 i, i64 k, double e, double rel, const float* x, int d, RowScratch& s,
-                     i64* evals) {
+// (n values, each within q.e + q.rel * value of the exact one).
+double core_from_row(const CoreQuery& q, RowView row, i64 n, i64 i, RowScratch& s, i64* evals) {
   // A sample puts the collection threshold just above the k-th value.
+  const SelectKernels& sel = *q.sel;
   const i64 stride = std::max<i64>(1, n / 256);
   s.samp.resize((n + stride - 1) / stride + 16);
   i64 ns = 0;
   if (row.f32) {
     for (i64 j = 0; j < n; j += stride) s.samp[ns++] = row.f32[j];
   } else {
-    ns = sample_half(row.f16, n, stride, s.samp.data());
+    ns = sel.sample_half(row.f16, n, stride, s.samp.data());
   }
-  const i64 r = std::min<i64>(ns - 1, static_cast<i64>(static_cast<double>(k + 1) * ns / n * 1.25) + 4);
-  const double guess = kth_smallest(s.samp.data(), ns, r, s.kth.sel);
-  float upto = float_at_least(guess + 4.0 * (e + rel * guess));
-  i64 m = collect(row, n, upto, s);
-  if (m < k + 1) {
+  const i64 r = std::min<i64>(ns - 1, static_cast<i64>(static_cast<double>(q.k + 1) * ns / n * 1.25) + 4);
+  const double guess = sel.kth(s.samp.data(), ns, r, s.kth.sel);
+  float upto = float_at_least(guess + 4.0 * (q.e + q.rel * guess));
+  i64 m = collect(sel, row, n, upto, s);
+  if (m < q.k + 1) {
     upto = std::numeric_limits<float>::infinity();
-    m = collect(row, n, upto, s);
+    m = collect(sel, row, n, upto, s);
   }
   double out = 0.0, need = 0.0;
-  if (!exact_kth(s.vals.data(), s.idx.data(), m, k, e, rel, upto, x, d, i, s.kth, &out, evals, &need)) {
+  if (!exact_kth(q, s.vals.data(), s.idx.data(), m, upto, i, s.kth, &out, evals, &need)) {
     upto = float_at_least(need);
-    m = collect(row, n, upto, s);
-    exact_kth(s.vals.data(), s.idx.data(), m, k, e, rel, upto, x, d, i, s.kth, &out, evals, &need);
+    m = collect(sel, row, n, upto, s);
+    exact_kth(q, s.vals.data(), s.idx.data(), m, upto, i, s.kth, &out, evals, &need);
   }
   return out;
 }
@@ -262,7 +275,7 @@ inline double offer(Slots& S, i64 s, double fd, i64 v, double c2v, std::vector<i
 
 // Offers the edges (v, slot s) for s in [s0, s1), f[s] being their float32
 // squared distances; returns the smallest hi.
-double relax_generic(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v, std::vector<i64>* saturated) {
+double relax_range(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v, std::vector<i64>* saturated) {
   double mn = kInf;
   for (i64 s = s0; s < s1; ++s) {
     const double chi = offer(S, s, f[s], v, c2v, saturated);
@@ -271,25 +284,36 @@ double relax_generic(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v
   return mn;
 }
 
-// Exactifies the slots of [s0, s1) with lo <= m and keeps the best
-// (value, point) in (*best, *best_val, *best_pt).
-void select_generic(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_val, i64* best_pt) {
+double relax_generic(Slots& S, const float* f, i64 A, i64 v, double c2v, std::vector<i64>* saturated) {
+  return relax_range(S, f, 0, A, v, c2v, saturated);
+}
+
+// The best (value, point) found so far by a selection; slot -1: none.
+struct Best {
+  i64 slot = -1;
+  double val = kInf;
+  i64 pt = -1;
+};
+
+// Exactifies the slots of [s0, s1) with lo <= m and keeps the best (lowest
+// value, then lowest point) in b.
+void select_generic(Slots& S, i64 s0, i64 s1, double m, Best& b) {
   for (i64 s = s0; s < s1; ++s) {
     if (S.lo[s] <= m) {
       S.exactify(s);
       const double val = S.lo[s];
       const i64 pt = S.point(s);
-      if (*best < 0 || val < *best_val || (val == *best_val && pt < *best_pt)) {
-        *best = s;
-        *best_val = val;
-        *best_pt = pt;
+      if (b.slot < 0 || val < b.val || (val == b.val && pt < b.pt)) {
+        b.slot = s;
+        b.val = val;
+        b.pt = pt;
       }
     }
   }
 }
 
 #ifdef FOCAL_X86
-__attribute__((target("avx2"))) double relax_avx2(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v,
+__attribute__((target("avx2"))) double relax_avx2(Slots& S, const float* f, i64 A, i64 v, double c2v,
                                                   std::vector<i64>* saturated) {
   const __m256d ve = _mm256_set1_pd(S.e), vc2v = _mm256_set1_pd(c2v);
   const __m256d rlo = _mm256_set1_pd(1.0 - S.r), rhi = _mm256_set1_pd(1.0 + S.r);
@@ -300,8 +324,8 @@ __attribute__((target("avx2"))) double relax_avx2(Slots& S, const float* f, i64 
   double* hi = S.hi;
   const double* c2s = S.c2s;
   double* src = reinterpret_cast<double*>(S.src);
-  i64 s = s0;
-  for (; s + 4 <= s1; s += 4) {
+  i64 s = 0;
+  for (; s + 4 <= A; s += 4) {
     const __m256d fd = _mm256_cvtps_pd(_mm_loadu_ps(f + s));
     const __m256d cj = _mm256_loadu_pd(c2s + s);
     const __m256d cm = _mm256_max_pd(vc2v, cj);
@@ -339,12 +363,11 @@ __attribute__((target("avx2"))) double relax_avx2(Slots& S, const float* f, i64 
   alignas(32) double t4[4];
   _mm256_store_pd(t4, vmin);
   double mn = std::min(std::min(std::min(t4[0], t4[1]), std::min(t4[2], t4[3])), smin);
-  if (s < s1) mn = std::min(mn, relax_generic(S, f, s, s1, v, c2v, saturated));
+  if (s < A) mn = std::min(mn, relax_range(S, f, s, A, v, c2v, saturated));
   return mn;
 }
 
-__attribute__((target("avx2"))) void select_avx2(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_val,
-                                                 i64* best_pt) {
+__attribute__((target("avx2"))) void select_avx2(Slots& S, i64 s0, i64 s1, double m, Best& b) {
   const __m256d vm = _mm256_set1_pd(m);
   i64 s = s0;
   for (; s + 4 <= s1; s += 4) {
@@ -352,20 +375,20 @@ __attribute__((target("avx2"))) void select_avx2(Slots& S, i64 s0, i64 s1, doubl
     while (bits) {
       const i64 t = s + __builtin_ctz(bits);
       bits &= bits - 1;
-      select_generic(S, t, t + 1, m, best, best_val, best_pt);
+      select_generic(S, t, t + 1, m, b);
     }
   }
-  select_generic(S, s, s1, m, best, best_val, best_pt);
+  select_generic(S, s, s1, m, b);
 }
 #endif
 
 #ifdef FOCAL_X86
-// relax() with a float32 pre-filter (AVX-512, 16 slots per step): a test
-// that never rejects an offer that matters - its lower bound max(fd (1 - r) -
-// e, max(c_v, c_j)) against hif >= hi - sends the few that may (about 2% of
-// them on real maps) to the exact per-slot offer. Returns an upper bound on
-// the smallest hi (min of hif), which is all the selection after it needs.
-// (Gathering straight from the matrix row with vpgatherdd instead was slower.)
+// The relaxation with a float32 pre-filter (AVX-512, 16 slots per step): a
+// test that never rejects an offer that matters - its lower bound
+// max(fd (1 - r) - e, max(c_v, c_j)) against hif >= hi - sends the few that
+// may to the exact per-slot offer. Returns an upper bound on the smallest hi
+// (min of hif), which is all the selection after it needs. f arrives
+// gathered (contiguous), so each step is one plain 16-lane load.
 __attribute__((target("avx512f"))) double relax_filtered_avx512(Slots& S, const float* f, i64 A, i64 v, double c2v,
                                                                 std::vector<i64>* saturated) {
   // fl(fl(fd q) - E) <= fd (1 - r) - e for fd >= 0: q and E carry a 2^-20
@@ -399,19 +422,44 @@ __attribute__((target("avx512f"))) double relax_filtered_avx512(Slots& S, const 
 }
 #endif
 
-double relax(Slots& S, const float* f, i64 s0, i64 s1, i64 v, double c2v, std::vector<i64>* saturated) {
-#ifdef FOCAL_X86
-  if (S.hif && s0 == 0) return relax_filtered_avx512(S, f, s1, v, c2v, saturated);  // shadows: AVX-512 CPUs
-  if (cpu_avx2()) return relax_avx2(S, f, s0, s1, v, c2v, saturated);
-#endif
-  return relax_generic(S, f, s0, s1, v, c2v, saturated);
-}
+// The Prim's kernels of one family. relax offers the new tree point v's edges
+// to the slots [0, A) (f[s]: their float32 squared distances) and returns
+// the selection threshold, at least the smallest hi; select exactifies and
+// picks as select_generic does.
+using RelaxFn = double (*)(Slots& S, const float* f, i64 A, i64 v, double c2v, std::vector<i64>* saturated);
+using SelectFn = void (*)(Slots& S, i64 s0, i64 s1, double m, Best& b);
 
-void select(Slots& S, i64 s0, i64 s1, double m, i64* best, double* best_val, i64* best_pt) {
+// Every kernel one call runs, chosen once at its start.
+struct Kernels {
+  Isa isa = Isa::generic;
+  const GemmKernels* gemm = nullptr;
+  const SelectKernels* sel = nullptr;
+  GramToD2 to_d2 = nullptr;
+  RelaxFn relax = nullptr;
+  SelectFn select = nullptr;
+  bool shadows = false;        // relax reads and keeps the float32 shadows (Slots::hif, c2sf)
+  bool half_in_place = false;  // sel->collect_half converts on the fly: no float32 copy of a half row
+};
+
+Kernels pick_kernels(Isa isa) {
+  Kernels K;
+  K.isa = isa;
+  K.gemm = &gemm_kernels(isa);
+  K.sel = &select_kernels(isa);
+  K.to_d2 = gram_to_d2_kernel(isa);
+  K.relax = relax_generic;
+  K.select = select_generic;
 #ifdef FOCAL_X86
-  if (cpu_avx2()) return select_avx2(S, s0, s1, m, best, best_val, best_pt);
+  if (isa >= Isa::avx2) {
+    K.relax = relax_avx2;
+    K.select = select_avx2;
+  }
+  if (isa == Isa::avx512) {
+    K.relax = relax_filtered_avx512;
+    K.shadows = K.half_in_place = true;
+  }
 #endif
-  select_generic(S, s0, s1, m, best, best_val, best_pt);
+  return K;
 }
 
 // Prim's state for both paths. Slots are kept as [active | saturated]: a
@@ -428,7 +476,7 @@ struct PrimSlots {
   std::vector<i64> pos;  // point -> slot
   AlignedBuffer<double> lo, hi, c2s;
   AlignedBuffer<i64> src;
-  AlignedBuffer<float> hif, c2sf;  // float32 shadows (Slots), where the fused relaxation runs
+  AlignedBuffer<float> hif, c2sf;  // float32 shadows (Slots), where the pre-filtered relaxation runs
   std::vector<float> ns;
   AlignedBuffer<float> panels;  // active points' rows, slot s at panel s / kPanel, lane s % kPanel
   i64 active = 0, used = 0;
@@ -469,27 +517,43 @@ struct PrimSlots {
 };
 
 // One thread: a step's work (at most a few thousand active slots once the
-// clusters saturate) is too small to share through a barrier per step on a
-// machine shared with other work (measured: splitting each step's offers
-// over two threads with a spinning hand-over made the median 4 ms slower on
-// 2 shared cores, though its best runs were 1.3 ms faster).
-// step(S, v, nv, A, c2v, f, saturated, guess) offers the new tree point v's
-// edges to the A active slots (f: scratch for their distances) and returns
-// the selection threshold: at least the smallest hi. guess: the likely next
-// tree point (-1: none).
-template <class Step>
-void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, double rel, Step&& step,
-                    MstResult& out) {
+// clusters saturate) is too small to share; handing part of it to another
+// thread costs a synchronisation per step, which on a machine shared with
+// other work outweighs the half step it saves.
+using Entry = std::pair<double, i64>;  // (value, point): the package's order of choice
+using SaturatedHeap = std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>>;
+
+// Every point outside the tree, at +inf from it, in slot order = point order.
+void init_prim_slots(PrimSlots& P, const double* c2, bool shadows) {
   const i64 n = P.n;
-  const int d = P.d;
-  out.src.resize(n - 1);
-  out.dst.resize(n - 1);
-  out.weight.resize(n - 1);
-  std::vector<float> f(static_cast<std::size_t>((n + kPanel - 1) / kPanel + 1) * kPanel);
-  std::vector<i64> saturated, sat_points;
+  P.idx.resize(n);
+  std::iota(P.idx.begin(), P.idx.end(), 0);
+  P.pos.resize(n);
+  std::iota(P.pos.begin(), P.pos.end(), 0);
+  P.lo.reset(n);
+  P.hi.reset(n);
+  P.c2s.reset(n);
+  P.src.reset(n);
+  for (i64 i = 0; i < n; ++i) {
+    P.lo[i] = P.hi[i] = kInf;
+    P.c2s[i] = c2[i];
+    P.src[i] = 0;
+  }
+  P.active = P.used = n;
+  if (!shadows) return;
+  P.hif.reset(n);
+  P.c2sf.reset(n);
+  for (i64 i = 0; i < n; ++i) {
+    P.hif[i] = std::numeric_limits<float>::infinity();
+    P.c2sf[i] = float_at_most(c2[i]);
+  }
+}
+
+// The relaxation kernels' view of P; values within e + rel * value.
+Slots bind_slots(PrimSlots& P, const float* x, const double* c2, double e, double rel) {
   Slots S;
   S.x = x;
-  S.d = d;
+  S.d = P.d;
   S.c2 = c2;
   S.e = e;
   S.r = rel;
@@ -500,336 +564,471 @@ void run_prim_slots(PrimSlots& P, const float* x, const double* c2, double e, do
   S.idx = P.idx.data();
   S.hif = P.hif.size() ? P.hif.data() : nullptr;
   S.c2sf = P.c2sf.size() ? P.c2sf.data() : nullptr;
-  using Entry = std::pair<double, i64>;  // (value, point): the package's order of choice
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
+  return S;
+}
+
+// The next tree point (value, point): the best of the A active slots whose
+// lo is <= m, or the heap's top where that is better (lower value, then
+// lower point), popped then. Point -1: none.
+Entry next_point(const Kernels& K, Slots& S, i64 A, double m, SaturatedHeap& heap) {
+  Best b;
+  K.select(S, 0, A, m, b);
+  if (!heap.empty()) {
+    const Entry top = heap.top();
+    if (b.slot < 0 || top.first < b.val || (top.first == b.val && top.second < b.pt)) {
+      heap.pop();
+      return top;
+    }
+  }
+  return {b.val, b.pt};
+}
+
+// Newly saturated slots leave the active region for the heap, except the
+// point joining the tree now. Tracked by point: slots move as others leave.
+void park_saturated(PrimSlots& P, const std::vector<i64>& saturated, i64 joining, std::vector<i64>& points,
+                    SaturatedHeap& heap) {
+  points.clear();
+  for (const i64 s : saturated) points.push_back(P.idx[s]);
+  for (const i64 p : points) {
+    if (p == joining) continue;
+    const i64 s = P.pos[p];
+    heap.emplace(P.lo[s], p);
+    P.saturate(s);
+  }
+}
+
+// Prim's from point 0 over P (initialised), writing out's edges.
+// step(S, v, nv, A, c2v, f, saturated, guess) offers the new tree point v's
+// edges to the A active slots (f: scratch for their distances) and returns
+// the selection threshold: at least the smallest hi. guess: the likely next
+// tree point (-1: none).
+template <class Step>
+void run_prim_slots(PrimSlots& P, const Kernels& K, Slots S, Step&& step, MstResult& out) {
+  const i64 n = P.n;
+  out.src.resize(n - 1);
+  out.dst.resize(n - 1);
+  out.weight.resize(n - 1);
+  std::vector<float> f(static_cast<std::size_t>((n + kPanel - 1) / kPanel + 1) * kPanel);
+  std::vector<i64> saturated, sat_points;
+  SaturatedHeap heap;
   i64 v = 0;  // point 0 starts the tree
   float nv = P.ns.empty() ? 0.0f : P.ns[P.pos[0]];
-  double c2v = c2[0];
   P.remove(P.pos[0]);
   for (i64 edge = 0; edge < n - 1; ++edge) {
     const i64 A = P.active;
-    double m = kInf;
     saturated.clear();
     // The next tree point is nearly always the heap's top (it holds the
     // smallest values): the step may fetch that point's row ahead.
     const i64 guess = heap.empty() ? -1 : heap.top().second;
-    if (A > 0) m = step(S, v, nv, A, c2v, f.data(), &saturated, guess);
-    const bool have_heap = !heap.empty();
-    if (have_heap) m = std::min(m, heap.top().first);
-    i64 best = -1, best_pt = -1;
-    double best_val = kInf;
-    select(S, 0, A, m, &best, &best_val, &best_pt);
-    if (have_heap) {
-      const Entry& top = heap.top();
-      if (best < 0 || top.first < best_val || (top.first == best_val && top.second < best_pt)) {
-        best_val = top.first;
-        best_pt = top.second;
-        heap.pop();
-      }
-    }
-    // Newly saturated slots leave the active region (tracked by point: slots move).
-    sat_points.clear();
-    for (const i64 s : saturated) sat_points.push_back(P.idx[s]);
-    for (const i64 p : sat_points) {
-      if (p == best_pt) continue;  // joins the tree now
-      const i64 s = P.pos[p];
-      heap.emplace(P.lo[s], p);
-      P.saturate(s);
-    }
-    if (best_pt < 0) throw std::logic_error("focal native core: Prim's found no next point (exactness bound violated)");
-    const i64 ws = P.pos[best_pt];
+    double m = A > 0 ? step(S, v, nv, A, S.c2[v], f.data(), &saturated, guess) : kInf;
+    if (!heap.empty()) m = std::min(m, heap.top().first);
+    const Entry next = next_point(K, S, A, m, heap);
+    park_saturated(P, saturated, next.second, sat_points, heap);
+    if (next.second < 0)
+      throw std::logic_error("focal native core: Prim's found no next point for edge " + std::to_string(edge) +
+                             " of " + std::to_string(n - 1) + " (exactness bound violated)");
+    const i64 ws = P.pos[next.second];
     out.src[edge] = P.src[ws];
-    out.dst[edge] = best_pt;
-    out.weight[edge] = std::sqrt(best_val);
-    v = best_pt;
-    c2v = c2[v];
+    out.dst[edge] = next.second;
+    out.weight[edge] = std::sqrt(next.first);
+    v = next.second;
     nv = P.ns.empty() ? 0.0f : P.ns[ws];
     P.remove(ws);
   }
   out.stats.prim_exact += S.evals;
 }
 
+// ------------------------------------------------------------ both paths
+
+// The rows and what both paths derive from them first.
+struct Problem {
+  const float* x = nullptr;  // [n, d] float32 rows
+  i64 n = 0;
+  int d = 0;
+  i64 k = 0;        // core-distance rank, after the package's clipping
+  int threads = 1;
+  Kernels K;
+  PackedRows packed;
+  std::vector<float> norms;  // squared norms, padded to whole panels
+  double max_norm = 0.0;     // largest squared norm
+  double e = 0.0;            // bound on |float32 d^2 - exact d^2|
+};
+
+void prepare(Problem& pb) {
+  pack_rows(pb.x, pb.n, pb.d, pb.packed);
+  // Norms from the Gram kernel's own diagonal, so identical rows are at an
+  // exactly zero approximate distance.
+  pb.norms.assign(pb.packed.panels * kPanel, 0.0f);
+  std::vector<float> tile(kPanel * kPanel);
+  for (i64 p = 0; p < pb.packed.panels; ++p) {
+    pb.K.gemm->gram(pb.packed, p, 1, p, 1, tile.data(), kPanel);
+    for (int r = 0; r < kPanel; ++r) pb.norms[p * kPanel + r] = tile[r * kPanel + r];
+  }
+  for (i64 i = 0; i < pb.n; ++i) pb.max_norm = std::max(pb.max_norm, static_cast<double>(pb.norms[i]));
+  pb.e = error_bound(pb.d, pb.max_norm);
+}
+
+// Sums the exact evaluations of the core distances; a NaN core distance
+// (exact_kth's report of a violated bound) raises.
+void finish_core(const std::vector<double>& c2, const std::vector<i64>& evals, MstResult& out) {
+  for (const i64 t : evals) out.stats.core_exact += t;
+  for (std::size_t i = 0; i < c2.size(); ++i)
+    if (!(c2[i] >= 0.0))
+      throw std::logic_error("focal native core: the core distance of point " + std::to_string(i) +
+                             " could not be decided (exactness bound violated)");
+}
+
+// ------------------------------------------------------------ dense path
+
+// The full matrix of approximate squared distances, one 64 x 64 block pair
+// at a time (upper triangle computed, mirrored with whole-line stores).
+void fill_matrix(const Problem& pb, DistMatrix& d2) {
+  const PackedRows& packed = pb.packed;
+  const i64 n = pb.n;
+  const i64 bp = 4;  // panels per block
+  const i64 nb = (packed.panels + bp - 1) / bp;
+  std::vector<std::pair<i64, i64>> pairs;
+  pairs.reserve(nb * (nb + 1) / 2);
+  for (i64 a = 0; a < nb; ++a)
+    for (i64 b = a; b < nb; ++b) pairs.emplace_back(a, b);
+  const i64 B = bp * kPanel;
+  std::vector<AlignedBuffer<float>> tiles(pb.threads), tilesT(pb.threads);
+  for (auto& t : tiles) t.reset(B * B);
+  for (auto& t : tilesT) t.reset(B * B);
+  parallel_for(static_cast<i64>(pairs.size()), pb.threads, 8, [&](i64 b0, i64 b1, int tid) {
+    float* tile = tiles[tid].data();
+    for (i64 pi = b0; pi < b1; ++pi) {
+      const i64 a = pairs[pi].first, b = pairs[pi].second;
+      const i64 npa = std::min(bp, packed.panels - a * bp), npb = std::min(bp, packed.panels - b * bp);
+      pb.K.gemm->gram(packed, a * bp, npa, b * bp, npb, tile, B);
+      const i64 r0 = a * B, c0 = b * B;
+      const i64 r1 = std::min(n, r0 + npa * kPanel), c1 = std::min(n, c0 + npb * kPanel);
+      pb.K.to_d2(tile, B, r1 - r0, c1 - c0, pb.norms.data() + r0, pb.norms.data() + c0);
+      if (a == b)
+        for (i64 r = r0; r < r1; ++r) tile[(r - r0) * B + (r - c0)] = 0.0f;
+      store_block(tile, B, r1 - r0, c1 - c0, d2, r0, c0, a != b, tilesT[tid].data());
+    }
+    finish_stores(d2);
+  });
+}
+
+// Exact core distances from the matrix rows, read in order: the hardware
+// prefetcher follows them, no software prefetch is needed.
+void dense_core(const Problem& pb, const DistMatrix& d2, const CoreQuery& q, double* c2, std::vector<i64>& evals) {
+  const i64 n = pb.n;
+  // Half rows are filtered in place where the kernels convert on the fly,
+  // converted to float32 first elsewhere.
+  const bool in_place = d2.half && pb.K.half_in_place;
+  std::vector<RowScratch> scratch(pb.threads);
+  std::vector<std::vector<float>> rowbuf(pb.threads, std::vector<float>(n + 16));
+  parallel_for(n, pb.threads, 64, [&](i64 i0, i64 i1, int tid) {
+    for (i64 i = i0; i < i1; ++i) {
+      const RowView row = in_place ? RowView{nullptr, d2.f16() + i * n}
+                                   : RowView{matrix_row(d2, i, rowbuf[tid].data()), nullptr};
+      c2[i] = core_from_row(q, row, n, i, scratch[tid], &evals[tid]);
+    }
+  });
+}
+
+// Prim's over the matrix: each step gathers the active points' distances to
+// the new tree point from its row.
+void dense_prim(const Problem& pb, PrimSlots& P, const DistMatrix& d2, const double* c2, const CoreQuery& q,
+                MstResult& out) {
+  const int* idx = P.idx.data();
+  const RelaxFn relax = pb.K.relax;
+  auto step = [&](Slots& S, i64 v, float, i64 A, double c2v, float* f, std::vector<i64>* sat, i64 guess) {
+    // Each step reads one row that is far out of cache, and which row is
+    // known only after the previous step: the guess lets this step fetch
+    // the next row into L2 while it gathers. Half values are gathered one
+    // by one, as only the active slots' columns are read.
+    gather_row(d2, v, idx, A, f, guess);
+    return relax(S, f, A, v, c2v, sat);
+  };
+  run_prim_slots(P, pb.K, bind_slots(P, pb.x, c2, q.e, q.rel), step, out);
+}
+
+void run_dense(Problem& pb, const MstOptions& opt, Clock::time_point t0, std::vector<double>& c2, MstResult& out) {
+  // Half storage where the values fit (|x_i - x_j|^2 <= 4 max |x|^2, far
+  // below the half range's 65504 for the runtime's unit rows).
+  const bool half = opt.allow_half && 4.01 * pb.max_norm + 1.0 < 60000.0;
+  DistMatrix d2 = take_matrix(pb.n, half, pb.K.isa);
+  out.stats.half_matrix = d2.half;
+  fill_matrix(pb, d2);
+  out.stats.seconds_gram = since(t0);
+  // The stored values' bound: the float32 one plus the storage's error.
+  const CoreQuery q{pb.x, pb.d, pb.k, pb.e + d2.abs(), d2.rel(), pb.K.sel};
+  const auto t1 = Clock::now();
+  std::vector<i64> evals(pb.threads, 0);
+  dense_core(pb, d2, q, c2.data(), evals);
+  out.stats.seconds_core = since(t1);
+  finish_core(c2, evals, out);
+  const auto t2 = Clock::now();
+  PrimSlots P;
+  P.n = pb.n;
+  P.d = pb.d;
+  init_prim_slots(P, c2.data(), pb.K.shadows);
+  dense_prim(pb, P, d2, c2.data(), q, out);
+  give_back_matrix(std::move(d2));
+  out.stats.seconds_prim = since(t2);
+}
+
+// --------------------------------------------------------- implicit path
+//
+// No N x N matrix: 64-row blocks are streamed against 1024-column blocks,
+// each row keeping only the candidates that can still be its core distance.
+// A sample of columns gives each row a first threshold, so that few values
+// are kept from the start.
+
+constexpr i64 kRowPanels = 4;   // panels per row block
+constexpr i64 kColPanels = 64;  // panels per column block
+
+// Every (n / count)-th row, packed, with its norm.
+struct ColumnSample {
+  i64 count = 0;
+  i64 rank = 0;  // the rank whose value (+ 4e) is a row's first threshold
+  PackedRows packed;
+  std::vector<float> norms;
+};
+
+ColumnSample sample_columns(const Problem& pb) {
+  ColumnSample cs;
+  const i64 n = pb.n;
+  const int d = pb.d;
+  cs.count = std::min<i64>(n, 2048);
+  std::vector<float> rows(static_cast<std::size_t>(cs.count) * d);
+  cs.norms.assign(((cs.count + kPanel - 1) / kPanel) * kPanel, 0.0f);
+  for (i64 t = 0; t < cs.count; ++t) {
+    const i64 j = t * n / cs.count;
+    std::memcpy(rows.data() + t * d, pb.x + j * d, sizeof(float) * d);
+    cs.norms[t] = pb.norms[j];
+  }
+  pack_rows(rows.data(), cs.count, d, cs.packed);
+  const double scaled = static_cast<double>(pb.k + 1) * cs.count / n * 1.25;
+  cs.rank = std::min<i64>(cs.count - 1, static_cast<i64>(scaled) + 4);
+  return cs;
+}
+
+// One row's candidates for its core distance: the approximate values <= upto
+// and their columns; cap: how many before they are pruned.
+struct RowState {
+  std::vector<float> vals;
+  std::vector<int> idx;
+  i64 count = 0;
+  double upto = kInf;
+  i64 cap = 0;
+};
+
+// Per-thread buffers of the implicit path.
+struct ImplicitWorker {
+  AlignedBuffer<float> tile, stile;  // block x column-block and block x sample products
+  std::vector<RowState> rows;        // one per row of the block
+  KthScratch kth;
+  RowScratch fallback;
+  PackedRows mixed;  // the block's panels followed by the sample's
+  std::vector<float> rowbuf;
+};
+
+// Rows [r0, r1) of row block rb (npi panels).
+struct RowBlock {
+  i64 rb = 0, npi = 0, r0 = 0, r1 = 0;
+};
+
+RowBlock row_block(const Problem& pb, i64 rb) {
+  RowBlock blk;
+  blk.rb = rb;
+  blk.npi = std::min(kRowPanels, pb.packed.panels - rb * kRowPanels);
+  blk.r0 = rb * kRowPanels * kPanel;
+  blk.r1 = std::min(pb.n, blk.r0 + blk.npi * kPanel);
+  return blk;
+}
+
+// First thresholds of the block's rows: the sample's rank-th smallest
+// distance + 4e. The Gram kernel multiplies panels of one packed matrix, so
+// the block and the sample are packed together (a small copy: 64 + 2048
+// rows) rather than packing x and the sample as one.
+void sample_thresholds(const Problem& pb, const ColumnSample& cs, const RowBlock& blk, i64 cap0, ImplicitWorker& w) {
+  const int d = pb.d;
+  const i64 sp = cs.packed.panels, sw = sp * kPanel;
+  PackedRows& mp = w.mixed;
+  mp.n = blk.npi * kPanel + sw;
+  mp.d = d;
+  mp.panels = blk.npi + sp;
+  if (mp.data.size() < static_cast<std::size_t>(mp.panels * d * kPanel)) mp.data.reset(mp.panels * d * kPanel);
+  std::memcpy(mp.data.data(), pb.packed.data.data() + blk.rb * kRowPanels * d * kPanel,
+              sizeof(float) * blk.npi * d * kPanel);
+  std::memcpy(mp.data.data() + blk.npi * d * kPanel, cs.packed.data.data(), sizeof(float) * sp * d * kPanel);
+  float* st_tile = w.stile.data();
+  pb.K.gemm->gram(mp, 0, blk.npi, blk.npi, sp, st_tile, sw);
+  const i64 want = cap0 + kColPanels * kPanel;
+  for (i64 r = blk.r0; r < blk.r1; ++r) {
+    RowState& st = w.rows[r - blk.r0];
+    float* g = st_tile + (r - blk.r0) * sw;
+    const float nr = pb.norms[r];
+    pb.K.to_d2(g, sw, 1, cs.count, &nr, cs.norms.data());
+    st.upto = static_cast<double>(pb.K.sel->kth(g, cs.count, cs.rank, w.kth.sel)) + 4.0 * pb.e;
+    st.cap = cap0;
+    st.count = 0;
+    if (static_cast<i64>(st.vals.size()) < want) {
+      st.vals.resize(want);
+      st.idx.resize(want);
+    }
+  }
+}
+
+// Appends the columns c0 + [0, w) whose squared distance (from the inner
+// products g) is within the row's threshold; past cap candidates, lowers
+// the threshold to the k-th smallest + 2e and drops those above it.
+void keep_candidates(const Problem& pb, RowState& st, const float* g, i64 w, float nr, i64 c0, KthScratch& ks) {
+  if (static_cast<i64>(st.vals.size()) < st.count + w + 16) {
+    st.vals.resize(st.count + w + 16 + st.cap);
+    st.idx.resize(st.count + w + 16 + st.cap);
+  }
+  st.count += pb.K.sel->filter(g, w, nr, pb.norms.data() + c0, float_at_least(st.upto), c0,
+                               st.vals.data() + st.count, st.idx.data() + st.count);
+  if (st.count <= st.cap) return;
+  const double kth = static_cast<double>(pb.K.sel->kth(st.vals.data(), st.count, pb.k, ks.sel));
+  st.upto = std::min(st.upto, kth + 2.0 * pb.e);
+  const float keep = float_at_least(st.upto);
+  i64 o = 0;
+  for (i64 t = 0; t < st.count; ++t) {
+    if (st.vals[t] <= keep) {
+      st.vals[o] = st.vals[t];
+      st.idx[o] = st.idx[t];
+      ++o;
+    }
+  }
+  st.count = o;
+  if (o > st.cap / 2) st.cap *= 2;
+}
+
+// Streams the block's rows against every column block.
+void scan_columns(const Problem& pb, const RowBlock& blk, ImplicitWorker& w) {
+  const i64 CB = kColPanels * kPanel;
+  float* tile = w.tile.data();
+  for (i64 cb = 0; cb < pb.packed.panels; cb += kColPanels) {
+    const i64 npj = std::min(kColPanels, pb.packed.panels - cb);
+    pb.K.gemm->gram(pb.packed, blk.rb * kRowPanels, blk.npi, cb, npj, tile, CB);
+    const i64 c0 = cb * kPanel, c1 = std::min(pb.n, c0 + npj * kPanel);
+    for (i64 r = blk.r0; r < blk.r1; ++r) {
+      float* g = tile + (r - blk.r0) * CB;
+      if (r >= c0 && r < c1) g[r - c0] = std::numeric_limits<float>::max();  // distance to itself: 0
+      keep_candidates(pb, w.rows[r - blk.r0], g, c1 - c0, pb.norms[r], c0, w.kth);
+    }
+  }
+}
+
+// Row r's core distance from its full row of distances, recomputed by the
+// dot kernel: for a row whose sampled threshold was too low.
+double core_from_full_row(const Problem& pb, const CoreQuery& q, i64 r, ImplicitWorker& w, i64* evals) {
+  std::vector<float>& rbuf = w.rowbuf;
+  rbuf.resize(pb.packed.panels * kPanel);
+  pb.K.gemm->dots(pb.x + r * pb.d, pb.packed.data.data(), pb.d, 0, pb.packed.panels, rbuf.data());
+  for (i64 c = 0; c < pb.n; ++c) {
+    const float f = (pb.norms[r] + pb.norms[c]) - 2.0f * rbuf[c];
+    rbuf[c] = f > 0.0f ? f : 0.0f;
+  }
+  rbuf[r] = 0.0f;
+  return core_from_row(q, RowView{rbuf.data(), nullptr}, pb.n, r, w.fallback, evals);
+}
+
+void finish_rows(const Problem& pb, const RowBlock& blk, ImplicitWorker& w, double* c2, i64* evals) {
+  const CoreQuery q{pb.x, pb.d, pb.k, pb.e, 0.0, pb.K.sel};
+  for (i64 r = blk.r0; r < blk.r1; ++r) {
+    RowState& st = w.rows[r - blk.r0];
+    double need = 0.0;
+    const bool ok = st.count >= pb.k + 1 && exact_kth(q, st.vals.data(), st.idx.data(), st.count,
+                                                      float_at_least(st.upto), r, w.kth, &c2[r], evals, &need);
+    if (!ok) c2[r] = core_from_full_row(pb, q, r, w, evals);
+  }
+}
+
+void implicit_core(const Problem& pb, double* c2, std::vector<i64>& evals) {
+  const ColumnSample cs = sample_columns(pb);
+  const i64 RB = kRowPanels * kPanel, CB = kColPanels * kPanel;
+  const i64 nrb = (pb.packed.panels + kRowPanels - 1) / kRowPanels;
+  const i64 cap0 = 2 * (pb.k + 1) + 256;
+  std::vector<ImplicitWorker> workers(pb.threads);
+  for (auto& w : workers) {
+    w.tile.reset(RB * CB);
+    w.stile.reset(RB * cs.packed.panels * kPanel);
+    w.rows.resize(RB);
+  }
+  parallel_for(nrb, pb.threads, 1, [&](i64 b0, i64 b1, int tid) {
+    ImplicitWorker& w = workers[tid];
+    for (i64 rb = b0; rb < b1; ++rb) {
+      const RowBlock blk = row_block(pb, rb);
+      sample_thresholds(pb, cs, blk, cap0, w);
+      scan_columns(pb, blk, w);
+      finish_rows(pb, blk, w, c2, &evals[tid]);
+    }
+  });
+}
+
+// Prim's with each step's distances recomputed by the dot kernel from the
+// active points' packed rows (the packing moves here: slots swap their
+// lanes as they move), with norms from that same kernel.
+void implicit_prim(Problem& pb, const double* c2, MstResult& out) {
+  const i64 n = pb.n;
+  const int d = pb.d;
+  const GemmKernels& gemm = *pb.K.gemm;
+  PrimSlots P;
+  P.n = n;
+  P.d = d;
+  P.panels = std::move(pb.packed.data);
+  P.ns.assign(n, 0.0f);
+  std::vector<float> tmp(kPanel);
+  for (i64 i = 0; i < n; ++i) {
+    gemm.dots(pb.x + i * d, P.panels.data() + (i / kPanel) * d * kPanel, d, 0, 1, tmp.data());
+    P.ns[i] = tmp[i % kPanel];
+  }
+  init_prim_slots(P, c2, pb.K.shadows);
+  const RelaxFn relax = pb.K.relax;
+  auto step = [&](Slots& S, i64 v, float nv, i64 A, double c2v, float* f, std::vector<i64>* sat, i64) {
+    gemm.dots(pb.x + v * d, P.panels.data(), d, 0, (A + kPanel - 1) / kPanel, f);
+    const float* nsv = P.ns.data();
+    for (i64 s = 0; s < A; ++s) {
+      const float a = (nv + nsv[s]) - 2.0f * f[s];
+      f[s] = a > 0.0f ? a : 0.0f;
+    }
+    return relax(S, f, A, v, c2v, sat);
+  };
+  run_prim_slots(P, pb.K, bind_slots(P, pb.x, c2, pb.e, 0.0), step, out);
+}
+
+void run_implicit(Problem& pb, Clock::time_point t0, std::vector<double>& c2, MstResult& out) {
+  std::vector<i64> evals(pb.threads, 0);
+  implicit_core(pb, c2.data(), evals);
+  out.stats.seconds_core = since(t0);
+  finish_core(c2, evals, out);
+  const auto t2 = Clock::now();
+  implicit_prim(pb, c2.data(), out);
+  out.stats.seconds_prim = since(t2);
+}
+
 }  // namespace
 
 MstResult mutual_reachability_mst(const float* x, i64 n, int d, int min_samples, const MstOptions& opt) {
   MstResult out;
-  const int threads = resolve_threads(opt.num_threads);
-  out.stats.threads = threads;
+  Problem pb;
+  pb.x = x;
+  pb.n = n;
+  pb.d = d;
+  pb.threads = resolve_threads(opt.num_threads);
+  pb.K = pick_kernels(active_isa());
   // The package clips min_samples to [1, N - 1]; the core distance is then
   // the k-th smallest distance with the point itself at rank 0.
-  i64 k = std::min<i64>(n - 1, min_samples);
-  if (k <= 0) k = 1;
-  out.stats.min_samples = static_cast<int>(k);
-  const bool dense = opt.path == 1 || (opt.path == 0 && n <= opt.dense_max_points);
-  out.stats.dense = dense;
-
-  auto t0 = Clock::now();
-  PackedRows packed;
-  pack_rows(x, n, d, packed);
-  // Norms from the Gram kernel's own diagonal, so identical rows are at an
-  // exactly zero approximate distance.
-  std::vector<float> norms(packed.panels * kPanel, 0.0f);
-  {
-    std::vector<float> tile(kPanel * kPanel);
-    for (i64 p = 0; p < packed.panels; ++p) {
-      gram_panels(packed, p, 1, p, 1, tile.data(), kPanel);
-      for (int r = 0; r < kPanel; ++r) norms[p * kPanel + r] = tile[r * kPanel + r];
-    }
-  }
-  double max_norm = 0.0;
-  for (i64 i = 0; i < n; ++i) max_norm = std::max(max_norm, static_cast<double>(norms[i]));
-  const double e = error_bound(d, max_norm);
-  out.stats.error_bound = e;
-
+  pb.k = std::max<i64>(1, std::min<i64>(n - 1, min_samples));
+  out.stats.threads = pb.threads;
+  out.stats.min_samples = static_cast<int>(pb.k);
+  out.stats.dense = opt.path == 1 || (opt.path == 0 && n <= opt.dense_max_points);
+  const auto t0 = Clock::now();
+  prepare(pb);
+  out.stats.error_bound = pb.e;
   std::vector<double> c2(n);
-  PrimSlots P;
-  P.n = n;
-  P.d = d;
-  DistMatrix d2;
-  double e_store = e, rel = 0.0;  // bound on the stored values: e_store + rel * value
-  std::vector<i64> evals(threads, 0);
-
-  if (dense) {
-    // Full matrix of approximate squared distances, one 64 x 64 block pair
-    // at a time (upper triangle computed, mirrored with whole-line stores).
-    // Half storage where the values fit (|x_i - x_j|^2 <= 4 max |x|^2, far
-    // below the half range's 65504 for the runtime's unit rows).
-    const bool half = opt.allow_half && 4.01 * max_norm + 1.0 < 60000.0;
-    d2 = take_matrix(n, half);
-    out.stats.half_matrix = d2.half;
-    e_store = e + d2.abs();
-    rel = d2.rel();
-    const i64 bp = 4;  // panels per block
-    const i64 nb = (packed.panels + bp - 1) / bp;
-    std::vector<std::pair<i64, i64>> pairs;
-    pairs.reserve(nb * (nb + 1) / 2);
-    for (i64 a = 0; a < nb; ++a)
-      for (i64 b = a; b < nb; ++b) pairs.emplace_back(a, b);
-    const i64 B = bp * kPanel;
-    std::vector<AlignedBuffer<float>> tiles(threads), tilesT(threads);
-    for (auto& t : tiles) t.reset(B * B);
-    for (auto& t : tilesT) t.reset(B * B);
-    parallel_for(static_cast<i64>(pairs.size()), threads, 8, [&](i64 b0, i64 b1, int tid) {
-      float* tile = tiles[tid].data();
-      for (i64 pi = b0; pi < b1; ++pi) {
-        const i64 a = pairs[pi].first, b = pairs[pi].second;
-        const i64 npa = std::min(bp, packed.panels - a * bp), npb = std::min(bp, packed.panels - b * bp);
-        gram_panels(packed, a * bp, npa, b * bp, npb, tile, B);
-        const i64 r0 = a * B, c0 = b * B;
-        const i64 r1 = std::min(n, r0 + npa * kPanel), c1 = std::min(n, c0 + npb * kPanel);
-        gram_to_d2(tile, B, r1 - r0, c1 - c0, norms.data() + r0, norms.data() + c0);
-        if (a == b)
-          for (i64 r = r0; r < r1; ++r) tile[(r - r0) * B + (r - c0)] = 0.0f;
-        store_block(tile, B, r1 - r0, c1 - c0, d2, r0, c0, a != b, tilesT[tid].data());
-      }
-      finish_stores();
-    });
-    out.stats.seconds_gram = since(t0);
-    auto t1 = Clock::now();
-    std::vector<RowScratch> scratch(threads);
-    std::vector<std::vector<float>> rowbuf(threads, std::vector<float>(n + 16));
-    parallel_for(n, threads, 64, [&](i64 i0, i64 i1, int tid) {
-      for (i64 i = i0; i < i1; ++i) {
-        // No software prefetch: rows are read in order, which the hardware
-        // prefetcher follows (measured: a prefetch of row i + 1 cost 0.5 ms).
-        // Half rows are filtered in place where the AVX-512 kernel converts
-        // on the fly, converted to float32 first elsewhere.
-        const RowView row = d2.half && cpu_avx512() ? RowView{nullptr, d2.f16() + i * n}
-                                                    : RowView{matrix_row(d2, i, rowbuf[tid].data()), nullptr};
-        c2[i] = core_from_row(row, n, i, k, e_store, rel, x, d, scratch[tid], &evals[tid]);
-      }
-    });
-    out.stats.seconds_core = since(t1);
-  } else {
-    // No N x N matrix: stream 64-row blocks against 1024-column blocks and
-    // keep, per row, only the candidates that can still be its core distance.
-    // A sample of columns gives each row a first threshold, so that few
-    // values are kept from the start.
-    const i64 rbp = 4, cbp = 64;
-    const i64 RB = rbp * kPanel, CB = cbp * kPanel;
-    const i64 nrb = (packed.panels + rbp - 1) / rbp;
-    const i64 nsamp = std::min<i64>(n, 2048);
-    std::vector<float> samp_rows(static_cast<std::size_t>(nsamp) * d);
-    std::vector<float> samp_norms(((nsamp + kPanel - 1) / kPanel) * kPanel, 0.0f);
-    for (i64 t = 0; t < nsamp; ++t) {
-      const i64 j = t * n / nsamp;
-      std::memcpy(samp_rows.data() + t * d, x + j * d, sizeof(float) * d);
-      samp_norms[t] = norms[j];
-    }
-    PackedRows spack;
-    pack_rows(samp_rows.data(), nsamp, d, spack);
-    // gram_panels multiplies panels of one packed matrix: pack rows and sample
-    // together would cost a copy of x; instead the row block is packed again
-    // with the sample appended per call (tiny: 64 + 2048 rows).
-    const i64 srank = std::min<i64>(nsamp - 1, static_cast<i64>(static_cast<double>(k + 1) * nsamp / n * 1.25) + 4);
-    std::vector<AlignedBuffer<float>> tiles(threads), stiles(threads);
-    for (auto& t : tiles) t.reset(RB * CB);
-    for (auto& t : stiles) t.reset(RB * spack.panels * kPanel);
-    struct RowState {
-      std::vector<float> vals;
-      std::vector<int> idx;
-      i64 count = 0;
-      double upto = kInf;
-      i64 cap = 0;
-    };
-    std::vector<std::vector<RowState>> states(threads, std::vector<RowState>(RB));
-    std::vector<KthScratch> kth(threads);
-    std::vector<RowScratch> fallback(threads);
-    std::vector<PackedRows> mixed(threads);
-    std::vector<std::vector<float>> rowbuf(threads);
-    const i64 cap0 = 2 * (k + 1) + 256;
-    parallel_for(nrb, threads, 1, [&](i64 b0, i64 b1, int tid) {
-      float* tile = tiles[tid].data();
-      auto& rows = states[tid];
-      KthScratch& ks = kth[tid];
-      for (i64 rb = b0; rb < b1; ++rb) {
-        const i64 r0 = rb * RB;
-        const i64 npi = std::min(rbp, packed.panels - rb * rbp);
-        const i64 r1 = std::min(n, r0 + npi * kPanel);
-        // First thresholds from the column sample.
-        {
-          PackedRows& mp = mixed[tid];
-          mp.n = npi * kPanel + spack.panels * kPanel;
-          mp.d = d;
-          mp.panels = npi + spack.panels;
-          if (mp.data.size() < static_cast<std::size_t>(mp.panels * d * kPanel)) mp.data.reset(mp.panels * d * kPanel);
-          std::memcpy(mp.data.data(), packed.data.data() + rb * rbp * d * kPanel, sizeof(float) * npi * d * kPanel);
-          std::memcpy(mp.data.data() + npi * d * kPanel, spack.data.data(), sizeof(float) * spack.panels * d * kPanel);
-          const i64 sw = spack.panels * kPanel;
-          float* st_tile = stiles[tid].data();
-          gram_panels(mp, 0, npi, npi, spack.panels, st_tile, sw);
-          for (i64 r = r0; r < r1; ++r) {
-            RowState& st = rows[r - r0];
-            float* g = st_tile + (r - r0) * sw;
-            const float nr = norms[r];
-            gram_to_d2(g, sw, 1, nsamp, &nr, samp_norms.data());
-            st.upto = static_cast<double>(kth_smallest(g, nsamp, srank, ks.sel)) + 4.0 * e;
-            st.cap = cap0;
-            st.count = 0;
-            if (static_cast<i64>(st.vals.size()) < cap0 + CB) {
-              st.vals.resize(cap0 + CB);
-              st.idx.resize(cap0 + CB);
-            }
-          }
-        }
-        for (i64 cb = 0; cb < packed.panels; cb += cbp) {
-          const i64 npj = std::min(cbp, packed.panels - cb);
-          gram_panels(packed, rb * rbp, npi, cb, npj, tile, CB);
-          const i64 c0 = cb * kPanel, c1 = std::min(n, c0 + npj * kPanel);
-          for (i64 r = r0; r < r1; ++r) {
-            RowState& st = rows[r - r0];
-            float* g = tile + (r - r0) * CB;
-            const float nr = norms[r];
-            const i64 w = c1 - c0;
-            if (r >= c0 && r < c1) g[r - c0] = std::numeric_limits<float>::max();  // distance to itself: 0
-            if (static_cast<i64>(st.vals.size()) < st.count + w + 16) {
-              st.vals.resize(st.count + w + 16 + st.cap);
-              st.idx.resize(st.count + w + 16 + st.cap);
-            }
-            st.count += filter_le(g, w, nr, norms.data() + c0, float_at_least(st.upto), c0,
-                                    st.vals.data() + st.count, st.idx.data() + st.count);
-            if (st.count > st.cap) {
-              st.upto = std::min(st.upto, static_cast<double>(kth_smallest(st.vals.data(), st.count, k, ks.sel)) + 2.0 * e);
-              const float keep = float_at_least(st.upto);
-              i64 o = 0;
-              for (i64 t = 0; t < st.count; ++t) {
-                if (st.vals[t] <= keep) { st.vals[o] = st.vals[t]; st.idx[o] = st.idx[t]; ++o; }
-              }
-              st.count = o;
-              if (o > st.cap / 2) st.cap *= 2;
-            }
-          }
-        }
-        for (i64 r = r0; r < r1; ++r) {
-          RowState& st = rows[r - r0];
-          double need = 0.0;
-          const bool ok = st.count >= k + 1 &&
-                          exact_kth(st.vals.data(), st.idx.data(), st.count, k, e, 0.0, float_at_least(st.upto), x, d, r,
-                                    ks, &c2[r], &evals[tid], &need);
-          if (!ok) {
-            // The sampled threshold was too low for this row: redo it in full.
-            std::vector<float>& rbuf = rowbuf[tid];
-            rbuf.resize(packed.panels * kPanel);
-            dot_panels(x + r * d, packed.data.data(), d, 0, packed.panels, rbuf.data());
-            for (i64 c = 0; c < n; ++c) {
-              const float f = (norms[r] + norms[c]) - 2.0f * rbuf[c];
-              rbuf[c] = f > 0.0f ? f : 0.0f;
-            }
-            rbuf[r] = 0.0f;
-            c2[r] = core_from_row(RowView{rbuf.data(), nullptr}, n, r, k, e, 0.0, x, d, fallback[tid], &evals[tid]);
-          }
-        }
-      }
-    });
-    out.stats.seconds_core = since(t0);
-    // Prim's working copy of the rows, and norms from the dot kernel Prim uses.
-    P.panels = std::move(packed.data);
-    P.ns.assign(n, 0.0f);
-    std::vector<float> tmp(kPanel);
-    for (i64 i = 0; i < n; ++i) {
-      dot_panels(x + i * d, P.panels.data() + (i / kPanel) * d * kPanel, d, 0, 1, tmp.data());
-      P.ns[i] = tmp[i % kPanel];
-    }
-  }
-  for (i64 t : evals) out.stats.core_exact += t;
-  for (i64 i = 0; i < n; ++i)
-    if (!(c2[i] >= 0.0))  // exact_kth's NaN: the float32 error bound did not hold
-      throw std::logic_error("focal native core: a core distance could not be decided (exactness bound violated)");
-
-  auto t2 = Clock::now();
-  {
-    P.idx.resize(n);
-    std::iota(P.idx.begin(), P.idx.end(), 0);
-    P.pos.resize(n);
-    std::iota(P.pos.begin(), P.pos.end(), 0);
-    P.lo.reset(n);
-    P.hi.reset(n);
-    P.c2s.reset(n);
-    P.src.reset(n);
-    for (i64 i = 0; i < n; ++i) {
-      P.lo[i] = P.hi[i] = kInf;
-      P.c2s[i] = c2[i];
-      P.src[i] = 0;
-    }
-    P.active = P.used = n;
-    if (cpu_avx512()) {  // float32 shadows for the pre-filtered relaxation
-      P.hif.reset(n);
-      P.c2sf.reset(n);
-      for (i64 i = 0; i < n; ++i) {
-        P.hif[i] = std::numeric_limits<float>::infinity();
-        P.c2sf[i] = float_at_most(c2[i]);
-      }
-    }
-    if (dense) {
-      const int* idx = P.idx.data();
-      // The active points' distances to v, gathered from its row.
-      run_prim_slots(P, x, c2.data(), e_store, rel, [&](Slots& S, i64 v, float, i64 A, double c2v, float* f,
-                                                        std::vector<i64>* sat, i64 guess) {
-        // Each step reads one row that is far out of cache, and which row
-        // is known only after the previous step. The guess (right over 99%
-        // of the time on real maps) lets this step fetch the next row into
-        // L2 while it gathers (lite@512 map: 8.9 -> 7.2 ms of Prim's;
-        // gathering half values one by one instead of converting the whole
-        // row: 7.2 -> 6.3 ms).
-        gather_row(d2, v, idx, A, f, guess);
-        return relax(S, f, 0, A, v, c2v, sat);
-      }, out);
-      give_back_matrix(std::move(d2));
-    } else {
-      // Recomputed: the dot kernel on the active points' packed rows.
-      run_prim_slots(P, x, c2.data(), e, 0.0, [&](Slots& S, i64 v, float nv, i64 A, double c2v, float* f,
-                                                   std::vector<i64>* sat, i64) {
-        dot_panels(x + v * d, P.panels.data(), d, 0, (A + kPanel - 1) / kPanel, f);
-        const float* nsv = P.ns.data();
-        for (i64 s = 0; s < A; ++s) {
-          const float a = (nv + nsv[s]) - 2.0f * f[s];
-          f[s] = a > 0.0f ? a : 0.0f;
-        }
-        return relax(S, f, 0, A, v, c2v, sat);
-      }, out);
-    }
-  }
-  out.stats.seconds_prim = since(t2);
+  if (out.stats.dense)
+    run_dense(pb, opt, t0, c2, out);
+  else
+    run_implicit(pb, t0, c2, out);
   out.core.resize(n);
   for (i64 i = 0; i < n; ++i) out.core[i] = std::sqrt(c2[i]);
   return out;

@@ -1,6 +1,5 @@
 // Single linkage, condensed tree, stabilities and excess-of-mass selection,
-// each step in the `hdbscan` package's order of operations, and the method's
-// forged/pristine labelling (method.md section 4).
+// each step in the `hdbscan` package's order of operations.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -211,66 +210,6 @@ std::vector<i64> raw_labels_from_mst(i64 n, const i64* src, const i64* dst, cons
   single_linkage(n, src, dst, weight, order, left, right, dist, size);
   const CondensedTree tree = condense_tree(n, left, right, dist, size, min_cluster_size);
   return eom_labels(tree, n);
-}
-
-std::vector<std::uint8_t> method_labels(const i64* raw, const float* x, i64 n, int d) {
-  std::vector<std::uint8_t> out(n, 0);
-  i64 max_id = -1;
-  for (i64 i = 0; i < n; ++i) max_id = std::max(max_id, raw[i]);
-  if (max_id < 0) return out;
-  std::vector<i64> count(max_id + 1, 0);
-  for (i64 i = 0; i < n; ++i)
-    if (raw[i] >= 0) ++count[raw[i]];
-  std::vector<i64> ids;
-  for (i64 c = 0; c <= max_id; ++c)
-    if (count[c] > 0) ids.push_back(c);
-  if (ids.size() <= 1) return out;
-  std::vector<i64> lab(raw, raw + n);
-  bool noise = false;
-  for (i64 i = 0; i < n; ++i) noise |= raw[i] < 0;
-  if (noise) {
-    // Normalised cluster means (zero mean stays zero, as normalize_rows).
-    const std::size_t K = ids.size();
-    std::vector<double> mean(K * d, 0.0);
-    std::vector<i64> slot(max_id + 1, -1);
-    for (std::size_t c = 0; c < K; ++c) slot[ids[c]] = static_cast<i64>(c);
-    for (i64 i = 0; i < n; ++i) {
-      if (raw[i] < 0) continue;
-      double* m = mean.data() + slot[raw[i]] * d;
-      const float* xi = x + i * d;
-      for (int k = 0; k < d; ++k) m[k] += xi[k];
-    }
-    for (std::size_t c = 0; c < K; ++c) {
-      double* m = mean.data() + c * d;
-      double s = 0.0;
-      for (int k = 0; k < d; ++k) {
-        m[k] /= static_cast<double>(count[ids[c]]);
-        s += m[k] * m[k];
-      }
-      const double norm = std::max(std::sqrt(s), 1e-12);
-      for (int k = 0; k < d; ++k) m[k] /= norm;
-    }
-    for (i64 i = 0; i < n; ++i) {
-      if (raw[i] >= 0) continue;
-      const float* xi = x + i * d;
-      std::size_t best = 0;
-      double best_sim = -kInf;
-      for (std::size_t c = 0; c < K; ++c) {
-        const double* m = mean.data() + c * d;
-        double s = 0.0;
-        for (int k = 0; k < d; ++k) s += xi[k] * m[k];
-        if (s > best_sim) { best_sim = s; best = c; }
-      }
-      lab[i] = ids[best];
-    }
-  }
-  std::vector<i64> sizes(max_id + 1, 0);
-  for (i64 i = 0; i < n; ++i) ++sizes[lab[i]];
-  i64 pristine = ids[0];
-  for (const i64 c : ids)
-    if (sizes[c] > sizes[pristine]) pristine = c;
-  for (i64 i = 0; i < n; ++i) out[i] = lab[i] != pristine ? 1 : 0;
-  return out;
 }
 
 }  // namespace focal

@@ -22,8 +22,4 @@ Isa active_isa();
 // "avx512", "avx2" or "generic".
 const char* isa_name(Isa isa);
 
-// Shorthands of active_isa() for the binding's build_info.
-inline bool cpu_avx2() { return active_isa() >= Isa::avx2; }
-inline bool cpu_avx512() { return active_isa() >= Isa::avx512; }
-
 }  // namespace focal

@@ -1,9 +1,9 @@
-// Cosine k-means (see kernels.hpp).
+// Cosine k-means (see kmeans.hpp).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
-#include "kernels.hpp"
+#include "kmeans.hpp"
 
 namespace focal {
 
@@ -113,17 +113,6 @@ std::vector<i64> kmeans_cosine(const float* x, i64 n, int d, int k, i64 first, i
   }
   if (iterations) *iterations = it;
   return assign;
-}
-
-void normalize_rows(const float* x, i64 n, int d, float eps, float* out) {
-  for (i64 i = 0; i < n; ++i) {
-    const float* xi = x + i * d;
-    double s = 0.0;
-    for (int k = 0; k < d; ++k) s += static_cast<double>(xi[k]) * xi[k];
-    const float norm = std::max(static_cast<float>(std::sqrt(s)), eps);
-    float* o = out + i * d;
-    for (int k = 0; k < d; ++k) o[k] = xi[k] / norm;
-  }
 }
 
 }  // namespace focal

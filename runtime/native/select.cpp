@@ -1,8 +1,6 @@
 // Selection kernels (see select.hpp).
 #include "select.hpp"
 
-#include "gemm.hpp"
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -357,31 +355,24 @@ FOCAL_AVX512 i64 filter_avx512(const float* g, i64 w, float nr, const float* nc,
   }
   return cnt;
 }
+// Strided 16-bit loads, then one conversion per 16 values.
+FOCAL_AVX512 i64 sample_half_avx512(const std::uint16_t* row, i64 n, i64 stride, float* out) {
+  i64 c = 0;
+  alignas(32) std::uint16_t h[16];
+  for (i64 j = 0; j < n;) {
+    int m = 0;
+    for (; m < 16 && j < n; ++m, j += stride) h[m] = row[j];
+    for (int t = m; t < 16; ++t) h[t] = 0;
+    convert16(h, out + c);
+    c += m;
+  }
+  return c;
+}
 #undef FOCAL_AVX512
 
 #endif
 
-}  // namespace
-
-float kth_smallest(const float* v, i64 n, i64 k, SelectScratch& s) {
-#ifdef FOCAL_X86
-  if (cpu_avx512()) return kth_avx512(v, n, k, s);
-#endif
-  return kth_generic(v, n, k, s);
-}
-
-i64 collect_le(const float* row, i64 n, float upto, float* vals, int* idx) {
-#ifdef FOCAL_X86
-  if (cpu_avx512()) return collect_avx512(row, n, upto, vals, idx);
-  if (cpu_avx2()) return collect_avx2(row, n, upto, vals, idx);
-#endif
-  return collect_generic(row, n, upto, vals, idx);
-}
-
-i64 collect_le_half(const std::uint16_t* row, i64 n, float upto, float* vals, int* idx) {
-#ifdef FOCAL_X86
-  if (cpu_avx512()) return collect_avx512(row, n, upto, vals, idx);
-#endif
+i64 collect_half_generic(const std::uint16_t* row, i64 n, float upto, float* vals, int* idx) {
   i64 c = 0;
   for (i64 j = 0; j < n; ++j) {
     const float f = half_to_float(row[j]);
@@ -392,38 +383,31 @@ i64 collect_le_half(const std::uint16_t* row, i64 n, float upto, float* vals, in
   return c;
 }
 
-i64 sample_half(const std::uint16_t* row, i64 n, i64 stride, float* out) {
+i64 sample_half_generic(const std::uint16_t* row, i64 n, i64 stride, float* out) {
   i64 c = 0;
-#ifdef FOCAL_X86
-  if (cpu_avx512()) {
-    alignas(32) std::uint16_t h[16];
-    for (i64 j = 0; j < n;) {  // strided 16-bit loads, then one conversion per 16
-      int m = 0;
-      for (; m < 16 && j < n; ++m, j += stride) h[m] = row[j];
-      for (int t = m; t < 16; ++t) h[t] = 0;
-      convert16(h, out + c);
-      c += m;
-    }
-    return c;
-  }
-#endif
   for (i64 j = 0; j < n; j += stride) out[c++] = half_to_float(row[j]);
   return c;
 }
 
-i64 filter_le(const float* g, i64 w, float nr, const float* nc, float upto, i64 c0, float* vals, int* idx) {
+}  // namespace
+
+const SelectKernels& select_kernels(Isa isa) {
+  static const SelectKernels generic{kth_generic,        collect_generic, collect_half_generic,
+                                     sample_half_generic, filter_generic,  band_generic};
 #ifdef FOCAL_X86
-  if (cpu_avx512()) return filter_avx512(g, w, nr, nc, upto, c0, vals, idx);
-  if (cpu_avx2()) return filter_avx2(g, w, nr, nc, upto, c0, vals, idx);
+  static const SelectKernels avx2{kth_generic,        collect_avx2, collect_half_generic,
+                                  sample_half_generic, filter_avx2,  band_generic};
+  static const SelectKernels avx512{kth_avx512,         collect_avx512<float>, collect_avx512<std::uint16_t>,
+                                    sample_half_avx512, filter_avx512,         band_avx512};
+  if (isa == Isa::avx512) return avx512;
+  if (isa == Isa::avx2) return avx2;
 #endif
-  return filter_generic(g, w, nr, nc, upto, c0, vals, idx);
+  (void)isa;
+  return generic;
 }
 
-i64 band_split(const float* vals, const int* idx, i64 m, float lo, float hi, int* band, i64* below) {
-#ifdef FOCAL_X86
-  if (cpu_avx512()) return band_avx512(vals, idx, m, lo, hi, band, below);
-#endif
-  return band_generic(vals, idx, m, lo, hi, band, below);
+float kth_smallest(const float* v, i64 n, i64 k, SelectScratch& s) {
+  return select_kernels(active_isa()).kth(v, n, k, s);
 }
 
 }  // namespace focal

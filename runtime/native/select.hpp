@@ -1,8 +1,8 @@
 // Selection kernels behind the core distances: the exact k-th smallest of a
 // float array and the threshold filters that feed it. The same answers on
-// every instruction set; AVX-512 (compress instructions: a partition pass
-// moves 16 floats per step without branches) is chosen at run time on x86-64
-// CPUs that have it (cpu_avx512(), gemm.hpp), the wheel staying at the
+// every instruction set; on x86-64 an AVX-512 table (compress instructions:
+// a partition pass moves 16 floats per step without branches) and an AVX2
+// one exist beside the portable one (isa.hpp), the wheel staying at the
 // baseline ISA.
 #pragma once
 

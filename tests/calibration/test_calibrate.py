@@ -13,11 +13,11 @@ from focal.calibration import CalibrationCache, CalibrationConfig, FolderReader,
 def tiny_onnx(tmp_path_factory):
     torch = pytest.importorskip("torch")
     from focal.export import export_onnx
-    from focal.training import create_extractor
+    from focal.training import build_extractor
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny") / "model.onnx"
-    export_onnx(create_extractor("tiny"), path, 64)
+    export_onnx(build_extractor("tiny"), path, 64)
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -14,26 +15,26 @@ from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_a
 from focal.evaluation.robustness import apply
 
 
-def _dataset(tmp_path: Path, shared_data: Path, n_forged: int = 2, n_auth: int = 2) -> Path:
+def _dataset(tmp_path: Path, sample_data: Path, n_forged: int = 2, n_auth: int = 2) -> Path:
     """A folder dataset: real forgeries with masks plus authentic photos without."""
     root = tmp_path / "ds"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    src = shared_data / "real-samples"
+    src = sample_data / "real-samples"
     for img in sorted((src / "images").glob("casia2_*"))[:n_forged]:
         (root / "images" / img.name).write_bytes(img.read_bytes())
         mask = src / "masks" / f"{img.stem}.png"
         (root / "masks" / mask.name).write_bytes(mask.read_bytes())
-    for img in sorted((shared_data / "natural/bsds500").glob("*.jpg"))[:n_auth]:
+    for img in sorted((sample_data / "natural/bsds500").glob("*.jpg"))[:n_auth]:
         (root / "images" / img.name).write_bytes(img.read_bytes())
     return root
 
 
-def test_eval_writes_every_output_and_resumes(tiny_artifact: Path, shared_data: Path, tmp_path: Path, capsys) -> None:
-    data = _dataset(tmp_path, shared_data)
+def test_eval_writes_every_output_and_resumes(tiny_artifact: Path, sample_data: Path, tmp_path: Path, capsys) -> None:
+    data = _dataset(tmp_path, sample_data)
     out = tmp_path / "eval"
-    args = [str(tiny_artifact), "--data", str(data), "--out", str(out), "--clustering", "hdbscan,kmeans",
-            "--min-cluster-size", "50", "--backend", "cpu"]
+    args = [str(tiny_artifact), "--data", str(data), "--out", str(out), "--clustering", "hdbscan",
+            "--clustering", "kmeans", "--min-cluster-size", "50", "--backend", "cpu"]
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "| ds | 2 / 2 |" in table and "clustering: kmeans" in table
@@ -50,15 +51,17 @@ def test_eval_writes_every_output_and_resumes(tiny_artifact: Path, shared_data: 
     for name in ("grid_best.png", "grid_worst.png", "table.md", "records.jsonl"):
         assert (out / name).is_file()
     before = (out / "records.jsonl").read_text()
-    assert main(args) == 0  # resumed: nothing recomputed
+    capsys.readouterr()
+    assert main(args + ["--json"]) == 0  # resumed: nothing recomputed
     assert (out / "records.jsonl").read_text() == before
+    assert json.loads(capsys.readouterr().out) == summary  # --json: the summary on stdout, not the table
 
 
-def test_robustness_and_compare(tiny_artifact: Path, tiny_extractor, shared_data: Path, tmp_path: Path, capsys) -> None:
+def test_robustness_and_compare(tiny_artifact: Path, tiny_extractor, sample_data: Path, tmp_path: Path, capsys) -> None:
     from focal.training import save_checkpoint
 
     ckpt = save_checkpoint(tiny_extractor, tmp_path / "tiny.safetensors")
-    data = _dataset(tmp_path, shared_data, n_forged=1, n_auth=0)
+    data = _dataset(tmp_path, sample_data, n_forged=1, n_auth=0)
     out = tmp_path / "eval"
     assert main([str(tiny_artifact), "--data", str(data), "--out", str(out), "--min-cluster-size", "50",
                  "--backend", "cpu", "--robustness", "--compare", str(ckpt)]) == 0
@@ -68,6 +71,35 @@ def test_robustness_and_compare(tiny_artifact: Path, tiny_extractor, shared_data
     assert summary["compare"]["score_diff_max"] < 1e-4
     assert {"jpeg|50", "blur|3.0", "noise|15.0", "resize|0.25"} <= set(summary["robustness"])
     assert (out / "robustness.png").is_file()
+
+
+
+def test_the_artifacts_min_cluster_size_is_used_unless_overridden(tiny_artifact: Path, sample_data: Path,
+                                                                   tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from focal.evaluation.evaluate import EvalConfig, evaluate
+    from focal.runtime import Detector
+    from focal.runtime.imageio import read_image
+    from focal.runtime.manifest import ClusteringSpec, load_manifest, save_manifest
+    from focal.runtime.postprocess import localize
+
+    artifact = tmp_path / "artifact"
+    shutil.copytree(tiny_artifact, artifact)
+    manifest = load_manifest(artifact)
+    save_manifest(replace(manifest, clustering=ClusteringSpec("hdbscan", min_cluster_size=20)), artifact)
+    data = _dataset(tmp_path, sample_data, n_forged=2, n_auth=1)
+    cfg = EvalConfig(model=str(artifact), data=[str(data)], out=str(tmp_path / "eval"), backend="cpu")
+    summary = evaluate(cfg)
+    assert summary["min_cluster_size"] == 20  # the manifest's, on a 16 x 16 map; not the paper's 200
+    records = [json.loads(line) for line in (tmp_path / "eval/records.jsonl").read_text().splitlines()]
+    with Detector(artifact, backend="cpu") as det:
+        for r in records:
+            image = read_image(r["path"])
+            want = localize(det.feature_map(image), *image.shape[:2], "hdbscan", 20).mask > 0
+            got = cv2.imread(str(tmp_path / "eval" / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
+            np.testing.assert_array_equal(got, want)
+    assert evaluate(replace(cfg, out=str(tmp_path / "eval50"), min_cluster_size=50))["min_cluster_size"] == 50
 
 
 def test_missing_dataset_is_a_clear_error(tiny_artifact: Path, tmp_path: Path, capsys) -> None:

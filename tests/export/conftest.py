@@ -1,8 +1,6 @@
-"""Export fixtures: a small real SAM ViT, real forgeries from shared data (photos, the tiny model and the private cache come from tests/conftest.py)."""
+"""Export fixtures: a small real SAM ViT (data, the tiny model and the private cache come from tests/conftest.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +9,8 @@ import pytest
 def small_vit():
     """A 2-block SAM ViT-B at 64 px (window attention + one global block): real SAM code paths, tiny cost."""
     torch = pytest.importorskip("torch")
-    from focal.training import create_extractor
+    from focal.training import build_extractor
 
     torch.manual_seed(0)
-    return create_extractor("vit-b", [{"img_size": 64, "depth": 2, "global_attn_indexes": (1,)}])
+    return build_extractor("vit-b", img_size=64, depth=2, global_attn_indexes=(1,))
 
-
-@pytest.fixture(scope="session")
-def forgeries(shared_data: Path) -> Path:
-    """Real forged images (CASIA, Korus, the paper's samples) from shared data."""
-    return shared_data / "real-samples/images"

@@ -59,10 +59,10 @@ def test_dynamic_batch(tmp_path, tiny_extractor, rng):
 
 
 def test_fusion_exports_one_graph_with_the_fused_map(tmp_path, rng):
-    from focal.training import create_extractor
+    from focal.training import build_extractor
 
     torch.manual_seed(0)
-    fused = create_extractor("tiny+tiny")
+    fused = build_extractor("tiny+tiny")
     result = export_onnx(fused, tmp_path / "fused.onnx", 64)
     assert result.output_shape == (1, 32, 8, 8)
     out = _run(result.path, rng.random((1, 3, 64, 64), dtype=np.float32))[0]

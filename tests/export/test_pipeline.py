@@ -151,6 +151,30 @@ def test_weights_round_trip_through_our_checkpoint(tmp_path, tiny_extractor):
         torch.testing.assert_close(rebuilt(x), tiny_extractor(x))
 
 
+
+def test_steps_are_numbered_among_those_that_run_and_timed(tmp_path, tiny_extractor):
+    """A given extractor skips the build step; the numbering counts only the steps that run."""
+    import re
+
+    lines: list[str] = []
+    result = export(ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path / "a"), fp16=True),
+                    extractor=tiny_extractor, progress=lines.append)
+    numbered = [line for line in lines if line.startswith("[")]
+    assert numbered[0].startswith("[1/2] exporting ONNX") and numbered[-2].startswith("[2/2] FP16 graph")
+    assert re.fullmatch(r"\[1/2\] onnx: \d+\.\d s", numbered[1])
+    assert re.fullmatch(r"\[2/2\] fp16: \d+\.\d s", numbered[-1])
+    assert list(result.step_seconds) == ["onnx", "fp16"] and all(t >= 0 for t in result.step_seconds.values())
+    assert [f.path.name for f in result.files] == ["model.onnx", "model.fp16.onnx", "focal.json"]
+
+
+def test_fixed_size_weights_refuse_another_export_size(tmp_path, small_vit):
+    """The registry says SAM ViTs are per size: a 64 px checkpoint is not exported at 128 px."""
+    from focal.training import save_checkpoint
+
+    ckpt = save_checkpoint(small_vit, tmp_path / "vit.safetensors")
+    with pytest.raises(ValueError, match="weights are for 64 px"):
+        export(ExportConfig(backbone="vit-b", weights=(str(ckpt),), input_size=128, out=str(tmp_path / "a")))
+
 @pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed: the engine path is covered by test_tensorrt")
 def test_engine_without_tensorrt_fails_with_one_line_and_keeps_onnx(tmp_path, capsys):
     out = tmp_path / "art"
@@ -190,7 +214,9 @@ def test_cli_writes_summary_and_parity(tmp_path, forgeries, capsys):
                  "--verify-limit", "3", "--clustering", "kmeans"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "focal-export: [2/6] exporting ONNX" in captured.err
+    # build, onnx, fp16 and verify run; int8, engines and the report do not and are not counted.
+    assert "focal-export: [2/4] exporting ONNX" in captured.err
+    assert "focal-export: [4/4] verifying on" in captured.err
     assert "parity against the PyTorch reference" in captured.out
     parity = json.loads((out / "parity.json").read_text())
     assert parity["passed"] and {r["precision"] for r in parity["rows"]} == {"fp32", "fp16"}

@@ -31,11 +31,11 @@ def vit_onnx(tmp_path_factory, small_vit):
 
 @pytest.fixture(scope="module")
 def fused_onnx(tmp_path_factory):
-    from focal.training import create_extractor
+    from focal.training import build_extractor
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("fused") / "model.onnx"
-    export_onnx(create_extractor("tiny+tiny"), path, 64)
+    export_onnx(build_extractor("tiny+tiny"), path, 64)
     return onnx.load(str(path))
 
 
@@ -176,6 +176,32 @@ def test_int8_default_policy_and_exclusions(tiny_int8):
     with pytest.raises(ValueError, match="matches no node"):
         quantize_int8(prepared, tmp / "f.onnx", calib, Int8Config(exclude=("nope",)))
 
+
+
+def test_int8_quiets_only_the_quantizer_and_leaves_the_root_logger(tiny_int8, caplog):
+    """ORT's quantizer logs through the root logger: its records under ERROR are dropped, nobody else's."""
+    import logging
+    import os
+
+    import onnxruntime.quantization
+
+    from focal.export.precision import _quiet_ort_quantizer
+
+    _, prepared, calib, tmp = tiny_int8
+    root = logging.getLogger()
+    level, filters = root.level, list(root.filters)
+    quantize_int8(prepared, tmp / "quiet.onnx", calib)
+    assert (root.level, root.filters) == (level, filters)
+
+    ort_file = os.path.join(os.path.dirname(onnxruntime.quantization.__file__), "quantize.py")
+    with caplog.at_level(logging.INFO), _quiet_ort_quantizer():
+        for path, lvl in ((ort_file, logging.INFO), (ort_file, logging.WARNING), (ort_file, logging.ERROR),
+                          (__file__, logging.INFO)):
+            root.handle(root.makeRecord("root", lvl, path, 1, "message", (), None))
+        logging.getLogger("focal.elsewhere").warning("another library")
+    assert [(r.pathname, r.levelno) for r in caplog.records] == [
+        (ort_file, logging.ERROR), (__file__, logging.INFO), (caplog.records[-1].pathname, logging.WARNING)]
+    assert caplog.records[-1].name == "focal.elsewhere" and root.filters == filters
 
 def test_int8_vit_keeps_attention_scores_in_float(tmp_path, small_vit, rng):
     fp32 = tmp_path / "vit.onnx"

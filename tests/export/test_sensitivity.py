@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 from focal.calibration import FolderReader  # noqa: E402
 from focal.export import ExportConfig, ReportConfig, export, precision_report  # noqa: E402
-from focal.export._graph import node_block  # noqa: E402
+from focal.export._graph import HEAVY_OPS, node_block  # noqa: E402
+from focal.export.sensitivity import BlockSensitivity, PrecisionReport, Variant  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -45,7 +48,28 @@ def test_report_ranks_blocks(tmp_path, tiny_extractor, photos, forgeries):
         assert b.int8.cosine >= report.int8_baseline.cosine - 1e-3  # leaving a block in float never hurts much
     keys = [max(b.int8_recovered or 0.0, b.fp16_recovered or 0.0) for b in report.blocks]
     assert keys == sorted(keys, reverse=True)  # most sensitive first
-    json.dumps(report.to_dict())
+    # Blocks and their node counts are those of the graph's heavy nodes; the MAC
+    # shares are tiny's at 64 px: 3x3 convs 3->16 at 32x32, 16->16 at 16x16 and at 8x8.
+    graph = onnx.load(str(out / "model.onnx")).graph
+    heavy = Counter(node_block(n.name) for n in graph.node if n.op_type in HEAVY_OPS)
+    assert {b.block: b.nodes for b in report.blocks} == dict(heavy) == {name: 1 for name in blocks}
+    macs = {"backbone/net/net.0": 32 * 32 * 16 * 27, "backbone/net/net.3": 16 * 16 * 16 * 144,
+            "backbone/net/net.6": 8 * 8 * 16 * 144}
+    assert {b.block: b.macs_share for b in report.blocks} == pytest.approx(
+        {k: v / sum(macs.values()) for k, v in macs.items()})
+    # The JSON (strict: no NaN or inf) reads back to the same report, row for row.
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+
+    def variant(d):
+        return None if d is None else Variant(**d)
+
+    back = PrecisionReport(
+        images=data["images"], fp16_baseline=variant(data["fp16_baseline"]),
+        int8_baseline=variant(data["int8_baseline"]),
+        blocks=[BlockSensitivity(**{**b, "fp16": variant(b["fp16"]), "int8": variant(b["int8"])})
+                for b in data["blocks"]],
+    )
+    assert back == report and back.images == 2
     assert "err fixed" in report.table()
 
 

@@ -77,3 +77,129 @@ def test_dynamic_batch_profile(tmp_path):
         for b in (1, 3, 8):
             y = engine.infer({"image": np.random.rand(b, 3, 64, 64).astype(np.float32)})["features"]
             assert y.shape == (b, 16, 8, 8)
+
+
+class _FakeTensorRT:
+    """Just enough of the ``tensorrt`` module for build_engine's decisions to be checked on a CPU.
+
+    Records what the builder was told: network flags, builder flags, layers
+    pinned to FP32, the optimisation profile and the timing cache.
+    """
+
+    __version__ = "9.9.0"
+    float32 = "float32"
+
+    def __init__(self, strongly_typed: bool) -> None:
+        names = {"STRONGLY_TYPED": 5} if strongly_typed else {"EXPLICIT_BATCH": 0}
+        self.NetworkDefinitionCreationFlag = type("Flags", (), names)
+        self.BuilderFlag = type("BuilderFlag", (), {"FP16": "fp16", "INT8": "int8", "OBEY_PRECISION_CONSTRAINTS": "obey"})
+        self.MemoryPoolType = type("Pool", (), {"WORKSPACE": "workspace"})
+        self.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+        self.seen: dict = {"flags": set(), "pinned": [], "profile": None}
+        fake = self
+
+        class Layer:
+            def __init__(self, name):
+                self.name, self.num_outputs, self.precision = name, 1, None
+
+            def set_output_type(self, index, dtype):
+                fake.seen["pinned"].append((self.name, dtype))
+
+        class Network:
+            num_layers = 2
+
+            def get_layer(self, i):
+                return Layer(["/head/Conv", "/stem/Conv"][i])
+
+            def get_input(self, i):
+                return type("Input", (), {"name": "image", "shape": (-1, 3, 64, 64)})()
+
+        class Config:
+            builder_optimization_level = 0
+
+            def set_memory_pool_limit(self, pool, size):
+                fake.seen["workspace"] = size
+
+            def set_flag(self, flag):
+                fake.seen["flags"].add(flag)
+
+            def create_timing_cache(self, data):
+                fake.seen["cache_in"] = data
+                return "cache"
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                pass
+
+            def add_optimization_profile(self, profile):
+                fake.seen["profile"] = profile.shapes
+
+            def get_timing_cache(self):
+                return type("Cache", (), {"serialize": lambda self: b"timings"})()
+
+        class Profile:
+            def set_shape(self, name, *shapes):
+                self.shapes = (name, *shapes)
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                fake.seen["network_flags"] = flags
+                return Network()
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, cfg):
+                return b"engine"
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                return True
+
+        self.Builder, self.OnnxParser = Builder, OnnxParser
+
+
+@pytest.mark.parametrize("strongly_typed", [True, False])
+def test_build_engine_decisions_with_a_fake_tensorrt(tmp_path, monkeypatch, strongly_typed):
+    import sys
+
+    import focal.export.tensorrt as engine_module
+
+    fake = _FakeTensorRT(strongly_typed)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(engine_module, "tensorrt_status", lambda: (True, ""))
+    monkeypatch.setattr(engine_module, "gpu_info", lambda device=0: ("Fake GPU", "9.0"))
+    cache = tmp_path / "t.cache"
+    cache.write_bytes(b"old timings")
+    build = build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "int8",
+                         EngineConfig(workspace_gb=1, timing_cache=str(cache), max_batch=8),
+                         fp32_nodes=["/head/Conv"], batch=2)
+    assert build.strongly_typed == strongly_typed and build.tensorrt == "9.9.0" and build.gpu == "Fake GPU"
+    assert (tmp_path / "m.engine").read_bytes() == b"engine" and cache.read_bytes() == b"timings"
+    assert fake.seen["cache_in"] == b"old timings" and fake.seen["workspace"] == 1 << 30
+    assert fake.seen["network_flags"] == (1 << 5 if strongly_typed else 1)
+    assert fake.seen["profile"] == ("image", (1, 3, 64, 64), (2, 3, 64, 64), (8, 3, 64, 64))
+    if strongly_typed:  # the graph's types decide: no flags, nothing pinned
+        assert not fake.seen["flags"] and not fake.seen["pinned"] and build.constrained_layers == 0
+    else:
+        assert fake.seen["flags"] == {"fp16", "int8", "obey"}
+        assert fake.seen["pinned"] == [("/head/Conv", "float32")] and build.constrained_layers == 1
+
+
+def test_engines_need_what_the_runtime_probe_asks(tmp_path, monkeypatch):
+    """check_tensorrt answers from the runtime's one probe, and says what is missing."""
+    import focal.export.tensorrt as engine_module
+
+    monkeypatch.setattr(engine_module, "tensorrt_status", lambda: (False, "no CUDA device"))
+    with pytest.raises(EngineUnavailable, match="^--engine needs TensorRT and an NVIDIA GPU: no CUDA device$"):
+        build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "fp16")

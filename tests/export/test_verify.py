@@ -29,10 +29,10 @@ def _check(row):
     assert row.passed
 
 
-def test_tiny_fp32_fp16(tmp_path, tiny_extractor, forgeries):
+def test_tiny_fp32_fp16(tmp_path, tiny_extractor, real_forgeries):
     out = tmp_path / "tiny"
     export(ExportConfig(backbone="tiny", input_size=128, fp16=True, out=str(out)), extractor=tiny_extractor)
-    report = verify(out, forgeries, reference=tiny_extractor, config=VerifyConfig(clustering="kmeans", limit=4))
+    report = verify(out, real_forgeries, reference=tiny_extractor, config=VerifyConfig(clustering="kmeans", limit=4))
     rows = _rows(report)
     assert set(rows) == {("fp32", "onnxruntime-cpu"), ("fp16", "onnxruntime-cpu"), ("fp16", "ort-cpu fp16-storage-emu")}
     for row in rows.values():
@@ -52,11 +52,11 @@ def test_verify_rebuilds_the_reference_from_the_manifest(tmp_path, forgeries):
     assert report.rows[0].cosine_min >= 0.9999  # same seed, same random weights
 
 
-def test_lite_fp32_fp16_int8(tmp_path, forgeries, photos):
+def test_lite_fp32_fp16_int8(tmp_path, real_forgeries, photos):
     out = tmp_path / "lite"
     cfg = ExportConfig(
         backbone="lite", input_size=256, fp16=True, int8=True, calib=str(photos), calib_count=16,
-        out=str(out), verify=str(forgeries), verify_limit=6, clustering="kmeans",
+        out=str(out), verify=str(real_forgeries), verify_limit=6, clustering="kmeans",
     )
     result = export(cfg)
     rows = _rows(result.verification)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from focal.runtime.cli import collect_inputs, main
+from focal.runtime.cli import build_parser, collect_inputs, main
 
 
 def _records(out: Path) -> dict[str, dict]:
@@ -55,6 +55,30 @@ def test_rerun_skips_done_images_unless_overwrite(tiny_artifact: Path, photo_dir
     assert main(args + ["--overwrite", "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and all(json.loads(line)["error"] is None for line in lines)
+
+
+def test_artifact_is_an_optional_first_positional_and_options_may_come_between() -> None:
+    args = build_parser().parse_intermixed_args(["art", "--out", "o", "a.jpg", "b.jpg", "--batch-size", "2"])
+    assert (args.artifact, args.inputs, args.batch_size) == ("art", ["a.jpg", "b.jpg"], 2)
+    args = build_parser().parse_intermixed_args(["a.jpg", "--out", "o"])
+    assert (args.artifact, args.inputs) == (None, ["a.jpg"])
+
+
+def test_a_first_input_that_is_no_artifact_is_an_input(tiny_artifact: Path, photo_dir: Path, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    # Two image folders: the first is not an artifact, so both are inputs of the default model.
+    seen = {}
+
+    def fake_detect(inputs, cfg):
+        seen.update(inputs=inputs, artifact=cfg.artifact)
+        return 0
+
+    monkeypatch.setattr("focal.runtime.cli.detect", fake_detect)
+    monkeypatch.setattr("focal.runtime.cli.default_artifact", lambda: Path("DEFAULT"))
+    assert main([str(photo_dir), str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert seen == {"inputs": [str(photo_dir), str(tmp_path)], "artifact": Path("DEFAULT")}
+    assert main([str(tiny_artifact), "--out", str(tmp_path / "o"), str(photo_dir)]) == 0
+    assert seen == {"inputs": [str(photo_dir)], "artifact": tiny_artifact}
 
 
 def test_same_stem_in_two_places_gets_two_outputs(tmp_path: Path) -> None:

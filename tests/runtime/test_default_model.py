@@ -24,12 +24,21 @@ def default_present() -> None:
 
 
 def test_default_detector_runs_on_a_real_forgery(default_present: None, shared_data: Path) -> None:
+    from focal.runtime.score import forgery_score
+
     image = shared_data / "real-samples/images/misc_casia1_Sp_S_NNN_A_ani0041_ani0041_0199.jpg"
-    with Detector(backend="cpu") as det:
+    untouched = shared_data / "natural/bsds500/test_100007.jpg"
+    with Detector(backend="cpu", keep_features=True) as det:
         assert det.manifest.extractor == "lite" and det.manifest.input.size == 512
-        r = det(image)
+        r, u = det(image), det(untouched)
     assert r.mask.shape == (256, 384) and r.labels.shape == (64, 64)
-    assert 0.0 <= r.score <= 1.0
+    # The score is the correlation ratio of the labels it reports (recomputed here) ...
+    for res in (r, u):
+        assert res.score == pytest.approx(forgery_score(res.features, res.labels.ravel()), abs=1e-6)
+        assert res.forged_fraction == pytest.approx(np.count_nonzero(res.mask) / res.mask.size)
+    # ... and tells the forgery from an untouched photo (measured 0.50 and 0.0).
+    assert 0.0 < r.forged_fraction < 0.5 and r.score > 0.25
+    assert u.score < r.score - 0.2
 
 
 def test_default_int8_agrees_with_fp32(default_present: None, shared_data: Path) -> None:

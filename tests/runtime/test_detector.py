@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -12,13 +13,14 @@ import numpy as np
 import pytest
 
 from focal.runtime import Detector, Result
+from focal.runtime.engines import check_engine_compatibility, open_engine
 from focal.runtime.manifest import load_manifest, save_manifest
 
 from runtime_artifacts import export_artifact
 
 
-def _photos(shared_data: Path, n: int) -> list[np.ndarray]:
-    files = sorted((shared_data / "natural/bsds500").glob("*.jpg"))[:n]
+def _photos(sample_data: Path, n: int) -> list[np.ndarray]:
+    files = sorted((sample_data / "natural/bsds500").glob("*.jpg"))[:n]
     return [cv2.imread(str(f))[:, :, ::-1].copy() for f in files]
 
 
@@ -29,12 +31,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("clustering", ["kmeans", "hdbscan"])
-def test_parity_with_reference_tiny(tiny_artifact: Path, tiny_extractor, shared_data: Path, clustering: str) -> None:
+def test_parity_with_reference_tiny(tiny_artifact: Path, tiny_extractor, sample_data: Path, clustering: str) -> None:
     from focal.training import ReferenceConfig, ReferenceDetector
 
     ref = ReferenceDetector(tiny_extractor, ReferenceConfig(clustering=clustering, min_cluster_size=50, input_size=128))
     with Detector(tiny_artifact, backend="cpu", clustering=clustering, min_cluster_size=50, keep_features=True) as det:
-        for img in _photos(shared_data, 4):
+        for img in _photos(sample_data, 4):
             got, want = det(img), ref(img)
             cos = (got.features * want.features).sum(axis=1)
             assert cos.min() >= 0.9999
@@ -45,24 +47,24 @@ def test_parity_with_reference_tiny(tiny_artifact: Path, tiny_extractor, shared_
             assert set(got.timings) == {"decode", "preprocess", "infer", "cluster", "postprocess"}
 
 
-def test_parity_with_reference_lite(tmp_path: Path, shared_data: Path) -> None:
+def test_parity_with_reference_lite(tmp_path: Path, sample_data: Path) -> None:
     torch = pytest.importorskip("torch")
-    from focal.training import ReferenceConfig, ReferenceDetector, create_extractor
+    from focal.training import ReferenceConfig, ReferenceDetector, build_extractor
 
     torch.manual_seed(0)
-    lite = create_extractor("lite")
+    lite = build_extractor("lite")
     artifact = export_artifact(lite, tmp_path / "lite", size=256, clustering="kmeans")
     ref = ReferenceDetector(lite, ReferenceConfig(clustering="kmeans", input_size=256))
     with Detector(artifact, backend="cpu", keep_features=True) as det:
-        for img in _photos(shared_data, 2):
+        for img in _photos(sample_data, 2):
             got, want = det(img), ref(img)
             assert (got.features * want.features).sum(axis=1).min() >= 0.9999
             assert _iou(got.mask, want.mask) >= 0.99
             np.testing.assert_array_equal(got.labels, want.labels)
 
 
-def test_batches_match_single_images(tiny_artifact: Path, shared_data: Path) -> None:
-    imgs = _photos(shared_data, 5)
+def test_batches_match_single_images(tiny_artifact: Path, sample_data: Path) -> None:
+    imgs = _photos(sample_data, 5)
     with Detector(tiny_artifact, backend="cpu", keep_features=True) as det:
         singles = [det(i) for i in imgs]
         batched = list(det.detect_many(imgs, batch_size=3))
@@ -113,9 +115,9 @@ def test_auto_overlap_is_on_on_cpu(tiny_artifact: Path) -> None:
         Detector(tiny_artifact, backend="cpu", overlap_clustering="yes")
 
 
-def test_static_batch_model_is_fed_whole_batches(tmp_path: Path, tiny_extractor, shared_data: Path) -> None:
+def test_static_batch_model_is_fed_whole_batches(tmp_path: Path, tiny_extractor, sample_data: Path) -> None:
     artifact = export_artifact(tiny_extractor, tmp_path / "static", size=128, dynamic_batch=False)
-    imgs = _photos(shared_data, 3)
+    imgs = _photos(sample_data, 3)
     with Detector(artifact, backend="cpu") as det:
         out = list(det.detect_many(imgs, batch_size=2))
         assert all(isinstance(r, Result) for r in out) and len(out) == 3
@@ -176,6 +178,39 @@ def test_manifest_round_trip_and_validation(tiny_artifact: Path, tmp_path: Path)
     assert all(m.target is None for m in old.models) and old.model_for("cpu", "fp32").file == "model.onnx"
 
 
+
+@pytest.mark.parametrize("order", ["general first", "cpu first"])
+def test_model_files_are_chosen_by_precision_and_target_whatever_the_order(tiny_artifact: Path, tmp_path: Path,
+                                                                          order: str) -> None:
+    """The CPU provider takes the ``target="cpu"`` graph, everything TensorRT the general one, in any list order."""
+    base = load_manifest(tiny_artifact)
+    fp32 = base.model()
+    general = replace(fp32, file="model.int8.onnx", precision="int8", sha256="a" * 64)
+    cpu = replace(general, file="model.int8.cpu.onnx", sha256="c" * 64, target="cpu")
+    engine = replace(general, file="model.int8.engine", kind="tensorrt", sha256="e" * 64,
+                     onnx_sha256=general.sha256, tensorrt="10.3.0", compute_capability="9.0")
+    models = [fp32, general, cpu, engine] if order == "general first" else [engine, cpu, general, fp32]
+    manifest = replace(base, models=models)
+    assert manifest.model_for("cpu", "int8").file == "model.int8.cpu.onnx"
+    for backend in ("cuda", "tensorrt-ep"):
+        assert manifest.model_for(backend, "int8").file == "model.int8.onnx"
+    # The engine was built from the general graph: no complaint, whichever entry comes first.
+    check_engine_compatibility(engine, manifest, tmp_path, "10.3.0", "9.0")
+    with pytest.raises(ValueError, match="tuned for ONNX Runtime's CPU provider"):
+        open_engine(tmp_path, manifest, "tensorrt-ep", "int8", model_file="model.int8.cpu.onnx")
+
+    # The same on real files: ONNX Runtime's CPU provider opens the CPU variant.
+    art = tmp_path / "artifact"
+    art.mkdir()
+    onnx = (tiny_artifact / fp32.file).read_bytes()
+    for entry in (fp32, general, cpu):
+        (art / entry.file).write_bytes(onnx)
+    real = [replace(m, sha256=fp32.sha256) for m in (cpu, general, fp32)]
+    save_manifest(replace(base, models=real if order == "cpu first" else real[::-1]), art)
+    with Detector(art, backend="cpu", precision="int8") as det:
+        assert "model.int8.cpu.onnx" in det.engine.name
+
+
 def test_full_cpu_detection_never_imports_torch(tiny_artifact: Path, photo_dir: Path) -> None:
     code = (
         "import sys\n"
@@ -190,18 +225,18 @@ def test_full_cpu_detection_never_imports_torch(tiny_artifact: Path, photo_dir: 
 
 
 def test_fusion_of_two_artifacts_matches_the_fused_reference(tmp_path: Path, tiny_artifact: Path, tiny_extractor,
-                                                             shared_data: Path) -> None:
+                                                             sample_data: Path) -> None:
     """Detector([a, b]) fuses like FusedExtractor: nearest resize to a's map, normalise, concatenate."""
     torch = pytest.importorskip("torch")
-    from focal.training import FusedExtractor, ReferenceConfig, ReferenceDetector, create_extractor
+    from focal.training import FusedExtractor, ReferenceConfig, ReferenceDetector, build_extractor
 
     torch.manual_seed(1)
-    hrnet = create_extractor("hrnet")  # stride 4: its 32 x 32 map is resized to tiny's 16 x 16
+    hrnet = build_extractor("hrnet")  # stride 4: its 32 x 32 map is resized to tiny's 16 x 16
     hrnet_art = export_artifact(hrnet, tmp_path / "hrnet", size=128)
     ref = ReferenceDetector(FusedExtractor([tiny_extractor, hrnet]),
                             ReferenceConfig(clustering="kmeans", input_size=128))
     with Detector([tiny_artifact, hrnet_art], backend="cpu", clustering="kmeans", keep_features=True) as det:
-        for img in _photos(shared_data, 2):
+        for img in _photos(sample_data, 2):
             got, want = det(img), ref(img)
             assert got.features.shape == (16 * 16, 16 + 32)
             assert (got.features * want.features).sum(axis=1).min() >= 0.9999

@@ -12,11 +12,31 @@ from focal.training import (
     Extractor,
     FusedExtractor,
     backbone_info,
-    create_backbone,
-    create_extractor,
+    build_extractor,
     list_backbones,
     register_backbone,
 )
+from focal.training.backbones import create_backbone
+
+# A cheap configuration of each registered backbone: (factory overrides, input side S).
+# The SAM ViTs keep their real code paths (windowed and global attention) at two
+# blocks and a small side; full size they are 90M / 300M parameters.
+_SMALL: dict[str, tuple[dict, int]] = {
+    "tiny": ({}, 128),
+    "lite": ({"pretrained": False}, 256),
+    "hrnet": ({}, 128),
+    "vit-b": ({"img_size": 256, "depth": 2, "global_attn_indexes": (1,)}, 256),
+    "vit": ({"img_size": 64, "depth": 2, "global_attn_indexes": (1,)}, 64),
+}
+
+
+def _every_backbone() -> list:
+    """Every registered name; one without a small configuration runs at full size, marked slow."""
+    return [pytest.param(n, id=n, marks=() if n in _SMALL else pytest.mark.slow) for n in list_backbones()]
+
+
+def _small(name: str) -> tuple[dict, int]:
+    return _SMALL.get(name, ({}, backbone_info(name).input_size))
 
 
 def test_registry_lists_the_design_backbones() -> None:
@@ -30,24 +50,48 @@ def test_duplicate_and_unknown_names_raise() -> None:
         create_backbone("resnet-9000")
 
 
-@pytest.mark.parametrize(
-    ("name", "kwargs", "size", "expected"),
-    [
-        ("tiny", {}, 128, (16, 16, 16)),
-        ("lite", {"pretrained": False}, 256, (64, 32, 32)),
-        ("hrnet", {}, 128, (32, 32, 32)),
-        ("vit-b", {"img_size": 256, "depth": 2, "global_attn_indexes": (1,)}, 256, (256, 16, 16)),
-    ],
-)
-def test_output_contract(name: str, kwargs: dict, size: int, expected: tuple[int, int, int]) -> None:
+@pytest.mark.parametrize("name", _every_backbone())
+def test_output_contract(name: str) -> None:
+    """``[B, 3, S, S]`` float32 -> ``[B, D, S / stride, S / stride]`` float32, D and stride as registered."""
+    kwargs, size = _small(name)
+    info = backbone_info(name)
     model = create_backbone(name, **kwargs)
     with torch.no_grad():
         out = model(torch.rand(2, 3, size, size))
-    assert tuple(out.shape) == (2, *expected)
+    assert tuple(out.shape) == (2, info.feature_dim, size // info.stride, size // info.stride)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert model.feature_dim == info.feature_dim and model.stride == info.stride
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_registry_facts_match_the_built_module(name: str) -> None:
+    """The registry's static facts (default size, D, stride) are those of the module at its defaults."""
     info = backbone_info(name)
-    assert model.feature_dim == info.feature_dim == expected[0]
-    assert model.stride == info.stride == size // expected[1]
+    with torch.device("meta"):  # full size, no memory and no forward
+        model = create_backbone(name, **({"pretrained": False} if info.packaged_weights else {}))
+    assert (model.input_size, model.feature_dim, model.stride) == (info.input_size, info.feature_dim, info.stride)
+
+
+@pytest.mark.parametrize("name", _every_backbone())
+def test_extractor_carries_the_registry_contract(name: str) -> None:
+    """``build_extractor`` wraps each backbone; a fixed-size one is built for the side it is given."""
+    kwargs, size = _small(name)
+    info = backbone_info(name)
+    ext = build_extractor(name, **kwargs)
+    assert isinstance(ext, Extractor) and ext.members == [ext] and ext.kwargs == kwargs
+    assert (ext.feature_dim, ext.stride) == (info.feature_dim, info.stride)
+    assert ext.input_size == (kwargs["img_size"] if info.fixed_input_size else info.input_size)
+
+
+@pytest.mark.parametrize("name", [n for n in list_backbones() if backbone_info(n).packaged_weights])
+def test_packaged_weights_load_unless_asked_not_to(name: str) -> None:
+    def build(**kwargs: object) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)  # the parts the package does not ship are random
+        return create_backbone(name, **kwargs).state_dict()
+
+    a, b, c = build(), build(), build(pretrained=False)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_vit_large_is_the_sam_vit_l_encoder() -> None:
@@ -100,18 +144,9 @@ def test_lite_imagenet_weights_load_and_classify(shared_data) -> None:
     assert 281 <= top <= 285
 
 
-def test_lite_backbone_uses_packaged_weights() -> None:
-    a = create_backbone("lite")
-    b = create_backbone("lite")
-    c = create_backbone("lite", pretrained=False)
-    w = "blocks.3.0.conv_pw.weight"
-    assert torch.equal(a.state_dict()[w], b.state_dict()[w])
-    assert not torch.equal(a.state_dict()[w], c.state_dict()[w])
-
-
 def test_fusion_resizes_normalises_and_concatenates() -> None:
     torch.manual_seed(0)
-    fused = create_extractor("tiny+hrnet")
+    fused = build_extractor("tiny+hrnet")
     assert isinstance(fused, FusedExtractor) and fused.feature_dim == 16 + 32 and fused.stride == 8
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -125,7 +160,7 @@ def test_fusion_resizes_normalises_and_concatenates() -> None:
 
 
 def test_single_extractor_metadata() -> None:
-    ext = create_extractor("tiny")
+    ext = build_extractor("tiny")
     assert isinstance(ext, Extractor) and ext.input_size == 128 and ext.members == [ext]
     with pytest.raises(ValueError, match="empty member"):
-        create_extractor("tiny+")
+        build_extractor("tiny+")

@@ -109,3 +109,14 @@ def test_a_splice_donor_camera_differs_from_the_host(generator: TraceForgeryGene
     host = generator._camera(rng)
     for _ in range(20):
         assert generator._camera(rng, unlike=host).differs_from(host)
+
+
+def test_every_photo_of_the_pool_renders_at_the_smallest_shrink(photos) -> None:
+    # BSDS photos (321 px short side) hold a 256 crop only at the 1.25x
+    # minimum shrink: cameras that downsize must then keep the size.
+    gen = TraceForgeryGenerator(sorted(photos.glob("*.jpg"))[:6], SyntheticConfig(), trace=TraceConfig(crop=256))
+    for resample in (0.999, 0.9, 0.6):  # 0.999: a scene one pixel larger than the crop no longer fits
+        gen._camera = lambda rng, unlike=None, r=resample: replace(FLAT, resample=r)
+        for i in range(6):
+            image, _, camera = gen._rendered(gen.photos[i], np.random.default_rng(i))
+            assert image.shape == (256, 256, 3) and camera.resample is None

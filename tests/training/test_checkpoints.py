@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from focal.training import build_extractor, create_extractor, read_checkpoint_config, save_checkpoint
+from focal.training import FusedExtractor, build_extractor, read_checkpoint_config, save_checkpoint
 
 # A small SAM encoder config that both segment-anything and timm can build.
 SMALL_SAM = dict(img_size=256, embed_dim=96, depth=2, num_heads=2, global_attn_indexes=(1,))
@@ -67,7 +67,7 @@ def test_authors_vit_checkpoint_reproduces_sam_encoder(tmp_path: Path) -> None:
 
 def test_authors_hrnet_checkpoint_loads_strictly(tmp_path: Path) -> None:
     """The pose-HRNet layout (module.net. keys + unused final_layer) loads with nothing left over."""
-    source = create_extractor("hrnet")
+    source = build_extractor("hrnet")
     _randomise(source, seed=2)
     state = {f"module.net.{k.removeprefix('backbone.body.')}": v for k, v in source.state_dict().items()}
     state["module.net.final_layer.weight"] = torch.randn(17, 32, 1, 1)
@@ -111,7 +111,8 @@ def test_pickled_code_is_not_executed(tmp_path: Path) -> None:
 def test_own_checkpoint_round_trip(tmp_path: Path, name: str) -> None:
     torch.manual_seed(3)
     kwargs = [{"out_dim": 8}] + [{}] * name.count("+") if name.startswith("tiny") else [{"pretrained": False}]
-    model = create_extractor(name, kwargs)
+    members = [build_extractor(part, **kw) for part, kw in zip(name.split("+"), kwargs)]
+    model = members[0] if len(members) == 1 else FusedExtractor(members)
     _randomise(model, seed=4)
     path = save_checkpoint(model, tmp_path / "run" / "best.safetensors", extra={"epoch": 7})
     cfg = read_checkpoint_config(path)
@@ -124,7 +125,7 @@ def test_own_checkpoint_round_trip(tmp_path: Path, name: str) -> None:
 
 
 def test_own_checkpoint_errors(tmp_path: Path) -> None:
-    path = save_checkpoint(create_extractor("tiny"), tmp_path / "m.safetensors")
+    path = save_checkpoint(build_extractor("tiny"), tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="is for 'tiny', not 'lite'"):
         build_extractor("lite", weights=path)
     path.with_suffix(".json").write_text(json.dumps({"format": "other"}))
@@ -149,7 +150,7 @@ def test_fusion_from_per_member_authors_checkpoints(tmp_path: Path) -> None:
     _randomise(sam, seed=5)
     vit_path = tmp_path / "vit.pth"
     torch.save(_dataparallel_state(sam), vit_path)
-    tiny_path = save_checkpoint(create_extractor("tiny"), tmp_path / "tiny.safetensors")
+    tiny_path = save_checkpoint(build_extractor("tiny"), tmp_path / "tiny.safetensors")
     with pytest.raises(ValueError, match="one per member"):
         build_extractor("vit-b+tiny", weights=vit_path)
     fused = build_extractor("tiny+tiny", weights=[tiny_path, tiny_path])

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from focal.training import ReferenceConfig, ReferenceDetector, create_extractor
+from focal.training import ReferenceConfig, ReferenceDetector, build_extractor
 
 
 def _spliced_image(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -56,12 +56,12 @@ def test_reference_finds_an_obvious_splice(rng: np.random.Generator, clustering:
 
 def test_reference_on_a_flat_image_flags_nothing() -> None:
     torch.manual_seed(0)
-    detector = ReferenceDetector(create_extractor("tiny"), ReferenceConfig(min_cluster_size=50, input_size=256))
+    detector = ReferenceDetector(build_extractor("tiny"), ReferenceConfig(min_cluster_size=50, input_size=256))
     det = detector(np.full((120, 90, 3), 128, np.uint8))
     assert det.forged_fraction == 0.0 and det.mask.shape == (120, 90)
 
 
 def test_reference_rejects_non_rgb_uint8() -> None:
-    detector = ReferenceDetector(create_extractor("tiny"))
+    detector = ReferenceDetector(build_extractor("tiny"))
     with pytest.raises(ValueError, match=r"\[H, W, 3\] uint8"):
         detector(np.zeros((10, 10), np.uint8))

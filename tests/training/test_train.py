@@ -101,10 +101,10 @@ def test_torchrun_two_processes_on_cpu(shared_data: Path, tmp_path: Path) -> Non
     assert (out / "latest.safetensors").is_file()
 
 
-def test_fresh_forgeries_change_with_the_epoch_and_stay_deterministic(shared_data: Path) -> None:
+def test_fresh_forgeries_change_with_the_epoch_and_stay_deterministic(sample_data: Path) -> None:
     from focal.training.data import DatasetConfig, SyntheticDataset, SyntheticForgeryGenerator, list_images
 
-    photos = list_images(shared_data / "natural/bsds500")[:12]
+    photos = list_images(sample_data / "natural/bsds500")[:12]
     for fresh in (False, True):
         ds = SyntheticDataset(SyntheticForgeryGenerator(photos), 3, DatasetConfig(size=64), fresh_per_epoch=fresh)
         first = ds[1]["mask"]

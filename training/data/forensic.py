@@ -95,7 +95,7 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """A trace-free square crop of a photo, ``crop * extra`` pixels, with its label maps cropped alike."""
         photo, labels = self._load(path)
-        side = int(np.ceil(self._trace.crop * extra))
+        side = self._side(extra)
         low, high = self._trace.scene_downscale_range
         largest = min(photo.shape[:2]) / side  # the shrink that still leaves one crop
         if largest < self._trace.min_scene_downscale:
@@ -111,6 +111,10 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
         window = (slice(top, top + side), slice(left, left + side))
         crops = [_crop_labels(m, size, window) for m in labels]
         return np.ascontiguousarray(scene[window]), crops
+
+    def _side(self, extra: float) -> int:
+        """Scene side for a camera that shrinks by ``1 / extra``."""
+        return int(np.ceil(self._trace.crop * extra))
 
     def _photo_shape(self, path: Path) -> tuple[int, int]:
         """(H, W) of a photo, read once per path."""
@@ -135,7 +139,7 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
         # A camera that downsizes needs a larger scene to still fill a crop;
         # on a photo too small for that it keeps its size instead.
         extra = 1.0 / camera.resample if camera.resample is not None and camera.resample < 1.0 else 1.0
-        if extra > 1.0 and min(self._photo_shape(path)) < self._trace.crop * extra * self._trace.min_scene_downscale:
+        if extra > 1.0 and min(self._photo_shape(path)) / self._side(extra) < self._trace.min_scene_downscale:
             camera, extra = replace(camera, resample=None), 1.0
         scene, labels = self._scene(path, rng, extra)
         image = render(scene, camera, rng)
