@@ -51,7 +51,7 @@ from focal.training.data import (
     list_images,
     split_by_file,
 )
-from focal.training.data.forensic import TraceConfig, TraceForgeryGenerator
+from focal.training.data.forensic import TraceConfig, TraceForgeryGenerator, photos_for_crop
 from focal.training.losses import compactness_loss, nce_loss, scl_loss
 from focal.training.model import Extractor
 
@@ -131,6 +131,11 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
         if not photos_root.is_dir():
             raise FileNotFoundError(f"{photos_root}: photo folder for synthetic forgeries not found (--photos)")
         photos = list_images(photos_root)
+        if cfg.forgeries == "traces":
+            photos, small = photos_for_crop(photos, cfg.input_size)
+            if small:
+                print(f"focal-train: {len(small)} photos smaller than a {cfg.input_size}-pixel crop left out "
+                      f"(first: {small[0]})", file=sys.stderr)
         split = split_by_file(photos, cfg.val_fraction, seed=cfg.seed)
         seg = cfg.segmentations if cfg.segmentations and Path(cfg.segmentations).is_dir() else None
         make = _generator_factory(cfg, seg)

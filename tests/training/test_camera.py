@@ -120,3 +120,30 @@ def test_every_photo_of_the_pool_renders_at_the_smallest_shrink(photos) -> None:
         for i in range(6):
             image, _, camera = gen._rendered(gen.photos[i], np.random.default_rng(i))
             assert image.shape == (256, 256, 3) and camera.resample is None
+
+
+def test_a_photo_barely_larger_than_the_crop_still_yields_samples(tmp_path) -> None:
+    # 282 x 512 (an Urban100 photo) cannot be shrunk 2x and still hold a 256 crop.
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, shape in enumerate([(282, 512), (300, 400)]):
+        path = tmp_path / f"p{i}.png"
+        cv2.imwrite(str(path), cv2.GaussianBlur(rng.integers(0, 256, (*shape, 3), dtype=np.uint8), (0, 0), 2))
+        paths.append(path)
+    gen = TraceForgeryGenerator(paths, SyntheticConfig(), trace=TraceConfig(crop=256))
+    for i in range(8):
+        assert gen.generate(i, np.random.default_rng(i)).image.shape == (256, 256, 3)
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((200, 300, 3), np.uint8))
+    with pytest.raises(ValueError, match="small.png: 300 x 200 is smaller than a 256-pixel scene"):
+        TraceForgeryGenerator([small, paths[0]], SyntheticConfig(), trace=TraceConfig(crop=256)).generate(
+            0, np.random.default_rng(0))
+
+
+def test_photos_too_small_for_the_crop_are_told_apart_from_their_headers(tmp_path) -> None:
+    from focal.training.data.forensic import photos_for_crop
+
+    big, small = tmp_path / "big.jpg", tmp_path / "small.png"
+    cv2.imwrite(str(big), np.zeros((300, 400, 3), np.uint8))
+    cv2.imwrite(str(small), np.zeros((200, 500, 3), np.uint8))
+    assert photos_for_crop([small, big], 256) == ([big], [small])

@@ -28,11 +28,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from focal.runtime._headers import declared_size
+
 from .camera import CameraConfig, Pipeline, draw_pipeline, jpeg_at_offset, render
 from .io import DEFAULT_MAX_PIXELS
 from .synthetic import SyntheticConfig, SyntheticForgeryGenerator, SyntheticSample
 
-__all__ = ["TraceConfig", "TraceForgeryGenerator"]
+__all__ = ["TraceConfig", "TraceForgeryGenerator", "photos_for_crop"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class TraceConfig:
 
     crop: int = 256  # side of the square samples, pixels (native resolution: no resize afterwards)
     scene_downscale_range: tuple[float, float] = (2.0, 4.0)  # how much a photo is shrunk to erase its traces
-    min_scene_downscale: float = 1.25  # smallest shrink accepted where a photo is too small for the range
+    min_scene_downscale: float = 1.25  # a camera that downsizes keeps the size where the scene would shrink less
     camera: CameraConfig = CameraConfig()  # ranges the cameras are drawn from
     max_pipeline_draws: int = 10  # draws of a donor camera until one differs from the host's
 
@@ -69,7 +71,7 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
 
     Raises:
         ValueError: as :class:`SyntheticForgeryGenerator`, and when a photo
-            is too small for one ``crop`` at ``min_scene_downscale``.
+            is smaller than one ``crop``.
     """
 
     def __init__(
@@ -98,12 +100,13 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
         side = self._side(extra)
         low, high = self._trace.scene_downscale_range
         largest = min(photo.shape[:2]) / side  # the shrink that still leaves one crop
-        if largest < self._trace.min_scene_downscale:
-            raise ValueError(
-                f"{path}: {photo.shape[1]} x {photo.shape[0]} is too small for a {side}-pixel scene shrunk "
-                f"{self._trace.min_scene_downscale}x (TraceConfig.crop)"
-            )
-        factor = float(rng.uniform(min(low, largest), min(high, largest)))
+        if largest < 1.0:
+            raise ValueError(f"{path}: {photo.shape[1]} x {photo.shape[0]} is smaller than a {side}-pixel scene "
+                             "(TraceConfig.crop)")
+        # A photo too small for the wanted shrink is shrunk as far as it allows:
+        # fewer of its own traces are erased, but it still yields a crop.
+        low = min(low, largest)
+        factor = float(rng.uniform(low, min(high, largest)))
         size = (max(side, round(photo.shape[1] / factor)), max(side, round(photo.shape[0] / factor)))
         scene = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
         top = int(rng.integers(0, size[1] - side + 1))
@@ -180,6 +183,27 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
             donor, donor_labels, _ = self._rendered(donor_path, rng, unlike=camera)
         forgery = self._forge(kind, host, host_path, labels, donor, donor_labels, rng)
         return SyntheticSample(self._save(forgery.image, rng, camera), forgery.mask, kind, host_path, donor_path)
+
+
+def photos_for_crop(photos: Sequence[str | Path], crop: int) -> tuple[list[Path], list[Path]]:
+    """Splits photos into those that hold a ``crop``-pixel square and those that do not.
+
+    Sizes come from the file headers (:func:`focal.runtime._headers.declared_size`),
+    so nothing is decoded. A photo whose header cannot be read is kept: the
+    generator reports it by name when it reads it.
+
+    Returns:
+        ``(usable, too_small)``, each in input order.
+    """
+    usable, small = [], []
+    for path in map(Path, photos):
+        try:
+            width, height = declared_size(path.read_bytes())
+        except (OSError, ValueError):
+            usable.append(path)
+            continue
+        (usable if min(width, height) >= crop else small).append(path)
+    return usable, small
 
 
 def _crop_labels(labels: np.ndarray, size: tuple[int, int], window: tuple[slice, slice]) -> np.ndarray:
