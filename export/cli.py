@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="symbolic batch axis in the graph (height/width stay static)")
     model.add_argument("--opset", type=int, default=MIN_OPSET, metavar="N", help=f"ONNX opset (>= {MIN_OPSET})")
     model.add_argument("--seed", type=int, default=0, metavar="N", help="seed of random weights and of the parity input")
+    model.add_argument("--input-policy", choices=("square", "native"), default="square",
+                       help="'square': stretch to --input-size (the release's); 'native': keep the aspect, cap the "
+                            "long side at --max-side, pad to the stride (FP32 graph with dynamic height and width)")
+    model.add_argument("--max-side", type=int, default=None, metavar="N",
+                       help="native: cap of the longer side (default: 2 x --input-size)")
+    model.add_argument("--max-points", type=int, default=4096, metavar="N",
+                       help="native: most feature cells clustered; larger maps are average-pooled down to it")
     model.add_argument("--out", default=None, metavar="DIR", help="artifact folder (default: focal-BACKBONE-SIZE)")
 
     prec = parser.add_argument_group("precision")
@@ -92,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
     return ExportConfig(
         backbone=args.backbone, weights=tuple(args.weights), input_size=args.input_size, batch=args.graph_batch,
         dynamic_batch=args.dynamic_graph_batch, out=out, opset=args.opset, seed=args.seed,
+        input_policy=args.input_policy, max_side=args.max_side, max_points=args.max_points,
         fp16=args.fp16, fp16_keep=tuple(args.fp16_keep), int8=args.int8, calib=args.calib,
         calib_count=args.calib_count, calib_method=args.calib_method, calib_cache=args.calib_cache,
         int8_exclude=tuple(args.int8_exclude), int8_keep_stem=not args.int8_quantize_stem,

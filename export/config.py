@@ -22,6 +22,11 @@ class ExportConfig:
     input_size: int | None = None  # square side S; None = the extractor's own (1024 vit/hrnet, 512 lite)
     batch: int = 1  # batch of the graph (static), or the optimum of a dynamic one
     dynamic_batch: bool = False  # symbolic batch axis (TensorRT gets an optimisation profile)
+    # "square" (stretched to S x S, the release's) or "native" (aspect kept, long side capped at
+    # max_side, padded to the stride; the graph takes any height and width)
+    input_policy: str = "square"
+    max_side: int | None = None  # native: cap of the longer side (default 2 x S)
+    max_points: int = 4096  # native: most feature cells clustered (pooled down to it)
     out: str = "focal-export"  # artifact folder (focal.json + model files)
     opset: int = MIN_OPSET  # ONNX opset, >= 17
     seed: int = 0  # seeds random weights (no --weights) and the parity input
@@ -68,5 +73,22 @@ class ExportConfig:
             raise ValueError("verify_limit and report_images must be >= 1")
         if self.max_batch is not None and self.max_batch < self.batch:
             raise ValueError(f"max_batch {self.max_batch} is below batch {self.batch}")
+        if self.input_policy not in ("square", "native"):
+            raise ValueError(f"unknown input policy {self.input_policy!r}; choose 'square' or 'native'")
+        if self.input_policy == "native":
+            if "+" in self.backbone:
+                raise ValueError("--input-policy native exports one backbone; a fusion needs 'square'")
+            from focal.training.backbones import backbone_info
+
+            if backbone_info(self.backbone).fixed_input_size:
+                raise ValueError(f"{self.backbone}: its weights hold one input size (position embeddings), so it "
+                                 "needs --input-policy square")
+            if self.fp16 or self.int8 or self.engine or self.precision_report:
+                raise ValueError("--input-policy native exports the FP32 graph only so far: drop --fp16, --int8, "
+                                 "--engine and --precision-report")
+            if self.max_side is not None and self.max_side < 8:
+                raise ValueError(f"max_side must be >= 8, got {self.max_side}")
+            if self.max_points < self.min_cluster_size:
+                raise ValueError(f"max_points {self.max_points} is below min_cluster_size {self.min_cluster_size}")
         if self.precision_report and not (self.verify or self.calib):
             raise ValueError("--precision-report needs images: give --verify IMAGES or --calib")

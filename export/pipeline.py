@@ -210,7 +210,8 @@ def _first_manifest(run: _Run, onnx_export: OnnxExport) -> Manifest:
     return Manifest(
         extractor=model.name,
         members=[MemberSpec(m.name, m.feature_dim, m.stride) for m in model.members],
-        input=InputSpec(name=INPUT_NAME, size=run.size, dynamic_batch=cfg.dynamic_batch, batch=cfg.batch),
+        input=InputSpec(name=INPUT_NAME, size=run.size, dynamic_batch=cfg.dynamic_batch, batch=cfg.batch,
+                        **_policy_fields(cfg, run.size)),
         output=OutputSpec(name=OUTPUT_NAME, feature_dim=dim, height=height, width=width),
         models=[ModelFile("model.onnx", "onnx", "fp32", onnx_export.sha256,
                           external_data=onnx_export.external_data.name if onnx_export.external_data else None)],
@@ -221,11 +222,19 @@ def _first_manifest(run: _Run, onnx_export: OnnxExport) -> Manifest:
     )
 
 
+def _policy_fields(cfg: ExportConfig, size: int) -> dict[str, Any]:
+    """The manifest's input-policy fields (none for the square policy, so its manifests stay as they were)."""
+    if cfg.input_policy == "square":
+        return {}
+    return {"policy": "native", "max_side": int(cfg.max_side or 2 * size), "max_points": int(cfg.max_points)}
+
+
 def _export_fp32(run: _Run) -> None:
     """``model.onnx``, the first ``focal.json``, and the calibration set now that the side is known."""
     cfg = run.cfg
     path = run.out / "model.onnx"
-    run.onnx = export_onnx(run.model, path, run.size, cfg.batch, cfg.dynamic_batch, cfg.opset, cfg.seed)
+    run.onnx = export_onnx(run.model, path, run.size, cfg.batch, cfg.dynamic_batch, cfg.opset, cfg.seed,
+                           dynamic_size=cfg.input_policy == "native")
     run.say(f"      {path.name}: {run.onnx.nodes} nodes, {_size(run.onnx.size_bytes)}, "
             f"max |ORT - torch| = {run.onnx.max_abs_diff:.3g} in {run.onnx.seconds:.1f} s")
     run.files.append(WrittenFile(path, run.onnx.size_bytes, f"ONNX FP32, opset {run.onnx.opset}"))

@@ -5,8 +5,9 @@ tensors and Casts, INT8 Q/DQ nodes. So the network is parsed *strongly
 typed* (TensorRT 11: the only mode; TensorRT 10: the ``STRONGLY_TYPED``
 flag) and TensorRT runs each layer in its tensors' type, with no builder
 precision flag. Where strong typing is missing (TensorRT before 10), the
-equivalent is built the old way: the FP16 (and INT8) flag plus FP32
-precision constraints on the layers the manifest lists as kept in FP32.
+equivalent is built with builder flags instead: the FP16 (and INT8) flag
+plus FP32 precision constraints on the layers the manifest lists as kept in
+FP32.
 
 Also: a workspace limit, a timing cache reused across builds (one file per
 GPU and TensorRT version: a second build of the same layers skips the

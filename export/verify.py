@@ -55,7 +55,8 @@ class Thresholds:
     iou: float  # mean mask IoU
 
 
-# The acceptance levels (tests enforce them on tiny/lite models).
+# Acceptance levels per precision, on what users see: feature cosine and mask IoU
+# (docs/export.md, "Checks"); tests enforce them on tiny/lite models.
 PARITY_THRESHOLDS: dict[str, Thresholds] = {
     "fp32": Thresholds(cosine=0.9999, iou=0.99),
     "fp16": Thresholds(cosine=0.999, iou=0.97),
@@ -317,8 +318,10 @@ def verify(
     mcs = int(config.min_cluster_size or manifest.clustering.min_cluster_size)
     pictures = load_images(images, config.limit)
     model = reference if reference is not None else model_from_manifest(manifest)
+    spec = manifest.input
     ref_det = ReferenceDetector(model, ReferenceConfig(clustering=clustering, min_cluster_size=mcs,
-                                                       input_size=manifest.input.size))
+                                                       input_size=spec.size, policy=spec.policy,
+                                                       max_side=spec.max_side, max_points=spec.max_points))
     say(f"verify: PyTorch reference on {len(pictures)} images ({clustering}, min cluster {mcs})")
     ref_det.feature_map(pictures[0][1])  # warm-up
     ref, ref_times = [], []
@@ -326,7 +329,8 @@ def verify(
         t0 = time.perf_counter()
         fmap = ref_det.feature_map(im)
         ref_times.append((time.perf_counter() - t0) * 1e3)
-        ref.append(localize(fmap, im.shape[0], im.shape[1], clustering, mcs))
+        ref.append(localize(fmap, im.shape[0], im.shape[1], clustering, mcs,
+                            geometry=ref_det.geometry(im.shape[0], im.shape[1])))
     ref_ms = statistics.median(ref_times)
 
     rows: list[Parity] = []

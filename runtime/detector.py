@@ -26,7 +26,8 @@ from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
 from focal.runtime.fusion import fuse_feature_maps
 from focal.runtime.postprocess import localize
-from focal.runtime.preprocess import to_input
+from focal.runtime.geometry import Geometry, image_geometry
+from focal.runtime.preprocess import network_input
 
 STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "cluster", "postprocess")
 
@@ -84,6 +85,7 @@ class _Prepared:
     height: int = 0
     width: int = 0
     tensors: list[np.ndarray] = field(default_factory=list)  # one [3, S, S] input per member
+    geometry: Geometry | None = None  # "native" policy: where the image sits in the input; None = square
     error: Exception | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -106,14 +108,31 @@ class _Member:
         # A static batch axis takes exactly `batch` images per call; a dynamic one any number.
         self.static_batch = None if spec.dynamic_batch else int(spec.batch)
 
-    def preprocess(self, image: np.ndarray) -> np.ndarray:
-        spec = self.manifest.input
-        return to_input(image, spec.size, spec.mean, spec.std)
+    @property
+    def native(self) -> bool:
+        """Whether the artifact keeps each image's aspect (``native`` policy)."""
+        return self.manifest.input.policy == "native"
 
-    def infer(self, tensors: list[np.ndarray]) -> np.ndarray:
-        """``[B, 3, S, S]`` -> ``[B, D, h, w]``, padding or splitting to the model's batch rule."""
+    def geometry(self, height: int, width: int) -> Geometry | None:
+        """Where an image of that size sits in the input; None under the square policy."""
+        spec = self.manifest.input
+        return image_geometry(height, width, spec.policy, spec.size, self.manifest.members[0].stride,
+                              spec.max_side, spec.max_points)
+
+    def preprocess(self, image: np.ndarray, geometry: Geometry | None = None) -> np.ndarray:
+        spec = self.manifest.input
+        return network_input(image, spec.size, geometry, spec.mean, spec.std)
+
+    def infer(self, tensors: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+        """``[B, 3, S, S]`` -> ``[B, D, h, w]``, padding or splitting to the model's batch rule.
+
+        Under the ``native`` policy every image has its own shape: each runs
+        alone and the result is a list of ``[D, h_i, w_i]`` maps.
+        """
         name_in = self.engine.input_names[0]
         name_out = self.engine.output_names[0]
+        if self.native:
+            return [self.engine.infer({name_in: t[None]})[name_out][0] for t in tensors]
         if self.static_batch is None:
             return self.engine.infer({name_in: np.stack(tensors)})[name_out]
         outs = []
@@ -166,6 +185,9 @@ class Detector:
         if cfg.model_file is not None and len(paths) > 1:
             raise ValueError("model_file names one artifact's model; a fusion of several artifacts has no single one")
         self.members = [_Member(p, cfg) for p in paths]
+        if len(self.members) > 1 and any(m.native for m in self.members):
+            raise ValueError("a fusion of artifacts needs the 'square' input policy in each; "
+                             f"{[str(m.artifact) for m in self.members if m.native]} use 'native'")
         self.artifact = paths[0]
         self.manifest: Manifest = self.members[0].manifest  # the first member sets size and defaults
         self.clustering = cfg.clustering or self.manifest.clustering.method
@@ -199,15 +221,16 @@ class Detector:
                 item, max_pixels=self.config.max_pixels, apply_orientation=self.config.exif_orientation
             )
             t1 = time.perf_counter()
-            prep.tensors = [m.preprocess(image) for m in self.members]
             prep.height, prep.width = image.shape[:2]
+            prep.geometry = self.members[0].geometry(prep.height, prep.width)
+            prep.tensors = [m.preprocess(image, prep.geometry) for m in self.members]
             prep.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (time.perf_counter() - t1) * 1e3}
         except (OSError, ValueError) as exc:
             prep.error = exc
         return prep
 
-    def _infer(self, preps: list[_Prepared]) -> np.ndarray:
-        """Feature maps of a batch, ``[B, D, h, w]``; several members are fused."""
+    def _infer(self, preps: list[_Prepared]) -> np.ndarray | list[np.ndarray]:
+        """Feature maps of a batch, ``[B, D, h, w]`` (a list of maps under ``native``); several members are fused."""
         maps = [m.infer([p.tensors[k] for p in preps]) for k, m in enumerate(self.members)]
         return maps[0] if len(maps) == 1 else fuse_feature_maps(maps)
 
@@ -233,7 +256,7 @@ class Detector:
                 results.append(p.error)
                 continue
             loc = localize(feats[k].astype(np.float32, copy=False), p.height, p.width, self.clustering,
-                           self.min_cluster_size, self.cluster_backend)
+                           self.min_cluster_size, self.cluster_backend, geometry=p.geometry)
             k += 1
             timings = {**p.timings, "infer": infer_ms, "cluster": loc.cluster_ms, "postprocess": loc.post_ms}
             results.append(Result(
@@ -328,7 +351,7 @@ class Detector:
 
         ``"auto"``: yes. On a GPU the CPU clustering hides behind the
         network; on CPU the stages share the cores, but Prim's loop runs on
-        one thread and the network's threads fill the other core (measured:
-        README, "Detection").
+        one thread and the network's threads fill the other core
+        (docs/runtime.md, "Pipelining").
         """
         return self.config.overlap_clustering in ("auto", "on")

@@ -67,6 +67,11 @@ class InputSpec:
     std: list[float] | None = None  # per-channel std divided after (None: none)
     resize: str = "bilinear"  # OpenCV interpolation used to reach S x S
     keep_aspect: bool = False  # the release stretches to a square
+    # "square" (stretched to size x size, the release's) or "native" (long side capped at
+    # max_side, aspect kept, padded to the stride; see focal.runtime.geometry)
+    policy: str = "square"
+    max_side: int | None = None  # native: cap of the longer side, pixels
+    max_points: int = 4096  # native: most feature cells clustered (pooled down to it)
     dynamic_batch: bool = False  # whether the batch axis is symbolic
     batch: int = 1  # static batch size (or the optimum one when dynamic)
 
@@ -77,7 +82,7 @@ class OutputSpec:
 
     name: str = "features"  # graph output name
     feature_dim: int = 0  # D (the sum of the members' for a fusion)
-    height: int = 0  # h
+    height: int = 0  # h (at the nominal input size under "native", whose graph takes any size)
     width: int = 0  # w
 
 
@@ -195,6 +200,25 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: {exc}") from exc
 
 
+def _check_policy(inp: InputSpec, members: list[MemberSpec], clustering: ClusteringSpec, where: str) -> None:
+    """Refuses input policies this runtime cannot run, before any model is opened."""
+    from focal.runtime.geometry import INPUT_POLICIES
+
+    if inp.policy not in INPUT_POLICIES:
+        raise ValueError(f"{where}: unknown input policy {inp.policy!r}; this runtime knows {INPUT_POLICIES}")
+    if inp.policy != "native":
+        return
+    if len(members) != 1:
+        raise ValueError(f"{where}: input policy 'native' runs one extractor; a fusion needs 'square'")
+    stride = members[0].stride
+    if not inp.max_side or inp.max_side < stride:
+        raise ValueError(f"{where}: input policy 'native' needs input.max_side >= the stride {stride}, "
+                         f"got {inp.max_side}")
+    if inp.max_points < clustering.min_cluster_size:
+        raise ValueError(f"{where}: input.max_points {inp.max_points} is below the minimum cluster size "
+                         f"{clustering.min_cluster_size}: no forged cluster could ever form")
+
+
 def parse_manifest(raw: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
     """Validate and convert a decoded ``focal.json``.
 
@@ -215,6 +239,7 @@ def parse_manifest(raw: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
         clustering = _build(ClusteringSpec, raw.pop("clustering", {}), f"{where} clustering")
     except KeyError as exc:
         raise ValueError(f"{where}: missing field {exc}") from None
+    _check_policy(inp, members, clustering, where)
     for m in models:
         if m.precision not in PRECISIONS:
             raise ValueError(f"{where}: {m.file}: unknown precision {m.precision!r}; allowed {PRECISIONS}")

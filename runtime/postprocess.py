@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE, cluster_features, normalize_rows
+from focal.runtime.geometry import Geometry, labels_extent, pool_features
 from focal.runtime.score import forgery_score
 
 
@@ -65,6 +66,7 @@ def localize(
     method: str = "hdbscan",
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
     backend: str = "auto",
+    geometry: Geometry | None = None,
 ) -> Localization:
     """Method.md sections 1 and 4 after the network: normalise, cluster, mask, score.
 
@@ -80,6 +82,10 @@ def localize(
         min_cluster_size: HDBSCAN's smallest cluster.
         backend: clustering implementation, "auto" (native where built),
             "native" or "reference"; the labels are the same.
+        geometry: under the ``native`` input policy, where the image sits in
+            the map (:func:`focal.runtime.geometry.plan`): only its cells are
+            kept, pooled to the clustering grid, and the mask is mapped back
+            through the resize. None: the map covers the image whole (square).
 
     Returns:
         A :class:`Localization`.
@@ -87,13 +93,18 @@ def localize(
     if feature_map.ndim != 3:
         raise ValueError(f"feature map must be [D, h, w], got shape {feature_map.shape}")
     t0 = time.perf_counter()
+    if geometry is not None:
+        feature_map = pool_features(feature_map, geometry)
     d, h, w = feature_map.shape
     flat = normalize_rows(feature_map.reshape(d, h * w).T)
     t1 = time.perf_counter()
     # Rows are unit length already: checked, not normalised a second time.
     labels = cluster_features(flat, method, min_cluster_size, backend=backend, normalized=True)  # type: ignore[arg-type]
     t2 = time.perf_counter()
-    mask = labels_to_mask(labels.reshape(h, w), height, width)
+    if geometry is None:
+        mask = labels_to_mask(labels.reshape(h, w), height, width)
+    else:
+        mask = _native_mask(labels.reshape(h, w), geometry)
     score = forgery_score(flat, labels)
     fraction = float(np.count_nonzero(mask)) / mask.size
     t3 = time.perf_counter()
@@ -106,6 +117,15 @@ def localize(
         cluster_ms=(t2 - t1) * 1e3,
         post_ms=((t1 - t0) + (t3 - t2)) * 1e3,
     )
+
+
+def _native_mask(labels: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Grid labels -> ``[H, W]`` uint8 mask through the native policy's pad and resize."""
+    ext_h, ext_w = labels_extent(geometry)
+    mask = labels_to_mask(labels, ext_h, ext_w)[: geometry.in_height, : geometry.in_width]
+    if mask.shape != (geometry.height, geometry.width):
+        mask = cv2.resize(mask, (geometry.width, geometry.height), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(mask)
 
 
 def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -8,8 +8,13 @@ difference between them can only come from the network or what follows it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from focal.runtime.geometry import Geometry
 
 
 def to_input(
@@ -41,10 +46,35 @@ def to_input(
     if size < 1:
         raise ValueError(f"input size must be positive, got {size}")
     resized = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    return to_tensor(resized, mean, std)
+
+
+def to_tensor(image: np.ndarray, mean: list[float] | None = None, std: list[float] | None = None) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB -> ``[3, H, W]`` float32 in ``[0, 1]`` (then ``mean``/``std``), no resize."""
     # Scale in float32 after resizing uint8, as the release does (resize, then /255).
-    x = np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
+    x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255.0)
     if mean is not None:
         x -= np.asarray(mean, np.float32).reshape(3, 1, 1)
     if std is not None:
         x /= np.asarray(std, np.float32).reshape(3, 1, 1)
     return x
+
+
+def network_input(image: np.ndarray, size: int, geometry: "Geometry | None" = None,
+                  mean: list[float] | None = None, std: list[float] | None = None) -> np.ndarray:
+    """One image as the network takes it, under either input policy.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        size: ``S`` of the square policy.
+        geometry: the ``native`` policy's plan for this image
+            (:func:`focal.runtime.geometry.plan`); None = square.
+
+    Returns:
+        ``[3, S, S]`` (square) or ``[3, pad_height, pad_width]`` (native) float32.
+    """
+    if geometry is None:
+        return to_input(image, size, mean, std)
+    from focal.runtime.geometry import pad_input
+
+    return to_tensor(pad_input(image, geometry), mean, std)

@@ -49,9 +49,10 @@ class TrainConfig:
     # Weight of losses.compactness_loss on untouched samples (method.md allows "a compactness
     # term" there); 0 = the paper's recipe, where untouched images teach nothing.
     authentic_weight: float = 0.0
-    # SCL alternating fuzzy rounds; 0 = weights stay the hard mask labels. Measured (README,
-    # "Training"): from random init the fuzzy rounds wash out the labels (both centres start
-    # close, so every weight is ~0.5) and validation IoU stays flat while the loss falls.
+    # SCL alternating fuzzy rounds; 0 = weights stay the hard mask labels. 0 by default because
+    # from random init the fuzzy rounds wash out the labels (both centres start close, so every
+    # weight is ~0.5) and validation IoU stays flat while the loss falls (docs/training.md,
+    # "SCL's fuzzy rounds").
     fuzzy_iters: int = 0
     val_clustering: str = "kmeans"  # clustering in validation; kmeans is fast, hdbscan is the paper's
     val_every: int = 1  # validate every N epochs (and after the last)
@@ -81,8 +82,8 @@ class TrainConfig:
 
 # Named, reproducible recipes. `lite-synthetic` is the embedded default model's.
 PRESETS: dict[str, dict[str, Any]] = {
-    # Loss: the release's NCE from both sides plus compactness on untouched samples; measured
-    # against the paper's SCL and scl-pixel in the README ("Training: the losses compared").
+    # Loss: the release's NCE from both sides plus compactness on untouched samples, chosen over the
+    # paper's SCL, scl-pixel and the one-sided NCE by docs/training.md ("The losses compared").
     "lite-synthetic": dict(
         backbone="lite", data="synthetic", input_size=512, epochs=19, train_samples=400, val_samples=32,
         fresh_forgeries=True, batch_size=4, lr=1e-4, max_side=768, augment=True, val_clustering="hdbscan",

@@ -157,41 +157,17 @@ def scl_loss(
         L_f = -log( e^(p_2/tau) / (e^(p_2/tau) + e^(s(c_1, c_2)/tau)) )
         L_image = L_p + L_f
 
-    Choices where method.md leaves freedom:
-
-    - The positive term is normalised by the weights (``sum_i w_ik^m`` in the
-      denominator, the same ``w^m`` weighting as (7)), i.e. a weighted mean,
-      not a sum, of similarities. As a consequence ``p_k`` equals ``|c_k|``,
-      the norm of the centre of unit vectors: it is 1 exactly when the
-      category's weighted features coincide.
-    - The per-image loss is the sum ``L_p + L_f``, not their mean.
-    - An image without a forged pixel, or without a pristine one, contributes
-      no term (no compactness-only variant). ``"mean"`` averages over the
-      images that have both classes (not over ``B``); ``"sum"`` sums them (the
-      paper's (10)). If no image has both classes, both return a zero that is
-      still connected to the graph (``features.sum() * 0``), so
-      ``backward()`` works and gives zero gradients. ``"none"`` returns the
-      ``[B]`` per-image losses with 0 for images lacking a class.
-
     ``per_pixel=True`` (the ``scl-pixel`` training loss, this project's
-    variant) moves the expectation outside the log: every pixel is a query
-    against both centres, weighted by its membership::
-
-        L_p = sum_i w_i1^m softplus((s(c_2, f_i) - s(c_1, f_i)) / tau) / sum_i w_i1^m
-
-    and ``L_f`` symmetrically. Why: the centre-level loss saturates. Measured
-    on the `lite` backbone after 7 epochs on synthetic forgeries, it was
-    below 0.001 on most training images while 10-30% of their pristine pixels
-    lay nearer the forged centre than the pristine one: once the *mean*
-    similarity beats the centre-to-centre similarity by ~0.5 (at tau 0.1) no
-    gradient is left for the pixels the clustering then gets wrong. The
-    per-pixel form keeps a gradient exactly on those pixels.
+    variant) makes every pixel a query against both centres, weighted by its
+    membership; see :func:`_scl_sides` for the formula and why. Where
+    method.md leaves freedom (the weighted mean in ``p_k``, the sum
+    ``L_p + L_f``, images lacking a class) the choices are documented in
+    :func:`_scl_sides` and :func:`_reduce_images`.
 
     Note:
         The fuzzy rounds minimise (1), which sees the mask only through the
-        initial ``W``. When the features already form two tight clusters that
-        disagree with the mask, the rounds move ``W`` to the clusters and the
-        loss is as low as for the right mask (a test records this);
+        initial ``W``: features forming two tight clusters that disagree with
+        the mask move ``W`` to the clusters (a test records this);
         ``max_iter`` is what keeps ``W`` close to the labels.
 
     Args:
@@ -203,7 +179,9 @@ def scl_loss(
         m: fuzzifier, ``> 1`` (2 in the paper).
         max_iter: cap on alternating fuzzy rounds, ``>= 0``.
         tol: convergence threshold on the max absolute weight change, ``>= 0``.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``, as described above.
+        reduction: ``"mean"`` over the images with both classes, ``"sum"``
+            (the paper's (10)) or ``"none"`` (``[B]``, 0 for an image lacking
+            a class); see :func:`_reduce_images`.
         per_pixel: the per-pixel variant described above.
 
     Returns:
@@ -226,10 +204,44 @@ def scl_loss(
     with torch.no_grad():
         assignment = _soft_assign_flat(feats.detach(), forged, m, max_iter, tol)
     powered = assignment.weights.pow(m)  # [B, N, 2], constant for autograd
-    mass = powered.sum(dim=1)  # [B, 2]
+    per_image = _scl_sides(feats, powered, tau, per_pixel).sum(dim=-1)  # [B]
+    return _reduce_images(per_image, assignment.has_both, reduction, features)
 
-    # (7) again, now from the grad-carrying features: gradient flows through
-    # the features only, W stays a fixed target.
+
+def _scl_sides(feats: torch.Tensor, powered: torch.Tensor, tau: float, per_pixel: bool) -> torch.Tensor:
+    """The pristine and forged terms ``L_p``, ``L_f`` of :func:`scl_loss`, per image.
+
+    The positive term ``p_k`` is normalised by the weights (``sum_i w_ik^m``,
+    the same ``w^m`` weighting as (7)), i.e. a weighted mean, not a sum, of
+    similarities; so ``p_k`` equals ``|c_k|``, the norm of the centre of unit
+    vectors, 1 exactly when the category's weighted features coincide. The
+    caller sums the two sides (not their mean) into the image's loss.
+
+    The per-pixel form moves the expectation outside the log::
+
+        L_p = sum_i w_i1^m softplus((s(c_2, f_i) - s(c_1, f_i)) / tau) / sum_i w_i1^m
+
+    and ``L_f`` symmetrically. Why: the centre-level loss saturates. On the
+    ``lite`` backbone after 7 epochs on synthetic forgeries it was below
+    0.001 on most training images while 10-30% of their pristine pixels lay
+    nearer the forged centre than the pristine one: once the *mean*
+    similarity beats the centre-to-centre similarity by ~0.5 (at tau 0.1) no
+    gradient is left for the pixels the clustering then gets wrong. The
+    per-pixel form keeps a gradient exactly on those pixels (docs/training.md,
+    "The losses compared").
+
+    Args:
+        feats: ``[B, N, D]`` unit-norm (or zero) features, attached to the graph.
+        powered: ``[B, N, 2]`` weights raised to the power ``m``, no grad.
+        tau: temperature ``> 0``.
+        per_pixel: the per-pixel form above instead of the centre-level one.
+
+    Returns:
+        ``[B, 2]`` non-negative terms, pristine then forged.
+    """
+    mass = powered.sum(dim=1)  # [B, 2]
+    # (7) again, from the grad-carrying features: gradient flows through the
+    # features only, W stays a fixed target.
     centres = _weighted_centres(feats, powered)  # [B, 2, D]
     unit_centres = _safe_normalize(centres)
     # feats is already unit-norm (or zero), so this dot product is the cosine.
@@ -238,15 +250,35 @@ def scl_loss(
     if per_pixel:
         # Pixel i as the query of category k: its own centre against the other one.
         margins = sims.flip(-1) - sims  # [B, N, 2]: s(c_other, f_i) - s(c_k, f_i)
-        per_side = (powered * F.softplus(margins / tau)).sum(dim=1) / denom  # [B, 2]
-    else:
-        positives = (powered * sims).sum(dim=1) / denom
-        negative = (unit_centres[:, 0] * unit_centres[:, 1]).sum(dim=-1)  # [B]
-        # -log(e^(p/t) / (e^(p/t) + e^(n/t))) == softplus((n - p) / t), stable for small t.
-        per_side = F.softplus((negative.unsqueeze(-1) - positives) / tau)  # [B, 2]
-    per_image = per_side.sum(dim=-1)  # [B]
+        return (powered * F.softplus(margins / tau)).sum(dim=1) / denom
+    positives = (powered * sims).sum(dim=1) / denom
+    negative = (unit_centres[:, 0] * unit_centres[:, 1]).sum(dim=-1)  # [B]
+    # -log(e^(p/t) / (e^(p/t) + e^(n/t))) == softplus((n - p) / t), stable for small t.
+    return F.softplus((negative.unsqueeze(-1) - positives) / tau)
 
-    valid = assignment.has_both
+
+def _reduce_images(
+    per_image: torch.Tensor, valid: torch.Tensor, reduction: Reduction, features: torch.Tensor
+) -> torch.Tensor:
+    """Per-image SCL terms to the requested reduction.
+
+    An image without a forged pixel, or without a pristine one, contributes
+    no term (no compactness-only variant). ``"mean"`` averages over the
+    images that have both classes (not over ``B``); ``"sum"`` sums them. If
+    no image has both classes, both return a zero still connected to the
+    graph (``features.sum() * 0``), so ``backward()`` works and gives zero
+    gradients. ``"none"`` returns the ``[B]`` losses with 0 for images
+    lacking a class.
+
+    Args:
+        per_image: ``[B]`` losses, meaningless where ``valid`` is False.
+        valid: ``[B]`` bool, whether the image has both classes.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        features: the loss's input, for the connected zero.
+
+    Returns:
+        A scalar or ``[B]`` tensor in ``per_image``'s dtype.
+    """
     # torch.where rather than a multiply: an undefined term must not leak a
     # NaN gradient into the batch.
     per_image = torch.where(valid, per_image, torch.zeros_like(per_image))
@@ -270,26 +302,19 @@ def nce_loss(
     """The authors' release loss (the ``nce`` ablation of method.md section 3).
 
     Per image: up to ``max_samples`` pristine pixels are drawn as queries and
-    up to ``max_samples`` forged pixels as negatives (uniformly without
-    replacement, all of them when there are at most ``max_samples``). For
-    query ``q``, the positive logit is the mean cosine similarity of ``q`` to
-    the *other* sampled queries; the negative logits are its similarities to
-    every sampled forged feature. The image's loss is the cross-entropy with
-    the positive at index 0, logits divided by ``tau``, averaged over its
-    queries; the batch loss is the mean over images.
+    up to ``max_samples`` forged pixels as negatives (see :func:`_nce_sample`
+    for the draw and its order). For query ``q``, the positive logit is the
+    mean cosine similarity of ``q`` to the *other* sampled queries; the
+    negative logits are its similarities to every sampled forged feature. The
+    image's loss is the cross-entropy with the positive at index 0, logits
+    divided by ``tau``, averaged over its queries; the batch loss is the mean
+    over images.
 
-    Choices where the description leaves freedom:
-
-    - An image needs at least 2 pristine pixels (a query needs another
-      query as positive) and at least 1 forged pixel; other images
-      contribute no term and the mean runs over the images that qualify. If
-      none does, the result is ``features.sum() * 0`` (zero, still connected
-      to the graph).
-    - Sampling order: images in batch order, for each the pristine draw then
-      the forged draw, each a ``torch.randperm`` over that class's pixels (in
-      row-major order) made with ``generator``; no random numbers are drawn
-      for a class with at most ``max_samples`` pixels. The same generator
-      state and inputs give the same loss.
+    An image needs at least 2 pristine pixels (a query needs another query as
+    positive) and at least 1 forged pixel; other images contribute no term
+    and the mean runs over the images that qualify. If none does, the result
+    is ``features.sum() * 0`` (zero, still connected to the graph). The same
+    generator state and inputs give the same loss.
 
     Args:
         features: ``[B, D, h, w]`` floating point feature map, any range; each
@@ -315,10 +340,7 @@ def nce_loss(
     """
     _check_inputs(features, masks)
     _check_tau(tau)
-    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
-        raise ValueError(f"max_samples must be an int >= 1, got {max_samples!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    _check_sampling(max_samples, generator)
 
     feats, forged = _flatten(features, masks)  # [B, N, D], [B, N]
     index_device = generator.device if generator is not None else torch.device("cpu")
@@ -326,27 +348,65 @@ def nce_loss(
     # A loop over images: sample sizes differ per image, and the loop makes
     # the per-image separation explicit.
     for b in range(feats.shape[0]):
-        pristine_idx = torch.nonzero(~forged[b]).squeeze(1)
-        forged_idx = torch.nonzero(forged[b]).squeeze(1)
-        if pristine_idx.numel() < 2 or forged_idx.numel() < 1:
-            continue
-        pristine_idx = _subsample(pristine_idx, max_samples, generator, index_device)
-        forged_idx = _subsample(forged_idx, max_samples, generator, index_device)
-        queries = feats[b, pristine_idx]  # [Q, D], unit-norm or zero
-        negatives = feats[b, forged_idx]  # [K, D]
-        n_q = queries.shape[0]
-
-        query_sims = queries @ queries.T  # [Q, Q]
-        # Exclude each query's similarity to itself from its positive.
-        off_diag = query_sims.sum(dim=1) - query_sims.diagonal()
-        positive = off_diag / (n_q - 1)  # [Q]
-        logits = torch.cat([positive.unsqueeze(1), queries @ negatives.T], dim=1) / tau
-        target = torch.zeros(n_q, dtype=torch.long, device=logits.device)
-        losses.append(F.cross_entropy(logits, target))
-
+        picked = _nce_sample(forged[b], max_samples, generator, index_device)
+        if picked is not None:
+            pristine_idx, forged_idx = picked
+            losses.append(_nce_image(feats[b, pristine_idx], feats[b, forged_idx], tau))
     if not losses:
         return (features.sum() * 0).to(feats.dtype)
     return torch.stack(losses).mean()
+
+
+def _nce_sample(
+    forged: torch.Tensor, max_samples: int, generator: torch.Generator | None, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One image's query (pristine) and negative (forged) pixel indices for :func:`nce_loss`.
+
+    Each class is drawn uniformly without replacement, all of its pixels when
+    it has at most ``max_samples``. Order of the draws: the pristine one,
+    then the forged one, each a ``torch.randperm`` over that class's pixels
+    (in row-major order) made with ``generator``; no random numbers are
+    drawn for a class with at most ``max_samples`` pixels, nor for an image
+    that does not qualify.
+
+    Args:
+        forged: ``[N]`` bool, True for forged pixels.
+        max_samples: cap ``>= 1`` per class.
+        generator: random source, or None for the global CPU generator.
+        device: device on which ``torch.randperm`` draws (the generator's).
+
+    Returns:
+        ``[Q]`` and ``[K]`` int64 indices, or None when the image has fewer
+        than 2 pristine or no forged pixels.
+    """
+    pristine_idx = torch.nonzero(~forged).squeeze(1)
+    forged_idx = torch.nonzero(forged).squeeze(1)
+    if pristine_idx.numel() < 2 or forged_idx.numel() < 1:
+        return None
+    pristine_idx = _subsample(pristine_idx, max_samples, generator, device)
+    forged_idx = _subsample(forged_idx, max_samples, generator, device)
+    return pristine_idx, forged_idx
+
+
+def _nce_image(queries: torch.Tensor, negatives: torch.Tensor, tau: float) -> torch.Tensor:
+    """One image's NCE: cross-entropy of each query's positive against its negatives.
+
+    Args:
+        queries: ``[Q, D]`` unit-norm (or zero) pristine features, ``Q >= 2``.
+        negatives: ``[K, D]`` unit-norm (or zero) forged features, ``K >= 1``.
+        tau: temperature ``> 0``.
+
+    Returns:
+        A scalar, the mean over the ``Q`` queries.
+    """
+    n_q = queries.shape[0]
+    query_sims = queries @ queries.T  # [Q, Q]
+    # Exclude each query's similarity to itself from its positive.
+    off_diag = query_sims.sum(dim=1) - query_sims.diagonal()
+    positive = off_diag / (n_q - 1)  # [Q]
+    logits = torch.cat([positive.unsqueeze(1), queries @ negatives.T], dim=1) / tau
+    target = torch.zeros(n_q, dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target)
 
 
 def _soft_assign_flat(
@@ -569,6 +629,14 @@ def _check_fuzzy_params(m: float, max_iter: int, tol: float) -> None:
         raise ValueError(f"max_iter must be an int >= 0, got {max_iter!r}")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
+
+
+def _check_sampling(max_samples: int, generator: torch.Generator | None) -> None:
+    """Raise unless ``max_samples`` is an int >= 1 and ``generator`` a ``torch.Generator`` or None."""
+    if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1:
+        raise ValueError(f"max_samples must be an int >= 1, got {max_samples!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
 
 def _check_reduction(reduction: str) -> None:

@@ -15,7 +15,8 @@ import torch
 
 from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE
 from focal.runtime.postprocess import Localization, localize
-from focal.runtime.preprocess import to_input
+from focal.runtime.geometry import Geometry, image_geometry
+from focal.runtime.preprocess import network_input
 from focal.training.model import Extractor, FusedExtractor
 
 # The reference's result is the runtime's: one definition of mask, labels, score.
@@ -29,6 +30,9 @@ class ReferenceConfig:
     clustering: str = "hdbscan"  # "hdbscan" (paper) or "kmeans" (authors' release)
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE  # HDBSCAN's smallest cluster
     input_size: int | None = None  # square input side; None = the extractor's own
+    policy: str = "square"  # input policy, as the artifact's manifest (focal.runtime.geometry)
+    max_side: int | None = None  # "native": cap of the longer side
+    max_points: int = 4096  # "native": most feature cells clustered
     device: str = "cpu"  # torch device for the network
 
 
@@ -57,10 +61,18 @@ class ReferenceDetector:
         Returns:
             ``[D, h, w]`` float32, as the extractor returns them (not normalised).
         """
-        x = torch.from_numpy(to_input(image, self.input_size))[None].to(self.config.device)
+        geometry = self.geometry(image.shape[0], image.shape[1])
+        x = torch.from_numpy(network_input(image, self.input_size, geometry))[None].to(self.config.device)
         return self.extractor(x)[0].float().cpu().numpy()
+
+    def geometry(self, height: int, width: int) -> Geometry | None:
+        """Where an image of that size sits in the input (None under the square policy)."""
+        cfg = self.config
+        return image_geometry(height, width, cfg.policy, self.input_size, self.extractor.stride, cfg.max_side,
+                              cfg.max_points)
 
     def __call__(self, image: np.ndarray) -> Localization:
         """Detect forged regions in one ``[H, W, 3]`` uint8 RGB image."""
         feats = self.feature_map(image)
-        return localize(feats, image.shape[0], image.shape[1], self.config.clustering, self.config.min_cluster_size)
+        return localize(feats, image.shape[0], image.shape[1], self.config.clustering, self.config.min_cluster_size,
+                        geometry=self.geometry(image.shape[0], image.shape[1]))

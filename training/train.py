@@ -117,12 +117,30 @@ def _generator_factory(cfg: TrainConfig, segmentations: str | None):
     return lambda photos: SyntheticForgeryGenerator(photos, syn, segmentations)
 
 
+def _check_photos(cfg: TrainConfig) -> None:
+    """Raise unless synthetic data has a photo folder to forge from.
+
+    Raises:
+        ValueError: ``cfg.data`` is ``"synthetic"`` and ``cfg.photos`` is unset.
+    """
+    # TrainConfig() leaves photos unset (the library knows no data location), so
+    # a library caller gets this message rather than Path(None)'s TypeError.
+    if cfg.data == "synthetic" and not cfg.photos:
+        raise ValueError("photos is required for synthetic data: the folder of untouched photos to forge from "
+                         "(focal-train --photos DIR or $FOCAL_PHOTOS)")
+
+
 def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
     """Training and validation datasets for ``cfg``, and a one-line description.
 
     Synthetic data is forged from ``cfg.photos``, split by file so validation
     forgeries come from photos never used in training.
+
+    Raises:
+        ValueError: synthetic data without ``cfg.photos``.
+        FileNotFoundError: ``cfg.photos`` is not a folder.
     """
+    _check_photos(cfg)
     aug = (TRACE_AUGMENT if cfg.forgeries == "traces" else AugmentConfig()) if cfg.augment else None
     train_cfg = DatasetConfig(size=cfg.input_size, augment=aug, seed=cfg.seed)
     val_cfg = DatasetConfig(size=cfg.input_size, augment=None, seed=cfg.seed + 1)
@@ -387,8 +405,10 @@ def train(cfg: TrainConfig) -> TrainSummary:
     Resumes automatically when ``cfg.out`` holds a run with the same config.
 
     Raises:
-        ValueError: the run folder holds a run with another config, or bad data settings.
+        ValueError: the run folder holds a run with another config, or bad data settings
+            (synthetic data without ``cfg.photos`` is refused before anything is written).
     """
+    _check_photos(cfg)
     t_start = time.perf_counter()
     ddp = _dist_setup()
     device = torch.device(f"cuda:{ddp.local_rank}" if torch.cuda.is_available() else "cpu")

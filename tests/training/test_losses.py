@@ -672,3 +672,32 @@ def test_nce_sym_also_asks_the_forged_pixels_to_be_compact() -> None:
     nce_gap = loss(scattered, "nce") - loss(tight, "nce")
     sym_gap = loss(scattered, "nce-sym") - loss(tight, "nce-sym")
     assert sym_gap > 0.5 and sym_gap > 5 * abs(nce_gap)
+
+
+# --------------------------------------------------------------------------
+# pinned values
+
+
+def test_losses_keep_their_recorded_values() -> None:
+    # Recorded float64 results (full repr) of scl_loss / nce_loss: the NumPy
+    # references above agree only to ~1e-9, so these catch a restructuring that
+    # changes the arithmetic. Not ==: another CPU's BLAS may order the einsum /
+    # matmul sums differently in the last bits.
+    g = torch.Generator().manual_seed(2024)
+    x = torch.randn(3, 8, 6, 7, generator=g, dtype=torch.float64)
+    m = (torch.rand(3, 1, 6, 7, generator=g) < 0.3).to(torch.float64)
+    m[2] = 0  # no forged pixel: no term
+    recorded = {
+        False: ([17.43961021710129, 17.313450230395034, 0.0], 17.376530223748162),
+        True: ([1.4242008187870232, 1.4579207238791825, 0.0], 1.441060771333103),
+    }
+    for per_pixel, (per_image, mean) in recorded.items():
+        assert scl_loss(x, m, reduction="none", per_pixel=per_pixel).tolist() == pytest.approx(per_image, rel=1e-12)
+        assert scl_loss(x, m, per_pixel=per_pixel).item() == pytest.approx(mean, rel=1e-12)
+    xg = x.clone().requires_grad_(True)
+    scl_loss(xg, m).backward()
+    assert xg.grad.abs().sum().item() == pytest.approx(14.622321961421727, rel=1e-12)
+    assert xg.grad[0, 0, 0, 0].item() == pytest.approx(-0.009385473937883394, rel=1e-10)
+    assert nce_loss(x, m).item() == pytest.approx(6.101048520962128, rel=1e-12)
+    sub = nce_loss(x, m, max_samples=5, generator=torch.Generator().manual_seed(3))
+    assert sub.item() == pytest.approx(4.458216021499485, rel=1e-12)

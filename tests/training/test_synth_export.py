@@ -63,3 +63,16 @@ def test_cli_reports_a_missing_photo_folder(tmp_path: Path, capsys: pytest.Captu
     assert "nope" in capsys.readouterr().err
     with pytest.raises(ValueError, match="split"):
         SynthExportConfig(out="x", split="test")
+
+
+def test_photos_are_required_not_defaulted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    # The library config holds no repo-relative data path; the CLI names where the photos come from.
+    assert SynthExportConfig(out="x", photos="p").segmentations is None
+    for missing in (None, ""):
+        with pytest.raises(ValueError, match=r"photos is required.*--photos.*\$FOCAL_PHOTOS"):
+            SynthExportConfig(out="x", photos=missing)
+    monkeypatch.delenv("FOCAL_PHOTOS", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        synth_main(["--out", str(tmp_path / "x")])
+    assert exc.value.code == 2 and "--photos DIR is required" in capsys.readouterr().err

@@ -11,19 +11,25 @@ import torch
 from focal.training.checkpoints import read_state_dict
 from focal.training.cli import main
 from focal.training.config import TrainConfig, load_config
-from focal.training.train import downsample_mask
+from focal.training.train import build_datasets, downsample_mask, train
 
 
-def _args(shared_data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--preset", "smoke", "--photos", str(shared_data / "natural/bsds500"),
-        "--segmentations", str(shared_data / "natural/bsds500_groundTruth_mat"), "--out", str(out), *extra,
-    ]
+def _args(photos: Path, out: Path, *extra: str) -> list[str]:
+    # BSDS500 shapes sit beside the shared photos; generated photos have none (random polygons).
+    seg = photos.parent / "bsds500_groundTruth_mat"
+    if seg.is_dir():
+        data = ["--segmentations", str(seg)]
+    else:
+        # The generated photos are few: hold out half, so validation has a host and a donor to splice.
+        few = out.parent / f"{out.name}-few-photos.json"
+        few.write_text(json.dumps({"val_fraction": 0.5}))
+        data = ["--config", str(few)]
+    return ["--preset", "smoke", "--photos", str(photos), *data, "--out", str(out), *extra]
 
 
-def test_run_writes_checkpoints_history_and_curves(shared_data: Path, tmp_path: Path, capsys) -> None:
+def test_run_writes_checkpoints_history_and_curves(photos: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    assert main(_args(shared_data, out)) == 0
+    assert main(_args(photos, out)) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == 1 and summary["steps"] == 4
     for name in ("latest.safetensors", "latest.json", "best.safetensors", "best.json", "latest.optim.pt",
@@ -34,20 +40,20 @@ def test_run_writes_checkpoints_history_and_curves(shared_data: Path, tmp_path: 
     assert 0.0 <= history[1]["val"]["iou"] <= 1.0
 
     # Resume: a second invocation with more epochs continues, it does not restart.
-    assert main(_args(shared_data, out, "--epochs", "2")) == 0
+    assert main(_args(photos, out, "--epochs", "2")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["epochs"] == 2 and summary["steps"] == 8
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1, 2]
 
     # Another recipe in the same folder is refused rather than mixed in.
-    assert main(_args(shared_data, out, "--lr", "0.5")) == 2
+    assert main(_args(photos, out, "--lr", "0.5")) == 2
     assert "other settings" in capsys.readouterr().err
 
 
-def test_same_seed_same_weights(shared_data: Path, tmp_path: Path, capsys) -> None:
+def test_same_seed_same_weights(photos: Path, tmp_path: Path, capsys) -> None:
     for name in ("a", "b"):
-        assert main(_args(shared_data, tmp_path / name, "--max-steps", "2")) == 0
+        assert main(_args(photos, tmp_path / name, "--max-steps", "2")) == 0
     capsys.readouterr()
     a = read_state_dict(tmp_path / "a/latest.safetensors")
     b = read_state_dict(tmp_path / "b/latest.safetensors")
@@ -62,6 +68,16 @@ def test_downsample_mask_is_area_then_threshold() -> None:
     small = downsample_mask(mask, (2, 2))
     # Cell (0, 0) covers columns 0-3 of which 3 are forged (0.75 > 0.5); cell (0, 1) none.
     assert small[0, 0].tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+def test_library_train_without_photos_says_which_setting(tmp_path: Path) -> None:
+    # TrainConfig() has synthetic data and no photos: refused by name, before the run folder exists.
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"photos is required.*--photos.*\$FOCAL_PHOTOS"):
+        train(TrainConfig(out=str(out)))
+    assert not out.exists()
+    with pytest.raises(ValueError, match="photos is required"):
+        build_datasets(TrainConfig(out=str(out)))
 
 
 def test_config_errors(tmp_path: Path) -> None:
@@ -80,7 +96,7 @@ def test_config_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_on_cpu(shared_data: Path, tmp_path: Path) -> None:
+def test_torchrun_two_processes_on_cpu(photos: Path, tmp_path: Path) -> None:
     """The same command under torchrun trains with DistributedDataParallel (gloo on CPU)."""
     import shutil
     import subprocess
@@ -91,7 +107,7 @@ def test_torchrun_two_processes_on_cpu(shared_data: Path, tmp_path: Path) -> Non
         pytest.skip("torchrun not found beside the interpreter")
     out = tmp_path / "ddp"
     proc = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "-m", "focal.training.cli", *_args(shared_data, out)],
+        [torchrun, "--nproc_per_node", "2", "-m", "focal.training.cli", *_args(photos, out)],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -38,8 +38,10 @@ class SynthExportConfig:
     """What ``focal-synth`` writes."""
 
     out: str  # dataset folder (images/, masks/, samples.jsonl)
-    photos: str = "../shared/data/natural"  # untouched photos
-    segmentations: str | None = "../shared/data/natural/bsds500_groundTruth_mat"  # BSDS500 .mat shapes
+    # Untouched photos; required (None only so the other fields keep their defaults): the
+    # library knows no data location, focal-synth takes it from --photos or $FOCAL_PHOTOS.
+    photos: str | None = None
+    segmentations: str | None = None  # BSDS500 .mat folder of object shapes; None = random polygons only
     split: str = "val"  # which photos: those training holds out ("val"), the others ("train"), or "all"
     val_fraction: float = 0.1  # as the training run's
     split_seed: int = 0  # the training run's seed: it decides the split
@@ -53,6 +55,9 @@ class SynthExportConfig:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.count < 1:
             raise ValueError(f"count must be >= 1, got {self.count}")
+        if not self.photos:
+            raise ValueError("photos is required: the folder of untouched photos to forge from "
+                             "(focal-synth --photos DIR or $FOCAL_PHOTOS)")
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
