@@ -37,14 +37,31 @@ class CalibrationResult:
     seconds: float = 0.0  # time spent (0 on a hit, apart from hashing)
 
 
+# Range files (save_tensors_data / load_tensors_data) and quantize_static's
+# calibration_cache_path first appear in ONNX Runtime 1.27; the runtime alone
+# runs on older builds (JetPack's), so the floor is checked here, not pinned.
+EXPORT_MIN_ORT = (1, 27)
+
+
 def _require_ort() -> Any:
     try:
+        import onnxruntime
         from onnxruntime import quantization
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
             "calibration needs onnxruntime: pip install 'focal[cpu,export]' (or the gpu extra on CUDA machines)"
         ) from exc
+    check_ort_version(onnxruntime.__version__)
     return quantization
+
+
+def check_ort_version(version: str, minimum: tuple[int, int] = EXPORT_MIN_ORT) -> None:
+    """Raises ImportError, naming both versions, when ``version`` is below what INT8 export needs."""
+    parts = tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+    if parts < minimum:
+        raise ImportError(f"INT8 calibration and quantization need onnxruntime >= {minimum[0]}.{minimum[1]}, "
+                          f"this is {version}: pip install -U 'onnxruntime>={minimum[0]}.{minimum[1]}' "
+                          "(or onnxruntime-gpu)")
 
 
 def calibrate(

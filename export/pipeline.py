@@ -43,7 +43,15 @@ from focal.export.config import SYNTHETIC, ExportConfig
 from focal.export.model import _build_model, model_source
 from focal.export.onnx import INPUT_NAME, OUTPUT_NAME, OnnxExport, check_onnx, export_onnx, save_onnx
 from focal.export.precision import Fp16Config, Int8Config, LoweredGraph, convert_fp16, prepare_for_quantization, quantize_int8
-from focal.export.tensorrt import EngineBuild, EngineConfig, EngineUnavailable, build_engine, check_tensorrt, engine_file_name
+from focal.export.tensorrt import (
+    EngineBuild,
+    EngineConfig,
+    EngineUnavailable,
+    build_engine,
+    check_tensorrt,
+    engine_file_name,
+    profile_max_batch,
+)
 from focal.runtime.manifest import (
     ClusteringSpec,
     InputSpec,
@@ -211,6 +219,7 @@ def _first_manifest(run: _Run, onnx_export: OnnxExport) -> Manifest:
         extractor=model.name,
         members=[MemberSpec(m.name, m.feature_dim, m.stride) for m in model.members],
         input=InputSpec(name=INPUT_NAME, size=run.size, dynamic_batch=cfg.dynamic_batch, batch=cfg.batch,
+                        max_batch=profile_max_batch(cfg.max_batch, cfg.batch) if cfg.dynamic_batch else None,
                         **_policy_fields(cfg, run.size)),
         output=OutputSpec(name=OUTPUT_NAME, feature_dim=dim, height=height, width=width),
         models=[ModelFile("model.onnx", "onnx", "fp32", onnx_export.sha256,

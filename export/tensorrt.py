@@ -22,7 +22,8 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,13 +163,36 @@ class _Network:
     strongly_typed: bool  # precisions come from the graph's tensor types
 
 
+def profile_max_batch(max_batch: int | None, batch: int) -> int:
+    """The largest batch of a dynamic-batch engine's profile: ``max_batch``, else 2 x ``batch``, at least 4."""
+    return int(max_batch or max(4, 2 * batch))
+
+
+@contextmanager
+def _on_device(device: int) -> Iterator[None]:
+    """CUDA device ``device``'s primary context, current for the block (pycuda)."""
+    import pycuda.driver as cuda
+
+    cuda.init()
+    ctx = cuda.Device(device).retain_primary_context()
+    ctx.push()
+    try:
+        yield
+    finally:
+        ctx.pop()
+        ctx.detach()
+
+
 def _parse_network(trt: Any, logger: Any, onnx_path: Path) -> _Network:
     """Parse ``onnx_path`` strongly typed where TensorRT can (10+), else with an explicit batch.
 
     Raises:
         ValueError: the parser rejects the graph (its errors listed).
     """
-    builder = trt.Builder(logger)
+    try:
+        builder = trt.Builder(logger)
+    except TypeError as exc:  # "factory function returned nullptr": CUDA could not initialise
+        raise EngineUnavailable(f"TensorRT could not create a builder, CUDA is not usable here ({exc})") from None
     flags = 0
     strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
     if strongly_typed:
@@ -221,7 +245,7 @@ def _batch_profile(net: _Network, cfg: Any, config: EngineConfig, batch: int) ->
     if image.shape[0] != -1:
         return
     opt = config.opt_batch or batch
-    top = config.max_batch or max(4, 2 * batch)
+    top = profile_max_batch(config.max_batch, batch)
     if not config.min_batch <= opt <= top:
         raise ValueError(f"batch profile must satisfy min <= opt <= max, got {config.min_batch}, {opt}, {top}")
     rest = tuple(image.shape[1:])
@@ -277,15 +301,17 @@ def build_engine(
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     start = time.perf_counter()
 
-    net = _parse_network(trt, trt.Logger(trt.Logger.WARNING), onnx_path)
-    cache_path = Path(config.timing_cache) if config.timing_cache else _default_timing_cache(gpu, trt_version)
-    cfg = _builder_config(trt, net, config, cache_path)
-    constrained = _precision_flags(trt, net, cfg, precision, fp32_nodes)
-    _batch_profile(net, cfg, config, batch)
-
-    say(f"tensorrt {trt_version}: building {engine_path.name} on {gpu} (sm {capability}, "
-        f"{'strongly typed' if net.strongly_typed else 'precision flags'})")
-    serialized = net.builder.build_serialized_network(net.network, cfg)
+    # TensorRT builds on the current CUDA device: make config.device current
+    # for the build, or every engine lands on device 0 whatever was asked.
+    with _on_device(config.device):
+        net = _parse_network(trt, trt.Logger(trt.Logger.WARNING), onnx_path)
+        cache_path = Path(config.timing_cache) if config.timing_cache else _default_timing_cache(gpu, trt_version)
+        cfg = _builder_config(trt, net, config, cache_path)
+        constrained = _precision_flags(trt, net, cfg, precision, fp32_nodes)
+        _batch_profile(net, cfg, config, batch)
+        say(f"tensorrt {trt_version}: building {engine_path.name} on {gpu} (sm {capability}, "
+            f"{'strongly typed' if net.strongly_typed else 'precision flags'})")
+        serialized = net.builder.build_serialized_network(net.network, cfg)
     if serialized is None:
         raise RuntimeError(f"TensorRT {trt_version} failed to build an engine from {onnx_path} (see its log above)")
     write_atomic(engine_path, memoryview(serialized))

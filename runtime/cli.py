@@ -2,20 +2,48 @@
 
     focal-detect [ARTIFACT | default] INPUT... --out DIR [options]
 
-For each image it writes ``NAME.mask.png`` (255 = forged), ``NAME.overlay.png``
-(the mask tinted over the image) and one line of ``results.jsonl``. A file
-that cannot be read is reported on its line and on stderr and the run goes
-on; the exit status is 1 if any input failed. Outputs are written
-atomically; a re-run skips images already done unless ``--overwrite``.
+For each image it writes ``OUT/NAME.mask.png`` (255 = forged),
+``OUT/NAME.overlay.png`` (the mask tinted over the image) and appends one
+line to ``OUT/results.jsonl`` (the run journal, :mod:`focal.runtime.journal`).
+``NAME`` is the input's path relative to its root, suffix kept: a folder
+input's files keep their path inside it (``sub/a.png`` ->
+``sub/a.png.mask.png``), files named explicitly or matched by a glob their
+file name; two different files with one name get a short hash of their
+resolved path in the second one's name (``a-1f3e5c2b.jpg``). Names never
+depend on the order files are found, so adding files never renames outputs.
+
+The first positional is the artifact when it is ``default`` or a folder
+with ``focal.json``; otherwise every positional is an input and the
+embedded default model runs, except that a first positional which cannot
+be an input meant as one is an error (exit 2): a path that does not exist
+when more positionals follow, a folder or file holding model files but no
+``focal.json``, or a folder without images when more positionals follow.
+
+Exit status: 0 every input done; 1 some inputs failed (each one reported on
+its line and on stderr); 2 a usage, artifact or output-folder error, found
+before any work; 130 interrupted (finished images are kept; a re-run goes
+on from there).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
+import hashlib
 import json
+import os
+import re
+import signal
+import stat
 import sys
-from dataclasses import dataclass
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -25,66 +53,159 @@ from focal._cli import (
     add_artifact, add_backend, add_batch_size, add_clustering, add_json, add_min_cluster_size, add_precision,
     make_parser, positive_int,
 )
-from focal._files import list_images, write_atomic
+from focal._files import IMAGE_EXTENSIONS, list_images, write_atomic
+from focal._progress import Progress
 from focal.runtime.default import default_artifact
 from focal.runtime.detector import Detector, DetectorConfig, Result
 from focal.runtime.imageio import read_image
+from focal.runtime.journal import JOURNAL_NAME, Journal, RunLock, read_journal
 from focal.runtime.manifest import MANIFEST_NAME
-from focal._progress import Progress
 from focal.runtime.render import overlay
 
-RESULTS_NAME = "results.jsonl"
+RESULTS_NAME = JOURNAL_NAME
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Files that mark a folder (or name a file) meant as an artifact, not as images.
+_MODEL_SUFFIXES = frozenset({".onnx", ".engine", ".plan", ".trt"})
+_GLOB_MAGIC = re.compile(r"[*?[]")
+
+
+class SetupError(Exception):
+    """A usage, artifact or output-folder problem found before any work (exit 2); the message is one line."""
 
 
 @dataclass(frozen=True)
 class DetectJob:
-    """One image to process and where its outputs go."""
+    """One file the run considered and where its outputs go."""
 
-    source: Path  # input file
-    key: str  # output name stem, unique within the run (may contain '/')
+    source: Path  # input file, as given or listed
+    key: str  # output name relative to the out folder, suffix kept ("sub/a.png" -> sub/a.png.mask.png)
+    path: str = ""  # the input relative to the out folder: the journal's "path" (set by collect_inputs)
+    error: str | None = None  # known without reading it ("dangling symlink"): recorded as failed
+    alt_key: str = ""  # the hashed name used when ``key`` belongs to another input
 
 
-def collect_inputs(inputs: list[str]) -> tuple[list[DetectJob], list[str]]:
-    """Expand files, folders (recursively) and globs into jobs with unique output names.
+@dataclass(frozen=True)
+class DetectSummary:
+    """What a run did (the closing line on stderr)."""
+
+    done: int  # images detected and written
+    flagged: int  # of those, with a non-empty mask
+    failed: int  # inputs that failed (unreadable files, inputs that matched nothing)
+    skipped: int  # already done, by an earlier or a concurrent run
+    seconds: float  # wall time of the run
+    interrupted: bool = False  # Ctrl-C: what is done is kept
+
+    def line(self) -> str:
+        head = "interrupted, " if self.interrupted else ""
+        tail = "; re-run to finish" if self.interrupted else ""
+        return (f"focal-detect: {head}{self.done} done ({self.flagged} flagged), {self.failed} failed, "
+                f"{self.skipped} skipped as already done, in {self.seconds:.1f}s{tail}")
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+
+# -- inputs ------------------------------------------------------------------
+def _hashed(key: str, source: Path) -> str:
+    """``key`` with a short stable hash of the resolved source before its suffix (``a.jpg`` -> ``a-1f3e5c2b.jpg``)."""
+    digest = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:8]
+    head, dot, suffix = key.rpartition(".")
+    return f"{head}-{digest}.{suffix}" if dot and "/" not in suffix else f"{key}-{digest}"
+
+
+def _special_entries(root: Path, exclude: Path | None) -> list[tuple[Path, str]]:
+    """Entries with an image suffix that a listing cannot read as files: dangling links, loops, FIFOs."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (exclude is None or Path(folder, d).resolve() != exclude))
+        for name in sorted(files):
+            path = Path(folder, name)
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            try:
+                mode = os.stat(path).st_mode
+            except OSError as exc:
+                found.append((path, "symlink loop" if exc.errno == errno.ELOOP else "dangling symlink"))
+                continue
+            if not stat.S_ISREG(mode):
+                found.append((path, "not a regular file"))
+    return found
+
+
+def _under(path: Path, folder: Path | None) -> bool:
+    return folder is not None and path.is_relative_to(folder)
+
+
+def collect_inputs(inputs: list[str], out: Path | None = None,
+                   owners: dict[str, str] | None = None) -> tuple[list[DetectJob], list[str]]:
+    """Expand files, folders (recursively) and globs into jobs with stable output names.
+
+    Folders list image suffixes only (:data:`focal._files.IMAGE_EXTENSIONS`,
+    hidden entries skipped); a file named explicitly is taken whatever its
+    suffix. Dangling symlinks and other unreadable entries of a folder get a
+    job with its error. Files under ``out`` are left out of folders and
+    globs, so outputs are never read back as inputs.
+
+    Args:
+        inputs: files, folders and globs as given.
+        out: the output folder (journal paths are relative to it).
+        owners: output mask name -> journal path of the input that wrote it
+            (a name held by another input is not reused).
 
     Returns:
         The jobs in a stable order, and the inputs that matched nothing.
     """
+    out_res = out.resolve() if out is not None else None
+    base = Path(os.path.abspath(out)) if out is not None else Path.cwd()
+    owners = owners or {}
     jobs: list[DetectJob] = []
     unmatched: list[str] = []
-    seen_keys: set[str] = set()
-    seen_paths: set[Path] = set()
+    taken: set[str] = set()
+    seen: set[Path] = set()
 
-    def add(path: Path, key: str) -> None:
+    def add(path: Path, key: str, error: str | None = None) -> None:
         resolved = path.resolve()
-        if resolved in seen_paths:
+        if resolved in seen:
             return
-        seen_paths.add(resolved)
-        unique, n = key, 2
-        while unique in seen_keys:
-            unique, n = f"{key}-{n}", n + 1
-        seen_keys.add(unique)
-        jobs.append(DetectJob(path, unique))
+        seen.add(resolved)
+        record_path = Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
+        alt = _hashed(key, path)
+        owner = owners.get(f"{key}.mask.png")
+        if key in taken or (owner is not None and owner != record_path):
+            key = alt
+        taken.add(key)
+        jobs.append(DetectJob(path, key, record_path, error, alt))
 
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = list_images(path)
-            for f in files:
-                add(f, f.relative_to(path).with_suffix("").as_posix())
-            if not files:
+            # The out folder may lie inside an input folder (never the reverse: _prepare_out refuses it).
+            files = [f for f in list_images(path) if not _under(f.resolve(), out_res)]
+            special = _special_entries(path, out_res)
+            entries = sorted([(f, None) for f in files] + special, key=lambda e: e[0].relative_to(path).as_posix())
+            for f, error in entries:
+                add(f, f.relative_to(path).as_posix(), error)
+            if not entries:
                 unmatched.append(item)
         elif path.is_file():
-            add(path, path.stem)  # named explicitly: kept whatever its extension
+            add(path, path.name)  # named explicitly: kept whatever its suffix
+        elif path.is_symlink():
+            add(path, path.name, "dangling symlink")
         else:
             matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if Path(m).is_file())
+            matches = [m for m in matches if not _under(m.resolve(), out_res)]
             for f in matches:
-                add(f, f.stem)
+                add(f, f.name)
             if not matches:
                 unmatched.append(item)
     return jobs, unmatched
 
 
+# -- outputs -----------------------------------------------------------------
 def _png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image)
     if not ok:
@@ -92,35 +213,82 @@ def _png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _load_previous(path: Path) -> dict[str, dict]:
-    """Records of an earlier run, by source path (last one wins)."""
-    records: dict[str, dict] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
+def _without_name(message: str, source: Path) -> str:
+    """The error text without the leading ``PATH: `` the readers put there (the line names the file once)."""
+    prefix = f"{source}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _record(job: DetectJob, result: Result | Exception | str, notes: list[str]) -> dict:
+    rec: dict = {"path": job.path}
+    if isinstance(result, (Exception, str)):
+        rec["error"] = _without_name(str(result), job.source)
+    else:
+        rec.update({
+            "mask": f"{job.key}.mask.png",
+            "overlay": f"{job.key}.overlay.png",
+            "score": round(result.score, 6),
+            "forged_fraction": round(result.forged_fraction, 6),
+            "height": int(result.mask.shape[0]),
+            "width": int(result.mask.shape[1]),
+            "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
+            "error": None,
+        })
+    if notes:
+        rec["decoder_messages"] = notes
+    return rec
+
+
+def _is_done(job: DetectJob, rec: dict | None, out: Path) -> bool:
+    """An image is done when its last record is good, names this job's outputs, and they exist."""
+    return (
+        rec is not None and rec.get("error") is None and rec.get("mask") == f"{job.key}.mask.png"
+        and (out / f"{job.key}.mask.png").is_file() and (out / f"{job.key}.overlay.png").is_file()
+    )
+
+
+class _Stderr:
+    """Decoder messages written to fd 2 by C libraries (libpng, libtiff, OpenCV), tied to the file being read.
+
+    While a file decodes, fd 2 points at a temporary file (no pipe, so a
+    chatty decoder cannot block); the captured text joins that file's
+    record. Every line this tool prints takes the same lock, so its own
+    lines never land in a capture.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._buf = tempfile.TemporaryFile()
+
+    @contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        notes: list[str] = []
+        with self.lock:
+            sys.stderr.flush()
+            fd = self._buf.fileno()
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            saved = os.dup(2)
+            os.dup2(fd, 2)
             try:
-                rec = json.loads(line)
-                records[rec["path"]] = rec
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a line cut by an interrupted run
-    return records
+                yield notes
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                size = os.fstat(fd).st_size
+                text = os.pread(fd, min(size, 4096), 0).decode(errors="replace")
+                notes.extend(line.strip()[:300] for line in text.splitlines() if line.strip())
+                del notes[5:]
+
+    def print(self, text: str) -> None:
+        with self.lock:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self._buf.close()
 
 
-def _record(job: DetectJob, result: Result | Exception) -> dict:
-    if isinstance(result, Exception):
-        return {"path": str(job.source), "error": str(result)}
-    return {
-        "path": str(job.source),
-        "mask": f"{job.key}.mask.png",
-        "overlay": f"{job.key}.overlay.png",
-        "score": round(result.score, 6),
-        "forged_fraction": round(result.forged_fraction, 6),
-        "height": int(result.mask.shape[0]),
-        "width": int(result.mask.shape[1]),
-        "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
-        "error": None,
-    }
-
-
+# -- the run -----------------------------------------------------------------
 @dataclass(frozen=True)
 class DetectConfig:
     """Everything ``focal-detect`` was asked to do."""
@@ -128,106 +296,351 @@ class DetectConfig:
     artifact: Path  # artifact folder
     out: Path  # output folder
     detector: DetectorConfig  # engine, precision, clustering, batch
-    overwrite: bool = False  # redo images whose outputs exist
+    overwrite: bool = False  # redo images done by earlier runs
     json_stdout: bool = False  # print each record as JSON on stdout
+    default_model: bool = False  # the artifact is the embedded default (said so on stderr)
 
 
-def detect(inputs: list[str], cfg: DetectConfig) -> int:
-    """Run detection over ``inputs`` and write masks, overlays and ``results.jsonl``.
+def _prepare_out(out: Path, inputs: list[str]) -> list[Path]:
+    """Checks the output folder before any work: not an input folder, creatable, writable.
 
     Returns:
-        The number of inputs that failed (unreadable files, globs matching nothing).
+        The folders this call created (removed again if the run stops before any work).
+
+    Raises:
+        SetupError: the folder is an input folder, cannot be created, or cannot be written.
     """
-    jobs, unmatched = collect_inputs(inputs)
+    out_res = out.resolve()
+    for item in inputs:
+        if Path(item).is_dir() and Path(item).resolve().is_relative_to(out_res):
+            what = "is" if Path(item).resolve() == out_res else "holds"
+            raise SetupError(f"--out {out} {what} the input folder {item}; outputs would be read as inputs: "
+                             "choose another folder")
+    created = [p for p in [out, *out.parents] if not p.exists() and not p.is_symlink()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SetupError(f"--out {out}: exists and is not a folder") from None
+    except NotADirectoryError:
+        raise SetupError(f"--out {out}: a part of the path is a file, not a folder") from None
+    except OSError as exc:
+        raise SetupError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    probe = out / f".focal-detect-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        _remove_created(created)
+        raise SetupError(f"--out {out}: cannot write in the folder ({exc.strerror or exc})") from None
+    return created
+
+
+def _remove_created(created: list[Path]) -> None:
+    for folder in created:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
+def _decode(job: DetectJob, cfg: DetectorConfig, err: _Stderr) -> tuple[np.ndarray | None, str | None, list[str]]:
+    """Reads one input with its decoder messages captured: (image, error, messages)."""
+    with err.capture() as notes:
+        try:
+            image = read_image(job.source, max_pixels=cfg.max_pixels, apply_orientation=cfg.exif_orientation)
+            return image, None, notes
+        except (OSError, ValueError) as exc:
+            return None, str(exc), notes
+
+
+def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
+    """Run detection over ``inputs``, writing masks, overlays and journal records into ``cfg.out``.
+
+    Several runs may share one output folder, at once or one after another:
+    each image is written by one run only and gets one record (see
+    :mod:`focal.runtime.journal`); an image already done is skipped.
+
+    Returns:
+        What the run did (:class:`DetectSummary`); ``interrupted`` after Ctrl-C.
+
+    Raises:
+        SetupError: the output folder or the model cannot be used (nothing was processed).
+    """
+    t0 = time.perf_counter()
+    created = _prepare_out(cfg.out, inputs)
+    state = {}
+    owners: dict[str, str] = {}
+    for rec in read_journal(cfg.out / RESULTS_NAME).values():
+        state[rec["path"]] = rec
+        if rec.get("error") is None and isinstance(rec.get("mask"), str):
+            owners.setdefault(rec["mask"], rec["path"])
+    jobs, unmatched = collect_inputs(inputs, cfg.out, owners)
+    err = _Stderr()
     for item in unmatched:
-        print(f"focal-detect: {item}: no such file, folder or matching image", file=sys.stderr)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    results_path = cfg.out / RESULTS_NAME
-    previous = _load_previous(results_path)
-    todo = []
-    for job in jobs:
-        rec = previous.get(str(job.source))
-        done = (
-            rec is not None and rec.get("error") is None
-            and (cfg.out / f"{job.key}.mask.png").is_file() and (cfg.out / f"{job.key}.overlay.png").is_file()
-        )
-        if cfg.overwrite or not done:
-            todo.append(job)
-    skipped = len(jobs) - len(todo)
-    failures = len(unmatched)
-    records = dict(previous)
-    progress = Progress(len(todo), "detect")
-    if skipped:
-        print(f"focal-detect: {skipped} image(s) already done in {cfg.out} (use --overwrite to redo)", file=sys.stderr)
-    with Detector(cfg.artifact, cfg.detector) as det, results_path.open("a") as log:
-        print(f"focal-detect: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
-              f"clustering {det.clustering} ({det.cluster_backend})", file=sys.stderr)
-        for job, result in zip(todo, det.detect_many(j.source for j in todo)):
+        err.print(f"focal-detect: {item}: no such file, folder or matching image")
+    pending = [j for j in jobs if cfg.overwrite or not _is_done(j, state.get(j.path), cfg.out)]
+    counts = {"done": 0, "flagged": 0, "failed": len(unmatched), "skipped": len(jobs) - len(pending)}
+    if counts["skipped"]:
+        err.print(f"focal-detect: {counts['skipped']} image(s) already done in {cfg.out} (use --overwrite to redo)")
+    if not pending:
+        _remove_created(created)
+        err.close()
+        return DetectSummary(**counts, seconds=time.perf_counter() - t0)
+    try:
+        det = Detector(cfg.artifact, cfg.detector)
+    except KeyboardInterrupt:
+        _remove_created(created)
+        raise
+    except Exception as exc:  # ONNX Runtime's own errors (InvalidProtobuf, ...) derive from Exception only
+        _remove_created(created)
+        err.close()
+        text = _without_name(str(exc).strip().splitlines()[0] if str(exc).strip() else "", cfg.artifact)
+        raise SetupError(f"{cfg.artifact}: cannot open the model ({type(exc).__name__}: {text})") from None
+    which = f"default model ({cfg.artifact})" if cfg.default_model else f"artifact {cfg.artifact}"
+    err.print(f"focal-detect: {which}: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
+              f"clustering {det.clustering} ({det.cluster_backend})")
+    run = _Run(cfg, det, err, counts)
+    try:
+        run.go(pending)
+    except KeyboardInterrupt:
+        run.interrupted = True
+    finally:
+        with _sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
+            run.close()
+            det.close()
+            err.close()
+    return DetectSummary(**counts, seconds=time.perf_counter() - t0, interrupted=run.interrupted)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Run:
+    """One run's journal, locks and counters; images flow through ``Detector.detect_many``."""
+
+    def __init__(self, cfg: DetectConfig, det: Detector, err: _Stderr, counts: dict[str, int]) -> None:
+        self.cfg, self.det, self.err, self.counts = cfg, det, err, counts
+        self.lock = RunLock(cfg.out)
+        self.lock.remove_stale_temporaries()
+        self.journal = Journal(cfg.out)
+        self.stop = threading.Event()
+        self.interrupted = False
+        self.in_flight: deque[tuple[DetectJob, list[str], float]] = deque()  # fed to the detector, in order
+        self.early: deque[tuple[DetectJob, str, list[str]]] = deque()  # failed before the engine
+        self.deferred: list[DetectJob] = []  # held by another run when their turn came
+        self.progress: Progress | None = None
+
+    def _take(self, job: DetectJob, wait: bool) -> DetectJob | None:
+        """Claims the job's output name and checks it is still to do.
+
+        Returns:
+            The job (its name held), or ``None``: another run holds the name
+            (the job is deferred) or the image is done (counted as skipped).
+        """
+        for key in dict.fromkeys((job.key, job.alt_key)):
+            if wait:
+                self.lock.claim(key)
+            elif not self.lock.try_claim(key):
+                self.deferred.append(job)
+                return None
+            job = replace(job, key=key)
+            self.journal.refresh()
+            owner = self.journal.owners.get(f"{key}.mask.png")
+            if owner is None or owner == job.path or key == job.alt_key:
+                break
+            self.lock.release(key)  # another input wrote this name meanwhile: take the hashed one
+        rec = self.journal.latest.get(job.path)
+        if _is_done(job, rec, self.cfg.out) and (not self.cfg.overwrite or self.journal.written_since_start(job.path)):
+            self.lock.release(job.key)
+            self.counts["skipped"] += 1
+            return None
+        return job
+
+    def _feed(self, jobs: list[DetectJob], taken: bool) -> Iterator[np.ndarray]:
+        """Claims (unless ``taken``), then decodes each job, in the detector's prefetch thread.
+
+        Files that fail before the engine go to ``early``; the others to ``in_flight``.
+        """
+        for job in jobs:
+            if self.stop.is_set():
+                return
+            claimed = job if taken else self._take(job, wait=False)
+            if claimed is None:
+                continue
+            if claimed.error is not None:
+                self.early.append((claimed, claimed.error, []))
+                continue
+            t0 = time.perf_counter()
+            image, error, notes = _decode(claimed, self.cfg.detector, self.err)
+            if image is None:
+                self.early.append((claimed, error, notes))
+                continue
+            self.in_flight.append((claimed, notes, (time.perf_counter() - t0) * 1e3))
+            yield image
+
+    def _finish(self, job: DetectJob, result: Result | Exception | str, notes: list[str]) -> None:
+        """Writes one image's files, then its record; releases its name."""
+        try:
             if isinstance(result, Result):
                 try:
-                    # Re-decoding for the overlay keeps the detector's memory flat on long runs.
-                    image = read_image(
-                        job.source, max_pixels=cfg.detector.max_pixels,
-                        apply_orientation=cfg.detector.exif_orientation,
-                    )
-                    write_atomic(cfg.out / f"{job.key}.mask.png", _png(result.mask))
-                    write_atomic(cfg.out / f"{job.key}.overlay.png", _png(overlay(image, result.mask)[:, :, ::-1]))
+                    # Re-decoding for the overlay keeps the run's memory flat on big images.
+                    image, error, more = _decode(job, self.cfg.detector, self.err)
+                    if image is None:
+                        raise ValueError(error)
+                    write_atomic(self.cfg.out / f"{job.key}.mask.png", _png(result.mask))
+                    write_atomic(self.cfg.out / f"{job.key}.overlay.png", _png(overlay(image, result.mask)[:, :, ::-1]))
                 except (OSError, ValueError) as exc:
                     result = exc
-            rec = _record(job, result)
-            if rec["error"] is not None:
-                failures += 1
-                print(f"focal-detect: {job.source}: {rec['error']}", file=sys.stderr)
-            records[rec["path"]] = rec
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            if cfg.json_stdout:
+            rec = _record(job, result, notes)
+            self.journal.append(rec)
+        finally:
+            self.lock.release(job.key)
+        if rec["error"] is not None:
+            self.counts["failed"] += 1
+            said = f" (decoder: {'; '.join(notes)})" if notes else ""
+            self.err.print(f"focal-detect: {job.source}: {rec['error']}{said}")
+        else:
+            self.counts["done"] += 1
+            self.counts["flagged"] += int(rec["forged_fraction"] > 0)
+            if notes:
+                self.err.print(f"focal-detect: {job.source}: decoder: {'; '.join(notes)}")
+        if self.cfg.json_stdout:
+            with self.err.lock:
                 print(json.dumps(rec), flush=True)
-            progress.step(job.source.name)
-    progress.close()
-    # Compact the log: one line per image, last result wins, written atomically.
-    write_atomic(results_path, "".join(json.dumps(r) + "\n" for r in records.values()).encode())
-    return failures
+        if self.progress is not None:
+            with self.err.lock:
+                self.progress.step(job.source.name)
+
+    def _drain_early(self) -> None:
+        while self.early:
+            self._finish(*self.early.popleft())
+
+    def _pass(self, jobs: list[DetectJob], taken: bool = False) -> None:
+        results = self.det.detect_many(self._feed(jobs, taken))
+        try:
+            for result in results:
+                self._drain_early()
+                job, notes, decode_ms = self.in_flight.popleft()
+                if isinstance(result, Result):  # the detector got an array: the decode was ours
+                    result = replace(result, timings={**result.timings, "decode": decode_ms})
+                self._finish(job, result, notes)
+            self._drain_early()
+        finally:
+            self.stop.set()
+            results.close()
+            self.stop.clear()
+
+    def go(self, jobs: list[DetectJob]) -> None:
+        self.progress = Progress(len(jobs), "detect", stream=sys.stderr)
+        self._pass(jobs)
+        # Images another run held when their turn came: wait for it here, in the main thread (so
+        # Ctrl-C works), one at a time and holding no other name, and do those it did not finish.
+        deferred, self.deferred = self.deferred, []
+        for job in deferred:
+            taken = self._take(job, wait=True)
+            if taken is not None:
+                self._pass([taken], taken=True)
+        if self.progress.tty:
+            with self.err.lock:
+                sys.stderr.write("\r\033[K")
+
+    def close(self) -> None:
+        self.stop.set()
+        # Claims of jobs decoded but never finished (Ctrl-C) go with the lock file's descriptor.
+        self.journal.close()
+        self.lock.close()
 
 
+# -- arguments ---------------------------------------------------------------
 def _is_artifact(arg: str) -> bool:
     return arg == "default" or (Path(arg).is_dir() and (Path(arg) / MANIFEST_NAME).is_file())
 
 
+def choose_artifact(positionals: list[str]) -> tuple[str, list[str]]:
+    """Splits the positionals into the artifact (``"default"`` for the embedded model) and the inputs.
+
+    Raises:
+        SetupError: the first positional looks meant as an artifact but is none (see the module notes).
+    """
+    first, rest = positionals[0], positionals[1:]
+    if _is_artifact(first):
+        if not rest:
+            raise SetupError(f"{first}: an artifact, but no INPUT given")
+        return first, rest
+    path = Path(first)
+    if path.is_dir():
+        models = sorted(p.name for p in path.iterdir() if p.suffix.lower() in _MODEL_SUFFIXES)
+        if models:
+            raise SetupError(f"{first}: not an artifact: {models[0]} but no {MANIFEST_NAME} here "
+                             "(an artifact is a folder written by focal-export)")
+        if rest and not list_images(path):
+            raise SetupError(f"{first}: not an artifact (no {MANIFEST_NAME}) and holds no images")
+    elif path.is_file() and (path.suffix.lower() in _MODEL_SUFFIXES or path.name == MANIFEST_NAME):
+        raise SetupError(f"{first}: a model file; ARTIFACT is the folder holding {MANIFEST_NAME}")
+    elif not path.exists() and not path.is_symlink() and rest and not _GLOB_MAGIC.search(first):
+        raise SetupError(f"{first}: ARTIFACT not found (no such folder; an input named first must exist)")
+    return "default", positionals
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``focal-detect`` argument parser (choices from the runtime's registries)."""
-    parser = make_parser("focal-detect", "FOCAL forgery localization on images (torch-free runtime).")
+    parser = make_parser("focal-detect", "FOCAL forgery localization on images (torch-free runtime).",
+                         epilog="exit status: 0 all done, 1 some inputs failed, 2 usage, artifact or "
+                                "output-folder error (before any work), 130 interrupted")
     add_artifact(parser, optional=True,
-                 help="artifact folder (with focal.json) or 'default'; omitted, or not an artifact "
-                      "(then it is the first INPUT): the embedded default model")
+                 help="artifact folder (with focal.json) or 'default'; omitted, or an image input: the "
+                      "embedded default model (a first path that does not exist is an error)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder: NAME.mask.png, NAME.overlay.png, results.jsonl")
     add_backend(parser)
     add_precision(parser)
     add_clustering(parser, default=None, help="clustering method (default: the artifact's)")
-    add_min_cluster_size(parser, help="HDBSCAN's smallest cluster (default: the artifact's)")
+    add_min_cluster_size(parser, help="HDBSCAN's smallest cluster, >= 2 (default: the artifact's)")
     add_batch_size(parser, help="images per engine call (more than 1 needs a dynamic-batch model)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--low-memory", action="store_true",
-                        help="turn ONNX Runtime's CPU memory arena off: about half the peak memory on big models, slower")
-    parser.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
-    add_json(parser, "one record per image, as written to results.jsonl")
+                        help="turn ONNX Runtime's CPU memory arena off: about half the peak memory on big models, "
+                             "slower")
+    parser.add_argument("--overwrite", action="store_true", help="redo images done by earlier runs")
+    add_json(parser, "one record per image, as appended to results.jsonl")
     return parser
 
 
+def _quiet_opencv() -> None:
+    # OpenCV's own warnings and infos go; its errors stay, and during a decode they are captured
+    # and tied to the file (see _Stderr).
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is not None and hasattr(logging, "setLogLevel"):
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point of ``focal-detect``."""
-    # Intermixed: `focal-detect ARTIFACT --out DIR a.jpg b.jpg` keeps every positional.
-    args = build_parser().parse_intermixed_args(argv)
-    inputs = list(args.inputs)
-    artifact_arg = args.artifact or "default"
-    if not _is_artifact(artifact_arg):
-        inputs.insert(0, artifact_arg)  # an image path in the artifact's place: run the default model on it
-        artifact_arg = "default"
+    """Console entry point of ``focal-detect``; returns the exit status (see the module notes)."""
     try:
-        artifact = default_artifact() if artifact_arg == "default" else Path(artifact_arg)
+        # Intermixed: `focal-detect ARTIFACT --out DIR a.jpg b.jpg` keeps every positional.
+        parser = build_parser()
+        args = parser.parse_intermixed_args(argv)
+        if args.min_cluster_size is not None and args.min_cluster_size < 2:
+            parser.error(f"argument --min-cluster-size: expected an integer >= 2 (HDBSCAN's smallest cluster), "
+                         f"got {args.min_cluster_size}")
+        positionals = ([args.artifact] if args.artifact is not None else []) + list(args.inputs)
+        try:
+            artifact_arg, inputs = choose_artifact(positionals)
+            artifact = default_artifact() if artifact_arg == "default" else Path(artifact_arg)
+        except (SetupError, FileNotFoundError) as exc:
+            print(f"focal-detect: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         cfg = DetectConfig(
             artifact=artifact,
             out=args.out,
@@ -238,12 +651,22 @@ def main(argv: list[str] | None = None) -> int:
             ),
             overwrite=args.overwrite,
             json_stdout=args.json,
+            default_model=artifact_arg == "default",
         )
-        failures = detect(inputs, cfg)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        print(f"focal-detect: {exc}", file=sys.stderr)
-        return 2
-    return 1 if failures else 0
+        _quiet_opencv()
+        try:
+            summary = detect(inputs, cfg)
+        except SetupError as exc:
+            print(f"focal-detect: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as exc:  # the out folder failed mid-run (disk full, removed): what is done is kept
+            print(f"focal-detect: {exc}; stopped, a re-run goes on from there", file=sys.stderr)
+            return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("focal-detect: interrupted before any image was done", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(summary.line(), file=sys.stderr)
+    return summary.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

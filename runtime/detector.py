@@ -10,6 +10,7 @@ thread while the current one is inferred.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +22,7 @@ import numpy as np
 from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
 from focal.runtime.default import default_artifact
-from focal.runtime.engines import LockedEngine, open_engine, resolve_backend
+from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
 from focal.runtime.fusion import fuse_feature_maps
@@ -30,6 +31,8 @@ from focal.runtime.geometry import Geometry, image_geometry
 from focal.runtime.preprocess import network_input
 
 STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "cluster", "postprocess")
+
+_log = logging.getLogger("focal")
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,22 @@ class _Member:
                 f"{spec.keep_aspect} is not one this runtime implements (RGB, 1/255, bilinear, stretched)"
             )
         self.backend = resolve_backend(cfg.backend, self.manifest, cfg.precision)
-        self.engine = LockedEngine(open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads,
-                                               cfg.mem_arena, cfg.model_file))
+        try:
+            engine = open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads, cfg.mem_arena,
+                                 cfg.model_file)
+        except ProviderFallbackError as exc:
+            if cfg.backend != "auto":
+                raise  # a backend asked for by name that cannot run is an error, never a quiet CPU run
+            # "auto" may settle for the CPU, and says so.
+            _log.warning("backend auto: %s; running on the CPU provider", exc)
+            self.backend = "cpu"
+            engine = open_engine(artifact, self.manifest, "cpu", cfg.precision, cfg.threads, cfg.mem_arena,
+                                 cfg.model_file)
+        self.engine = LockedEngine(engine)
+        limit = self.manifest.input.max_batch
+        if self.backend == "tensorrt" and limit is not None and cfg.batch_size > limit:
+            raise ValueError(f"{artifact}: batch_size {cfg.batch_size} is above the engine's profile maximum {limit} "
+                             "(re-export with a larger --max-graph-batch, or lower --batch-size)")
         # A static batch axis takes exactly `batch` images per call; a dynamic one any number.
         self.static_batch = None if spec.dynamic_batch else int(spec.batch)
 

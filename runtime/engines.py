@@ -47,6 +47,10 @@ def _import_onnxruntime() -> Any:
     return ort
 
 
+class ProviderFallbackError(ValueError):
+    """ONNX Runtime opened the session on another provider than the one asked for."""
+
+
 class OnnxRuntimeEngine:
     """An ONNX model in an ONNX Runtime session tuned for latency.
 
@@ -76,6 +80,7 @@ class OnnxRuntimeEngine:
         mem_arena: bool = True,
         trt_cache_dir: str | Path | None = None,
         fp16: bool = False,
+        int8: bool = False,
     ) -> None:
         ort = _import_onnxruntime()
         if provider not in self._PROVIDERS:
@@ -106,6 +111,9 @@ class OnnxRuntimeEngine:
             cache.mkdir(parents=True, exist_ok=True)
             providers.append((wanted, {
                 "trt_fp16_enable": fp16,
+                # A Q/DQ graph builds in TensorRT only with INT8 enabled; without it
+                # the EP rejects the graph and ORT would quietly run it on CUDA.
+                "trt_int8_enable": int8,
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(cache),
                 "trt_timing_cache_enable": True,
@@ -115,8 +123,17 @@ class OnnxRuntimeEngine:
             providers.append((wanted, {"cudnn_conv_algo_search": "EXHAUSTIVE"}))
         providers.append("CPUExecutionProvider")
         self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+        # get_available_providers() says how ORT was built, not whether a GPU
+        # works: a session asked for CUDA may silently run on the CPU.
+        actual = self.session.get_providers()[0]
+        if actual != wanted:
+            raise ProviderFallbackError(
+                f"{Path(model_path).name}: asked for {wanted}, but ONNX Runtime runs it on {actual} "
+                f"(session providers {self.session.get_providers()}): no usable GPU, or the provider's libraries "
+                "are missing"
+            )
         self.provider = provider
-        self.name = f"onnxruntime/{self.session.get_providers()[0]} ({Path(model_path).name})"
+        self.name = f"onnxruntime/{actual} ({Path(model_path).name})"
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._on_gpu = provider != "cpu"
@@ -219,7 +236,10 @@ class TensorRTEngine:
         self._ctx.push()
         try:
             logger = trt.Logger(trt.Logger.WARNING)
-            runtime = trt.Runtime(logger)
+            try:
+                runtime = trt.Runtime(logger)
+            except TypeError as exc:  # "factory function returned nullptr": CUDA could not initialise
+                raise RuntimeError(f"TensorRT could not start a runtime, CUDA is not usable here ({exc})") from None
             data = Path(engine_path).read_bytes()
             self.engine = runtime.deserialize_cuda_engine(data)
             if self.engine is None:
@@ -234,6 +254,9 @@ class TensorRTEngine:
             self._device: dict[str, Any] = {}
             self._host: dict[str, np.ndarray] = {}
             self._capacity: dict[str, int] = {}
+            # The profile's batch range, so a Detector batch past it is a clear error.
+            first = self.input_names[0]
+            self.max_shape = tuple(self.engine.get_tensor_profile_shape(first, 0)[2]) if self.input_names else ()
         finally:
             self._ctx.pop()
         self.name = f"tensorrt {trt.__version__}"
@@ -242,6 +265,7 @@ class TensorRTEngine:
         """Pinned host and device buffers for ``name``, grown when a larger shape arrives."""
         nbytes = int(np.prod(shape)) * self._dtype[name].itemsize
         if self._capacity.get(name, -1) < nbytes:
+            self._free(name)
             self._device[name] = self._cuda.mem_alloc(max(nbytes, 1))
             self._host[name] = self._cuda.pagelocked_empty(int(np.prod(shape)), self._dtype[name])
             self._capacity[name] = nbytes
@@ -254,7 +278,10 @@ class TensorRTEngine:
         try:
             for name in self.input_names:
                 arr = np.ascontiguousarray(feeds[name], dtype=self._dtype[name])
-                self.context.set_input_shape(name, arr.shape)
+                if not self.context.set_input_shape(name, arr.shape):
+                    low, _, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(name, 0))
+                    raise ValueError(f"input {name!r} of shape {arr.shape} is outside the engine's optimisation "
+                                     f"profile {low} .. {high} (rebuild with a larger --max-graph-batch)")
                 host, dev = self._buffer(name, arr.shape)
                 np.copyto(host, arr)
                 self._cuda.memcpy_htod_async(dev, host, self.stream)
@@ -275,15 +302,25 @@ class TensorRTEngine:
         finally:
             self._ctx.pop()
 
+    def _free(self, name: str) -> None:
+        """Free one tensor's device and pinned host buffers (pycuda frees neither after the context is gone)."""
+        dev = self._device.pop(name, None)
+        if dev is not None:
+            dev.free()
+        host = self._host.pop(name, None)
+        if host is not None and getattr(host, "base", None) is not None and hasattr(host.base, "free"):
+            host.base.free()
+        self._capacity.pop(name, None)
+
     def close(self) -> None:
-        """Free device buffers and release the CUDA context."""
+        """Free device and pinned host buffers and the stream, then release the CUDA context."""
         if getattr(self, "_ctx", None) is None:
             return
         self._ctx.push()
         try:
-            for dev in self._device.values():
-                dev.free()
-            self._device.clear()
+            for name in list(self._device):
+                self._free(name)
+            self.stream = None  # its destructor runs while the context is still current
             self.context = None
             self.engine = None
         finally:
@@ -394,7 +431,8 @@ def open_engine(
     path = artifact_dir / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"{path}: listed in the manifest but missing")
-    return OnnxRuntimeEngine(path, provider=backend, threads=threads, mem_arena=mem_arena, fp16=precision == "fp16")
+    return OnnxRuntimeEngine(path, provider=backend, threads=threads, mem_arena=mem_arena, fp16=precision == "fp16",
+                             int8=precision == "int8")
 
 
 class LockedEngine:
@@ -403,6 +441,7 @@ class LockedEngine:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._lock = threading.Lock()
+        self.inner = engine  # the wrapped runner, for what only it knows (e.g. an ORT session's providers)
         self.name = engine.name
         self.input_names = engine.input_names
         self.output_names = engine.output_names

@@ -74,6 +74,7 @@ class InputSpec:
     max_points: int = 4096  # native: most feature cells clustered (pooled down to it)
     dynamic_batch: bool = False  # whether the batch axis is symbolic
     batch: int = 1  # static batch size (or the optimum one when dynamic)
+    max_batch: int | None = None  # dynamic: the TensorRT profile's largest batch (None: no engine limit)
 
 
 @dataclass(frozen=True)

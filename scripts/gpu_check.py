@@ -120,7 +120,7 @@ import json, sys
 from focal.runtime import Detector
 with Detector(sys.argv[1], backend="tensorrt-ep", precision="int8") as det:
     det(__import__("numpy").zeros((256, 256, 3), "uint8"))
-    print(json.dumps({"providers": det.engine.session.get_providers(), "engine": det.engine.name}))
+    print(json.dumps({"providers": det.engine.inner.session.get_providers(), "engine": det.engine.name}))
 """
 CYCLES = """
 import json, resource, sys

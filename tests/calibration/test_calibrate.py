@@ -74,3 +74,12 @@ def test_config_validation():
         CalibrationConfig(method="kl")
     with pytest.raises(ValueError, match="percentile"):
         CalibrationConfig(method="percentile", percentile=10)
+
+
+def test_onnxruntime_below_the_export_floor_is_named() -> None:
+    from focal.calibration.calibrate import check_ort_version
+
+    check_ort_version("1.27.0")
+    check_ort_version("1.32.0+cu128")
+    with pytest.raises(ImportError, match=r"need onnxruntime >= 1.27, this is 1.18.1"):
+        check_ort_version("1.18.1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import builtins
 
 import pytest
@@ -179,11 +181,20 @@ def test_build_engine_decisions_with_a_fake_tensorrt(tmp_path, monkeypatch, stro
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(engine_module, "tensorrt_status", lambda: (True, ""))
     monkeypatch.setattr(engine_module, "gpu_info", lambda device=0: ("Fake GPU", "9.0"))
+    devices = []  # the build must run with the asked-for device current
+
+    @contextlib.contextmanager
+    def on_device(device):
+        devices.append(device)
+        yield
+
+    monkeypatch.setattr(engine_module, "_on_device", on_device)
     cache = tmp_path / "t.cache"
     cache.write_bytes(b"old timings")
     build = build_engine(tmp_path / "m.onnx", tmp_path / "m.engine", "int8",
-                         EngineConfig(workspace_gb=1, timing_cache=str(cache), max_batch=8),
+                         EngineConfig(workspace_gb=1, timing_cache=str(cache), max_batch=8, device=1),
                          fp32_nodes=["/head/Conv"], batch=2)
+    assert devices == [1]
     assert build.strongly_typed == strongly_typed and build.tensorrt == "9.9.0" and build.gpu == "Fake GPU"
     assert (tmp_path / "m.engine").read_bytes() == b"engine" and cache.read_bytes() == b"timings"
     assert fake.seen["cache_in"] == b"old timings" and fake.seen["workspace"] == 1 << 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from focal.runtime.cli import build_parser, collect_inputs, main
+from focal.runtime.cli import DetectSummary, build_parser, collect_inputs, main
 
 
 def _records(out: Path) -> dict[str, dict]:
-    return {r["path"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    """Journal records by input, as absolute paths (the journal's paths are relative to the out folder)."""
+    recs = map(json.loads, (out / "results.jsonl").read_text().splitlines())
+    return {str(Path(os.path.normpath(out / r["path"]))): r for r in recs}
 
 
 def test_folder_run_with_bad_files_writes_every_good_result(tiny_artifact: Path, photo_dir: Path, tmp_path: Path, capsys) -> None:
@@ -71,7 +74,7 @@ def test_a_first_input_that_is_no_artifact_is_an_input(tiny_artifact: Path, phot
 
     def fake_detect(inputs, cfg):
         seen.update(inputs=inputs, artifact=cfg.artifact)
-        return 0
+        return DetectSummary(0, 0, 0, 0, 0.0)
 
     monkeypatch.setattr("focal.runtime.cli.detect", fake_detect)
     monkeypatch.setattr("focal.runtime.cli.default_artifact", lambda: Path("DEFAULT"))
@@ -87,7 +90,9 @@ def test_same_stem_in_two_places_gets_two_outputs(tmp_path: Path) -> None:
     for d in ("a", "b"):
         (tmp_path / d / "x.jpg").write_bytes(b"")
     jobs, unmatched = collect_inputs([str(tmp_path / "a/x.jpg"), str(tmp_path / "b/x.jpg"), str(tmp_path / "a/x.jpg")])
-    assert [j.key for j in jobs] == ["x", "x-2"] and not unmatched
+    # Names keep the suffix; the second file of one name gets a hash of its resolved path, never a counter.
+    assert jobs[0].key == "x.jpg" and jobs[1].key.startswith("x-") and jobs[1].key.endswith(".jpg")
+    assert len(jobs) == 2 and not unmatched
 
 
 def test_console_script_reports_missing_default_model(tmp_path: Path, photo_dir: Path) -> None:

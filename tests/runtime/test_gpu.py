@@ -33,7 +33,7 @@ def test_onnxruntime_cuda_matches_cpu(tiny_artifact: Path, rng: np.random.Genera
             Detector(tiny_artifact, backend="cuda", keep_features=True) as gpu:
         a, b = cpu(img), gpu(img)
     # The provider the session really runs on (ORT may fall back to CPU silently).
-    assert gpu.engine.session.get_providers()[0] == "CUDAExecutionProvider"
+    assert gpu.engine.inner.session.get_providers()[0] == "CUDAExecutionProvider"
     assert gpu.engine.name.startswith("onnxruntime/CUDAExecutionProvider (")
     assert (a.features * b.features).sum(axis=1).min() >= 0.9999
 
