@@ -384,16 +384,6 @@ def markdown_table(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return None if math.isnan(obj) else float(obj)
-    return obj
-
-
 def score(maps: Path, data: list[str] | None = None, threshold: float = 0.5) -> tuple[str, list[dict[str, Any]]]:
     """The table (and summaries) of every method folder under ``maps``, optionally only those of ``data``."""
     folders = method_folders(maps)
@@ -407,6 +397,8 @@ def score(maps: Path, data: list[str] | None = None, threshold: float = 0.5) -> 
 
 
 def _print_score(maps: Path, data: list[str] | None, threshold: float) -> None:
+    from focal.evaluation.evaluate import json_safe  # the project venv's half: focal is importable here
+
     table, entries = score(maps, data, threshold)
     notes = []
     for e in entries:
@@ -416,7 +408,7 @@ def _print_score(maps: Path, data: list[str] | None, threshold: float) -> None:
     text = table + "\n" + "\n".join(notes) + "\n"
     print(text)
     (maps / "table.md").write_text(text)
-    (maps / "summary.json").write_text(json.dumps(_json_safe(entries), indent=2) + "\n")
+    (maps / "summary.json").write_text(json.dumps(json_safe(entries), indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------------------------

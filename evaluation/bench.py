@@ -30,9 +30,9 @@ import numpy as np
 
 from focal._files import list_images
 from focal.runtime.imageio import read_image
+from focal.runtime.detector import STAGES
 from focal.runtime.manifest import load_manifest
 
-STAGES = ("decode", "preprocess", "infer", "cluster", "postprocess")
 
 
 @dataclass(frozen=True)

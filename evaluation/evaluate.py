@@ -143,12 +143,12 @@ def summarise(records: list[dict[str, Any]], methods: list[str]) -> dict[str, An
     return out
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN (undefined metrics) as JSON null, numpy scalars as Python numbers."""
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
         return None if math.isnan(obj) else float(obj)
     if isinstance(obj, np.integer):
@@ -371,7 +371,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     summary = _summary(run, records)
     if "robustness" in summary:
         _robustness_plot(summary["robustness"], run.methods[0], out / "robustness.png")
-    (out / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n")
     (out / "table.md").write_text(markdown_table(summary["datasets"], run.methods))
     _write_csv(records, run.methods, out / "metrics.csv")
     _write_grids(run, records, datasets)

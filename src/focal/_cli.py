@@ -66,28 +66,29 @@ def add_artifact(parser: argparse.ArgumentParser, help: str, *, optional: bool =
     parser.add_argument("artifact", metavar=ARTIFACT_METAVAR, nargs="?" if optional else None, help=help)
 
 
+def _choice(parser: argparse.ArgumentParser, flag: str, choices: tuple[str, ...], default: str, repeatable: bool,
+            help: str, repeat_help: str) -> None:
+    """One ``--flag`` over ``choices``: a single value with ``default``, or repeatable (default: None)."""
+    if repeatable:
+        parser.add_argument(flag, action="append", choices=choices, default=None, help=repeat_help)
+    else:
+        parser.add_argument(flag, choices=choices, default=default, help=help)
+
+
 def add_backend(parser: argparse.ArgumentParser, *, repeatable: bool = False, help: str | None = None) -> None:
     """``--backend`` with the runtime's backends (``auto`` = the fastest one usable here)."""
     from focal.runtime.engines import BACKENDS
 
-    if repeatable:
-        parser.add_argument("--backend", action="append", choices=BACKENDS, default=None,
-                            help=help or "engine backend, repeatable (auto: the fastest usable here)")
-    else:
-        parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                            help=help or "engine backend (auto: the fastest usable here)")
+    _choice(parser, "--backend", BACKENDS, "auto", repeatable, help or "engine backend (auto: the fastest usable here)",
+            help or "engine backend, repeatable (auto: the fastest usable here)")
 
 
 def add_precision(parser: argparse.ArgumentParser, *, repeatable: bool = False, help: str | None = None) -> None:
     """``--precision`` with the manifest's precisions."""
     from focal.runtime.manifest import PRECISIONS
 
-    if repeatable:
-        parser.add_argument("--precision", action="append", choices=PRECISIONS, default=None,
-                            help=help or "model precision, repeatable")
-    else:
-        parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                            help=help or "model precision (the artifact must hold it)")
+    _choice(parser, "--precision", PRECISIONS, "fp32", repeatable, help or "model precision (the artifact must hold it)",
+            help or "model precision, repeatable")
 
 
 def add_clustering(
