@@ -19,6 +19,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
@@ -83,6 +84,10 @@ class _Dist:
         return self.rank == 0
 
 
+# How long ranks wait for rank 0's validation and checkpointing (and any collective).
+DDP_TIMEOUT_MINUTES = 120
+
+
 def _dist_setup() -> _Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
@@ -90,7 +95,11 @@ def _dist_setup() -> _Dist:
     # NCCL between GPUs; gloo lets the same command run multi-process on CPU.
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        # Rank 0 validates, saves and plots while the others wait in the
+        # barrier: torch's default 10-minute collective timeout would abort a
+        # run whose validation takes longer, so the wait is bounded by the
+        # config instead.
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=DDP_TIMEOUT_MINUTES))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local)

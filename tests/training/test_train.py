@@ -129,3 +129,21 @@ def test_fresh_forgeries_change_with_the_epoch_and_stay_deterministic(sample_dat
         ds.set_epoch(0)
         assert torch.equal(ds[1]["mask"], first)  # deterministic per (epoch, index)
         assert torch.equal(first, second) is (not fresh)
+
+
+def test_ranks_wait_for_rank_0_longer_than_torchs_default(monkeypatch) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    from focal.training import train as train_module
+
+    seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    train_module._dist_setup()
+    assert seen["timeout"] == datetime.timedelta(minutes=train_module.DDP_TIMEOUT_MINUTES)
+    assert seen["timeout"] > datetime.timedelta(minutes=10)  # torch's default, which validation outlasts
