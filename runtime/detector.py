@@ -93,6 +93,20 @@ class _Prepared:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _check_item(item: object) -> None:
+    """A clear ValueError for what can be neither read nor run, before OpenCV sees it."""
+    if isinstance(item, np.ndarray):
+        if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8 or item.shape[0] == 0 or item.shape[1] == 0:
+            raise ValueError(f"image array must be [H, W, 3] uint8 with H, W >= 1, got shape {item.shape} "
+                             f"dtype {item.dtype}")
+    elif not isinstance(item, (str, Path)):
+        raise ValueError(f"image must be a file path or an [H, W, 3] uint8 array, got {type(item).__name__}")
+    elif str(item) == "":
+        raise ValueError("image path is empty")
+    elif Path(item).is_dir():
+        raise ValueError(f"{item}: is a folder, not an image file (focal-detect lists folders)")
+
+
 class _Member:
     """One artifact's engine and the facts of its manifest."""
 
@@ -193,8 +207,8 @@ class Detector:
             raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
         if cfg.overlap_clustering not in ("auto", "on", "off"):
             raise ValueError(f"overlap_clustering must be 'auto', 'on' or 'off', got {cfg.overlap_clustering!r}")
-        if artifact is None:
-            artifact = default_artifact()
+        if artifact is None or (isinstance(artifact, str) and artifact == "default"):
+            artifact = default_artifact()  # "default" names it as focal-detect does
         paths = [Path(a) for a in ([artifact] if isinstance(artifact, (str, Path)) else artifact)]
         if not paths:
             raise ValueError("no artifact given")
@@ -233,6 +247,7 @@ class Detector:
         source = None if isinstance(item, np.ndarray) else str(item)
         prep = _Prepared(source=source)
         try:
+            _check_item(item)
             t0 = time.perf_counter()
             image = item if isinstance(item, np.ndarray) else read_image(
                 item, max_pixels=self.config.max_pixels, apply_orientation=self.config.exif_orientation

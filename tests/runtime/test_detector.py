@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -241,3 +242,21 @@ def test_fusion_of_two_artifacts_matches_the_fused_reference(tmp_path: Path, tin
             assert got.features.shape == (16 * 16, 16 + 32)
             assert (got.features * want.features).sum(axis=1).min() >= 0.9999
             np.testing.assert_array_equal(got.labels, want.labels)
+
+
+def test_api_edges_give_clear_value_errors(tiny_artifact: Path, tmp_path: Path) -> None:
+    with Detector(tiny_artifact, backend="cpu") as det:
+        for bad, words in [(np.zeros((0, 0, 3), np.uint8), "H, W >= 1"), ("", "path is empty"),
+                           (None, "got NoneType"), (str(tmp_path), "is a folder"),
+                           (np.zeros((4, 4), np.uint8), "[H, W, 3] uint8")]:
+            with pytest.raises(ValueError, match=re.escape(words)):
+                det(bad)
+
+
+def test_default_names_the_embedded_model() -> None:
+    from focal.runtime.default import DEFAULT_DIR
+
+    if not (DEFAULT_DIR / "focal.json").is_file():
+        pytest.skip("this build bundles no default model")
+    with Detector("default", backend="cpu") as det:
+        assert det.artifact == DEFAULT_DIR
