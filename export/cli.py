@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"registry name, or names joined by '+' for a fusion (one graph, fused map). Known: {known}")
     model.add_argument("--weights", nargs="+", default=[], metavar="PATH",
                        help="our .safetensors checkpoint, an authors' .pth, or one file per fusion member "
-                            "(default: random weights, seeded; lite keeps its ImageNet encoder)")
+                            "(required unless --random-weights)")
+    model.add_argument("--random-weights", action="store_true",
+                       help="export seeded random weights (lite keeps its ImageNet encoder): for tests and "
+                            "benchmarks only, its masks mean nothing; the manifest records it")
     model.add_argument("--input-size", type=int, default=None, metavar="N", help="square input side (default: the backbone's)")
     model.add_argument("--graph-batch", type=positive_int, default=1, metavar="N",
                        help="the graph's batch axis: its size, or the optimum of a dynamic one")
@@ -118,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.weights and not args.random_weights:
+        parser.error("no --weights: the exported model would have a random head and find nothing; "
+                     "pass --weights CHECKPOINT, or --random-weights for tests and benchmarks")
+    if args.weights and args.random_weights:
+        parser.error("--weights and --random-weights exclude each other")
     try:
         cfg = config_from_args(args)
     except ValueError as exc:

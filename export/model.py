@@ -113,6 +113,7 @@ def model_source(model: Any, weights: Sequence[str | Path] = (), seed: int | Non
         "weights_files": files,
         "weights_sha256": [sha256_file(f) for f in files],
         "init_seed": None if files else seed,
+        "random_weights": not files,  # the runtime warns: such an artifact's masks mean nothing
         "member_kwargs": [dict(m.kwargs) for m in model.members],
     }
 

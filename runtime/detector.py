@@ -132,6 +132,8 @@ class _Member:
             engine = open_engine(artifact, self.manifest, "cpu", cfg.precision, cfg.threads, cfg.mem_arena,
                                  cfg.model_file)
         self.engine = LockedEngine(engine)
+        if self.manifest.source.get("random_weights"):
+            _log.warning("%s: exported with random weights (--random-weights): its masks mean nothing", artifact)
         limit = self.manifest.input.max_batch
         if self.backend == "tensorrt" and limit is not None and cfg.batch_size > limit:
             raise ValueError(f"{artifact}: batch_size {cfg.batch_size} is above the engine's profile maximum {limit} "

@@ -155,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     checks.run("pytest_gpu", [PY, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-rs"], 180,
                parse=_pytest_summary)
     lite = work / "lite"
-    checks.run("export_lite_engine", [str(BIN / "focal-export"), "--backbone", "lite", "--input-size", "512", "--fp16",
+    checks.run("export_lite_engine", [str(BIN / "focal-export"), "--backbone", "lite", "--random-weights", "--input-size", "512", "--fp16",
                                       "--int8", "--calib", str(photos), "--calib-count", "32", "--engine",
                                       "--verify", str(samples), "--out", str(lite)], 240)
     dyn = work / "lite-dyn"
-    checks.run("export_dynamic_engine", [str(BIN / "focal-export"), "--backbone", "lite", "--input-size", "256",
+    checks.run("export_dynamic_engine", [str(BIN / "focal-export"), "--backbone", "lite", "--random-weights", "--input-size", "256",
                                          "--dynamic-graph-batch", "--max-graph-batch", "8", "--engine",
                                          "--out", str(dyn), "-q"], 150)
     checks.run("engine_batches", [PY, "-c", BATCHES, str(dyn), "1", "3", "8", "9"], 90, parse=_last_json)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         checks.run(f"bench_{backend}_{precision}", [str(BIN / "focal-bench"), str(lite), "--backend", backend,
                                                     "--precision", precision, "--images", str(samples), "--json"],
                    90, parse=_last_json)
-    checks.run("vit_b_1024_fp16", [str(BIN / "focal-export"), "--backbone", "vit-b", "--input-size", "1024", "--fp16",
+    checks.run("vit_b_1024_fp16", [str(BIN / "focal-export"), "--backbone", "vit-b", "--random-weights", "--input-size", "1024", "--fp16",
                                    "--engine", "--verify", str(samples), "--verify-limit", "4",
                                    "--out", str(work / "vitb")], 240)
     checks.save()

@@ -178,7 +178,7 @@ def test_fixed_size_weights_refuse_another_export_size(tmp_path, small_vit):
 @pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed: the engine path is covered by test_tensorrt")
 def test_engine_without_tensorrt_fails_with_one_line_and_keeps_onnx(tmp_path, capsys):
     out = tmp_path / "art"
-    code = main(["--backbone", "tiny", "--input-size", "64", "--fp16", "--engine", "--out", str(out), "-q"])
+    code = main(["--backbone", "tiny", "--random-weights", "--input-size", "64", "--fp16", "--engine", "--out", str(out), "-q"])
     assert code == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("focal-export: error: --engine needs TensorRT")
@@ -192,10 +192,10 @@ def test_engine_without_tensorrt_fails_with_one_line_and_keeps_onnx(tmp_path, ca
 
 def test_cli_usage_errors(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--backbone", "tiny", "--int8", "--out", str(tmp_path)])
+        main(["--backbone", "tiny", "--random-weights", "--int8", "--out", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "--int8 needs calibration data" in capsys.readouterr().err
-    assert main(["--backbone", "nope", "--out", str(tmp_path), "-q"]) == 2
+    assert main(["--backbone", "nope", "--random-weights", "--out", str(tmp_path), "-q"]) == 2
     assert "unknown backbone 'nope'" in capsys.readouterr().err
 
 
@@ -210,7 +210,7 @@ def test_cli_help_lists_the_registry(capsys):
 
 def test_cli_writes_summary_and_parity(tmp_path, forgeries, capsys):
     out = tmp_path / "art"
-    code = main(["--backbone", "tiny", "--input-size", "128", "--fp16", "--out", str(out), "--verify", str(forgeries),
+    code = main(["--backbone", "tiny", "--random-weights", "--input-size", "128", "--fp16", "--out", str(out), "--verify", str(forgeries),
                  "--verify-limit", "3", "--clustering", "kmeans"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -231,3 +231,13 @@ def test_in_memory_models_need_their_reference_for_verify(tmp_path, tiny_extract
         verify(tmp_path, forgeries)
     with pytest.raises(ValueError, match="extractor is 'tiny'"):
         export(ExportConfig(backbone="lite", out=str(tmp_path / "x")), extractor=tiny_extractor)
+
+
+def test_cli_refuses_a_random_head_unless_asked(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--backbone", "tiny", "--out", str(tmp_path / "a")])
+    assert exit_info.value.code == 2
+    assert "no --weights: the exported model would have a random head" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main(["--backbone", "tiny", "--random-weights", "--input-size", "64", "--out", str(tmp_path / "b"), "-q"]) == 0
+    assert load_manifest(tmp_path / "b").source["random_weights"] is True

@@ -77,4 +77,4 @@ def test_cli_precision_report_needs_images(tmp_path):
     from focal.export.cli import main
 
     with pytest.raises(SystemExit):
-        main(["--backbone", "tiny", "--precision-report", "--out", str(tmp_path)])
+        main(["--backbone", "tiny", "--random-weights", "--precision-report", "--out", str(tmp_path)])
