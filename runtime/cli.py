@@ -613,6 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="turn ONNX Runtime's CPU memory arena off: about half the peak memory on big models, "
                              "slower")
     parser.add_argument("--overwrite", action="store_true", help="redo images done by earlier runs")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="run model files even if their sha256 differs from the manifest's (logged)")
     add_json(parser, "one record per image, as appended to results.jsonl")
     return parser
 
@@ -647,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
             detector=DetectorConfig(
                 backend=args.backend, precision=args.precision, clustering=args.clustering,
                 min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch_size,
-                mem_arena=not args.low_memory,
+                mem_arena=not args.low_memory, verify=not args.no_verify,
             ),
             overwrite=args.overwrite,
             json_stdout=args.json,

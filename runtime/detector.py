@@ -53,6 +53,7 @@ class DetectorConfig:
     # detect_many: cluster batch i while batch i+1 is inferred: "auto" (= "on"), "on", "off"
     overlap_clustering: str = "auto"
     model_file: str | None = None  # an ONNX entry of the artifact by file name; None = the backend's choice
+    verify: bool = True  # check the model file's sha256 against the manifest before running it (cached)
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,10 @@ class _Member:
             )
         self.backend = resolve_backend(cfg.backend, self.manifest, cfg.precision)
         try:
+            if not cfg.verify:
+                _log.warning("%s: model files not checked against the manifest (verify off)", artifact)
             engine = open_engine(artifact, self.manifest, self.backend, cfg.precision, cfg.threads, cfg.mem_arena,
-                                 cfg.model_file)
+                                 cfg.model_file, cfg.verify)
         except ProviderFallbackError as exc:
             if cfg.backend != "auto":
                 raise  # a backend asked for by name that cannot run is an error, never a quiet CPU run
@@ -130,7 +133,7 @@ class _Member:
             _log.warning("backend auto: %s; running on the CPU provider", exc)
             self.backend = "cpu"
             engine = open_engine(artifact, self.manifest, "cpu", cfg.precision, cfg.threads, cfg.mem_arena,
-                                 cfg.model_file)
+                                 cfg.model_file, cfg.verify)
         self.engine = LockedEngine(engine)
         if self.manifest.source.get("random_weights"):
             _log.warning("%s: exported with random weights (--random-weights): its masks mean nothing", artifact)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from focal.runtime.integrity import verify_file
 from focal.runtime.manifest import Manifest, ModelFile, sha256_file
 
 BACKENDS: tuple[str, ...] = ("auto", "cpu", "cuda", "tensorrt", "tensorrt-ep")
@@ -401,7 +402,7 @@ def resolve_backend(backend: str, manifest: Manifest, precision: str) -> str:
 
 def open_engine(
     artifact_dir: Path, manifest: Manifest, backend: str, precision: str, threads: int | None = None,
-    mem_arena: bool = True, model_file: str | None = None,
+    mem_arena: bool = True, model_file: str | None = None, verify: bool = True,
 ) -> Engine:
     """Open the artifact's model for ``backend`` and ``precision``: on ONNX
     Runtime's CPU provider the artifact's CPU-tuned variant where it has one
@@ -412,6 +413,8 @@ def open_engine(
             ONNX entry of that precision (or is the CPU variant, on the TensorRT
             execution provider), or a TensorRT engine does not match
             this machine (with the rebuild command).
+        IntegrityError: with ``verify``, an ONNX file whose sha256 is not the
+            manifest's (:mod:`focal.runtime.integrity`).
     """
     backend = resolve_backend(backend, manifest, precision)
     if backend == "tensorrt":
@@ -431,6 +434,8 @@ def open_engine(
     path = artifact_dir / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"{path}: listed in the manifest but missing")
+    if verify:
+        verify_file(path, entry.sha256)
     return OnnxRuntimeEngine(path, provider=backend, threads=threads, mem_arena=mem_arena, fp16=precision == "fp16",
                              int8=precision == "int8")
 
