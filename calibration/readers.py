@@ -359,6 +359,7 @@ class SyntheticReader(CalibrationReader):
             "kind": "synthetic",
             "photos": str(self.photos),
             "photo_files": len(self.files),
+            "count": self.count,  # 16 and 128 samples are different sets: never one cache entry
             "seed": self.seed,
             "p_authentic": self.p_authentic,
             "segmentation_dir": None if self.segmentation_dir is None else str(self.segmentation_dir),

@@ -142,3 +142,15 @@ def test_jpeg_roundtrip_keeps_shape(rng):
     assert out.shape == img.shape and out.dtype == np.uint8
     with pytest.raises(ValueError):
         jpeg_roundtrip(img, 0)
+
+
+def test_the_fingerprint_follows_every_reader_option(photos) -> None:
+    from focal.calibration.readers import FolderReader, SyntheticReader
+
+    base = SyntheticReader(photos, 64, count=16).fingerprint()
+    assert SyntheticReader(photos, 64, count=128).fingerprint() != base
+    assert SyntheticReader(photos, 64, count=16, seed=1).fingerprint() != base
+    assert SyntheticReader(photos, 64, count=16).fingerprint() == base
+    folder = FolderReader(photos, 64, limit=4).fingerprint()
+    assert FolderReader(photos, 64, limit=5).fingerprint() != folder
+    assert FolderReader(photos, 64, limit=4, jpeg_qualities=(None,)).fingerprint() != folder
