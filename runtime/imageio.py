@@ -94,6 +94,11 @@ def decode_image(
     if image.dtype == np.uint16:
         image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
+        low, high = float(np.nanmin(image)), float(np.nanmax(image))
+        if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-6 or high > 1.0 + 1e-6:
+            # Clipping a 0-255 float file would turn it white without a word.
+            raise ValueError(f"{name}: float pixels must lie in [0, 1], these span [{low:g}, {high:g}] "
+                             "(save the image as 8- or 16-bit, or scale it to [0, 1])")
         image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise ValueError(f"{name}: unsupported pixel type {image.dtype} (expected 8/16-bit integer or float)")

@@ -114,3 +114,14 @@ def test_bombs_are_refused_with_small_peak_memory(tmp_path: Path) -> None:
         assert "16000 x 16000" in result[p] and "over the limit" in result[p], (p, result[p])
     # A decoded 16000^2 RGB canvas is 768 MB; refusal from the header costs next to nothing.
     assert result["_growth_kb"] < 50_000, result["_growth_kb"]
+
+
+def test_float_tiff_outside_0_1_is_refused_not_clipped() -> None:
+    ramp = np.linspace(0, 255, 16 * 16, dtype=np.float32).reshape(16, 16)
+    ok, buf = cv2.imencode(".tiff", np.dstack([ramp] * 3))
+    assert ok
+    with pytest.raises(ValueError, match=r"f.tif: float pixels must lie in \[0, 1\], these span \[0, 255\]"):
+        decode_image(buf.tobytes(), "f.tif")
+    ok, buf = cv2.imencode(".tiff", np.dstack([ramp / 255.0] * 3).astype(np.float32))
+    out = decode_image(buf.tobytes(), "g.tif")
+    assert out.dtype == np.uint8 and out.max() == 255 and out.min() == 0
