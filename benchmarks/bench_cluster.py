@@ -1,6 +1,6 @@
 """Clustering latency: the native core against the NumPy/hdbscan reference, in one run.
 
-Prints, for each size the issue names (N = 4096 at D = 256 and 288, 16384 at
+Prints, for each benchmarked size (N = 4096 at D = 256 and 288, 16384 at
 D = 32, 65536 at D = 32), the time of
 
 * the ``hdbscan`` package's default ``HDBSCAN(min_cluster_size=200)``,

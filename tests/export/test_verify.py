@@ -1,4 +1,4 @@
-"""Parity on what users see, enforced at the issue's thresholds on real models and real forgeries.
+"""Parity on what users see, enforced at PARITY_THRESHOLDS on real models and real forgeries.
 
 tiny: random weights, 128 px. lite: EfficientNet-Lite0 with its real ImageNet
 weights (random neck), 256 px, INT8 calibrated on real photos across JPEG

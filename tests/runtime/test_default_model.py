@@ -12,7 +12,7 @@ from focal.runtime import Detector
 from focal.runtime.default import DEFAULT_DIR
 
 # Floors well below what the shipped model measures on these 16 + 16 images
-# (README, "The embedded default model"), so only a broken model trips them.
+# (docs/evaluation.md, "The embedded default model, measured"), so only a broken model trips them.
 MIN_SYNTHETIC_IOU = 0.4  # measured 0.63 (13 forgeries)
 MAX_FALSE_ALARMS = 0.3  # measured 0.125 (2 of 16)
 
