@@ -86,6 +86,9 @@ class ExportConfig:
             if self.fp16 or self.int8 or self.engine or self.precision_report:
                 raise ValueError("--input-policy native exports the FP32 graph only so far: drop --fp16, --int8, "
                                  "--engine and --precision-report")
+            if self.batch != 1 or self.dynamic_batch:
+                raise ValueError("--input-policy native runs each image alone at its own shape: leave the graph "
+                                 "batch at 1 (no --graph-batch / --dynamic-graph-batch)")
             if self.max_side is not None and self.max_side < 8:
                 raise ValueError(f"max_side must be >= 8, got {self.max_side}")
             if self.max_points < self.min_cluster_size:

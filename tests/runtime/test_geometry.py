@@ -111,5 +111,7 @@ def test_native_export_refuses_what_it_cannot_do_yet() -> None:
         ExportConfig(backbone="lite", input_policy="native", int8=True, calib="x")
     with pytest.raises(ValueError, match="fusion"):
         ExportConfig(backbone="vit+hrnet", input_policy="native")
+    with pytest.raises(ValueError, match="graph batch at 1"):
+        ExportConfig(backbone="lite", input_policy="native", batch=2)
     with pytest.raises(ValueError, match="vit-b: its weights hold one input size"):
         ExportConfig(backbone="vit-b", input_policy="native")
