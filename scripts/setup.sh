@@ -2,6 +2,8 @@
 # Create .venv and install focal with the CPU runtime, training, export and
 # test extras, at the tested versions. Idempotent: re-running only installs
 # what changed. Set FOCAL_EDITABLE=1 for an editable (developer) install.
+#   --runtime   only the torch-free runtime (base + cpu extra): what
+#               focal-detect needs; no torch, no training stack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +14,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 EXTRAS="cpu,train,export,test"
+if [ "${1:-}" = "--runtime" ]; then
+  EXTRAS="cpu"
+fi
 if [ "${FOCAL_EDITABLE:-0}" = 1 ]; then
   # Editable installs build in place: the build requirements must be present.
   .venv/bin/python -m pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12"
