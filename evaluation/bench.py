@@ -202,12 +202,12 @@ def _in_subprocess(target: Any, *args: Any) -> dict[str, Any]:
 
 def available_backends() -> list[str]:
     """Backends this machine can run (``cpu`` always, ``cuda`` with onnxruntime-gpu, ``tensorrt`` with TensorRT)."""
-    from focal.runtime.engines import _ort_providers, _tensorrt_usable
+    from focal.runtime.engines import _ort_providers, tensorrt_status
 
     out = ["cpu"]
     if "CUDAExecutionProvider" in _ort_providers():
         out.append("cuda")
-    if _tensorrt_usable():
+    if tensorrt_status()[0]:
         out.append("tensorrt")
     return out
 

@@ -58,7 +58,7 @@ from focal._progress import Progress
 from focal.runtime.default import default_artifact
 from focal.runtime.detector import Detector, DetectorConfig, Result
 from focal.runtime.imageio import read_image
-from focal.runtime.journal import JOURNAL_NAME, Journal, RunLock, read_journal
+from focal.runtime.journal import JOURNAL_NAME, Journal, RunLock, read_journal_state
 from focal.runtime.manifest import MANIFEST_NAME
 from focal.runtime.render import overlay
 
@@ -368,12 +368,7 @@ def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
     """
     t0 = time.perf_counter()
     created = _prepare_out(cfg.out, inputs)
-    state = {}
-    owners: dict[str, str] = {}
-    for rec in read_journal(cfg.out / RESULTS_NAME).values():
-        state[rec["path"]] = rec
-        if rec.get("error") is None and isinstance(rec.get("mask"), str):
-            owners.setdefault(rec["mask"], rec["path"])
+    state, owners = read_journal_state(cfg.out / RESULTS_NAME)
     jobs, unmatched = collect_inputs(inputs, cfg.out, owners)
     err = _Stderr()
     for item in unmatched:

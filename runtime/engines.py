@@ -255,9 +255,6 @@ class TensorRTEngine:
             self._device: dict[str, Any] = {}
             self._host: dict[str, np.ndarray] = {}
             self._capacity: dict[str, int] = {}
-            # The profile's batch range, so a Detector batch past it is a clear error.
-            first = self.input_names[0]
-            self.max_shape = tuple(self.engine.get_tensor_profile_shape(first, 0)[2]) if self.input_names else ()
         finally:
             self._ctx.pop()
         self.name = f"tensorrt {trt.__version__}"
@@ -371,10 +368,6 @@ def tensorrt_status() -> tuple[bool, str]:
     return True, ""
 
 
-def _tensorrt_usable() -> bool:
-    return tensorrt_status()[0]
-
-
 def _ort_providers() -> list[str]:
     try:
         return list(_import_onnxruntime().get_available_providers())
@@ -393,7 +386,7 @@ def resolve_backend(backend: str, manifest: Manifest, precision: str) -> str:
     if backend != "auto":
         return backend
     has_engine = any(m.kind == "tensorrt" and m.precision == precision for m in manifest.models)
-    if has_engine and _tensorrt_usable():
+    if has_engine and tensorrt_status()[0]:
         return "tensorrt"
     if "CUDAExecutionProvider" in _ort_providers():
         return "cuda"

@@ -26,7 +26,7 @@ import re
 import threading
 from pathlib import Path
 
-__all__ = ["JOURNAL_NAME", "LOCK_NAME", "Journal", "RunLock", "read_journal"]
+__all__ = ["JOURNAL_NAME", "LOCK_NAME", "Journal", "RunLock", "read_journal", "read_journal_state"]
 
 JOURNAL_NAME = "results.jsonl"
 LOCK_NAME = ".focal-detect.lock"
@@ -63,12 +63,17 @@ def read_journal(path: str | Path) -> dict[str, dict]:
     Returns:
         ``{record["path"]: record}``; unparseable lines are skipped.
     """
+    return read_journal_state(path)[0]
+
+
+def read_journal_state(path: str | Path) -> tuple[dict[str, dict], dict[str, str]]:
+    """:func:`read_journal`, plus which input owns each output mask name (see :attr:`Journal.owners`)."""
     path = Path(path)
-    if not path.is_file():
-        return {}
     latest: dict[str, dict] = {}
-    _parse(path.read_bytes().split(b"\n"), latest, {}, {}, 0)
-    return latest
+    owners: dict[str, str] = {}
+    if path.is_file():
+        _parse(path.read_bytes().split(b"\n"), latest, owners, {}, 0)
+    return latest, owners
 
 
 class Journal:

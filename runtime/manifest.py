@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from focal._files import write_atomic
+from focal.runtime.geometry import INPUT_POLICIES
 
 MANIFEST_NAME = "focal.json"
 ARTIFACT_FORMAT = "focal-artifact"
@@ -203,8 +204,6 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
 
 def _check_policy(inp: InputSpec, members: list[MemberSpec], clustering: ClusteringSpec, where: str) -> None:
     """Refuses input policies this runtime cannot run, before any model is opened."""
-    from focal.runtime.geometry import INPUT_POLICIES
-
     if inp.policy not in INPUT_POLICIES:
         raise ValueError(f"{where}: unknown input policy {inp.policy!r}; this runtime knows {INPUT_POLICIES}")
     if inp.policy != "native":

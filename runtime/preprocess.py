@@ -8,13 +8,10 @@ difference between them can only come from the network or what follows it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from focal.runtime.geometry import Geometry
+from focal.runtime.geometry import Geometry, pad_input
 
 
 def to_input(
@@ -60,7 +57,7 @@ def to_tensor(image: np.ndarray, mean: list[float] | None = None, std: list[floa
     return x
 
 
-def network_input(image: np.ndarray, size: int, geometry: "Geometry | None" = None,
+def network_input(image: np.ndarray, size: int, geometry: Geometry | None = None,
                   mean: list[float] | None = None, std: list[float] | None = None) -> np.ndarray:
     """One image as the network takes it, under either input policy.
 
@@ -75,6 +72,4 @@ def network_input(image: np.ndarray, size: int, geometry: "Geometry | None" = No
     """
     if geometry is None:
         return to_input(image, size, mean, std)
-    from focal.runtime.geometry import pad_input
-
     return to_tensor(pad_input(image, geometry), mean, std)

@@ -120,9 +120,13 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
         return int(np.ceil(self._trace.crop * extra))
 
     def _photo_shape(self, path: Path) -> tuple[int, int]:
-        """(H, W) of a photo, read once per path."""
+        """(H, W) of a photo, from its header where it can be read (no decode), once per path."""
         if path not in self._shapes:
-            self._shapes[path] = self._load(path)[0].shape[:2]
+            try:
+                width, height = declared_size(path.read_bytes())
+                self._shapes[path] = (height, width)
+            except (OSError, ValueError):
+                self._shapes[path] = self._load(path)[0].shape[:2]
         return self._shapes[path]
 
     def _camera(self, rng: np.random.Generator, unlike: Pipeline | None = None) -> Pipeline:
