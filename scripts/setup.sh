@@ -13,7 +13,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-EXTRAS="cpu,train,export,test"
+EXTRAS="cpu,train,export,test,serve,ray"
 if [ "${1:-}" = "--runtime" ]; then
   EXTRAS="cpu"
 fi

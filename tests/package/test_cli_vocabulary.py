@@ -34,10 +34,11 @@ SPELLING = {
     "photos": "--photos",
     "segmentations": "--segmentations",
 }
-# Every spelling with "batch" in it: images per call, or the exported graph's batch axis.
-BATCH_OPTIONS = {"--batch-size", "--graph-batch", "--dynamic-graph-batch", "--max-graph-batch"}
+# Every spelling with "batch" in it: images per call, the exported graph's batch axis, or Triton's
+# max_batch_size (the largest batch its dynamic batcher forms, in Triton's own words).
+BATCH_OPTIONS = {"--batch-size", "--graph-batch", "--dynamic-graph-batch", "--max-graph-batch", "--max-batch-size"}
 # Tools that run an artifact take it as their positional ARTIFACT.
-ARTIFACT_TOOLS = {"focal-detect", "focal-eval", "focal-bench"}
+ARTIFACT_TOOLS = {"focal-detect", "focal-eval", "focal-bench", "focal-serve"}
 
 
 def _module(script: str):
@@ -84,7 +85,9 @@ def test_shared_options_have_one_spelling(script: str) -> None:
             assert action.option_strings == [SPELLING[action.dest]], action.option_strings
         batchy = [s for s in action.option_strings if "batch" in s]
         assert set(batchy) <= BATCH_OPTIONS, batchy
-        if any(s != "--batch-size" for s in batchy):
+        if "--max-batch-size" in batchy:
+            assert script == "focal-serve", f"{script} {batchy}: only the Triton server has a max_batch_size"
+        elif any(s != "--batch-size" for s in batchy):
             assert script == "focal-export", f"{script} {batchy}: only an exported graph has a graph batch"
 
 

@@ -118,10 +118,13 @@ def test_bombs_are_refused_with_small_peak_memory(tmp_path: Path) -> None:
 
 def test_float_tiff_outside_0_1_is_refused_not_clipped() -> None:
     ramp = np.linspace(0, 255, 16 * 16, dtype=np.float32).reshape(16, 16)
-    ok, buf = cv2.imencode(".tiff", np.dstack([ramp] * 3))
+    # Uncompressed: OpenCV 4.11's default float TIFF compression does not round-trip exactly (a [0, 1]
+    # ramp comes back up to 1.018), which would test the encoder, not the refusal.
+    plain = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+    ok, buf = cv2.imencode(".tiff", np.dstack([ramp] * 3), plain)
     assert ok
     with pytest.raises(ValueError, match=r"f.tif: float pixels must lie in \[0, 1\], these span \[0, 255\]"):
         decode_image(buf.tobytes(), "f.tif")
-    ok, buf = cv2.imencode(".tiff", np.dstack([ramp / 255.0] * 3).astype(np.float32))
+    ok, buf = cv2.imencode(".tiff", np.dstack([ramp / 255.0] * 3).astype(np.float32), plain)
     out = decode_image(buf.tobytes(), "g.tif")
     assert out.dtype == np.uint8 and out.max() == 255 and out.min() == 0

@@ -1,0 +1,285 @@
+"""``focal-serve``: the default model behind the Triton server bundled in nvidia-pytriton, on loopback.
+
+Each server is the real console command in a subprocess; answers are
+compared with the in-process ``Detector`` on the same files.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton", reason="needs the serve extra (nvidia-pytriton)")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from focal.runtime import Detector  # noqa: E402
+from focal.serving._triton_env import interpreter_libdir, triton_env  # noqa: E402
+from focal.serving.triton_client import FocalClient  # noqa: E402
+
+START_TIMEOUT_S = 120
+
+
+def _free_port_block() -> int:
+    """A port P with P, P + 1 and P + 2 free on loopback."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port > 65000:
+            continue
+        try:
+            for p in (port, port + 1, port + 2):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no three consecutive free ports")
+
+
+class Server:
+    """One ``focal-serve`` process and its log."""
+
+    def __init__(self, log: Path, port: int, *extra: str) -> None:
+        self.port, self.extra, self.log = port, extra, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        self._log = open(self.log, "ab")
+        cmd = [sys.executable, "-m", "focal.serving.serve_cli", "--port", str(self.port), *self.extra]
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with FocalClient(f"127.0.0.1:{self.port}") as client:
+            while not client.ready():
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"focal-serve did not start:\n{self.log.read_text()[-3000:]}")
+                time.sleep(0.25)
+        return self
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._log.close()
+        return code
+
+
+@pytest.fixture(scope="module")
+def files(forgeries) -> list[Path]:
+    found = sorted(p for p in forgeries.iterdir() if p.is_file())
+    assert found
+    return found
+
+
+@pytest.fixture(scope="module")
+def expected(files):
+    with Detector() as det:
+        return {p: det(p) for p in files}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("serve") / "server.log", _free_port_block()).start()
+    yield srv
+    assert srv.stop() == 0, srv.log.read_text()[-3000:]
+
+
+def _counts(server: Server) -> tuple[int, int]:
+    """Triton's (inferences, model executions) of the focal model, from its Prometheus metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.port + 2}/metrics", timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        for name in ("nv_inference_count", "nv_inference_exec_count"):
+            if line.startswith(name + '{model="focal"'):
+                values[name] = int(float(line.rsplit(" ", 1)[1]))
+    return values["nv_inference_count"], values["nv_inference_exec_count"]
+
+
+def _same(remote, local) -> None:
+    assert remote.error is None, remote.error
+    assert remote.mask.dtype == np.uint8 and remote.mask.shape == local.mask.shape
+    assert np.array_equal(remote.mask, local.mask)
+    assert remote.score == np.float32(local.score)
+    assert remote.forged_fraction == np.float32(local.forged_fraction)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_every_sample_matches_the_detector(server, files, expected, protocol) -> None:
+    port = server.port if protocol == "http" else server.port + 1
+    with FocalClient(f"127.0.0.1:{port}", protocol=protocol) as client:
+        for path in files:
+            [remote] = client.detect([path.read_bytes()])
+            _same(remote, expected[path])
+            assert set(remote.timings) == {"decode", "preprocess", "infer", "cluster", "postprocess"}
+
+
+def test_a_corrupt_element_fails_alone(server, files, expected) -> None:
+    good = files[:2]
+    blobs = [good[0].read_bytes(), good[1].read_bytes()[:300], b"not an image at all", good[1].read_bytes()]
+    with FocalClient(f"127.0.0.1:{server.port}") as client:
+        out = client.detect(blobs)
+    _same(out[0], expected[good[0]])
+    _same(out[3], expected[good[1]])
+    assert out[1].error is not None and out[1].error.startswith("image[1]: ")
+    assert out[2].error is not None and "image[2]: " in out[2].error and "unsupported format" in out[2].error
+    assert out[1].mask.shape == (0, 0) and np.isnan(out[2].score)
+
+
+def test_concurrent_requests_are_batched_and_a_bad_one_fails_alone(server, files, expected) -> None:
+    jobs = [p.read_bytes() for p in files] + [b"\x89PNG\r\n\x1a\n broken"]
+    answers: dict[int, object] = {}
+    before = _counts(server)
+
+    def send(k: int) -> None:
+        with FocalClient(f"127.0.0.1:{server.port}") as client:
+            answers[k] = client.detect([jobs[k]])[0]
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(answers) == len(jobs)
+    for k, path in enumerate(files):
+        _same(answers[k], expected[path])
+    assert answers[len(files)].error is not None and answers[len(files)].error.startswith("image[0]: ")
+    after = _counts(server)
+    # Triton's dynamic batcher gathered requests: fewer model executions than images.
+    images, executions = after[0] - before[0], after[1] - before[1]
+    assert images == len(jobs) and executions < images, (images, executions)
+
+
+def test_health_and_metrics_endpoints(server) -> None:
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/focal/ready"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as response:
+            assert response.status == 200, path
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{server.port + 2}/metrics", timeout=10).read().decode()
+    assert 'nv_inference_pending_request_count{model="focal",version="1"}' in metrics  # queue depth
+    assert 'nv_inference_request_success{model="focal",version="1"}' in metrics
+
+
+def test_client_disconnects_leave_the_server_serving(server, files, expected) -> None:
+    body = files[0].read_bytes()
+    for cut in (True, False):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            head = (f"POST /v2/models/focal/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                    f"Inference-Header-Content-Length: 0\r\nContent-Length: {len(body) + 1000}\r\n\r\n").encode()
+            sock.sendall(head + (body[:1000] if cut else body + b"x" * 1000))
+            # Gone mid-request (cut) or before reading the answer.
+    with FocalClient(f"127.0.0.1:{server.port}") as client:
+        _same(client.detect([files[0].read_bytes()])[0], expected[files[0]])
+
+
+def test_a_full_queue_rejects_at_once(tmp_path, files, expected) -> None:
+    srv = Server(tmp_path / "small.log", _free_port_block(), "--max-queue", "1", "--instances", "1",
+                 "--max-batch-size", "1", "--queue-delay-us", "0").start()
+    try:
+        blob, want = files[0].read_bytes(), expected[files[0]]
+        outcomes: list[object] = []
+        lock = threading.Lock()
+
+        def send() -> None:
+            with FocalClient(f"127.0.0.1:{srv.port}") as client:
+                try:
+                    result = client.detect([blob])[0]
+                except InferenceServerException as exc:
+                    result = exc
+            with lock:
+                outcomes.append(result)
+
+        threads = [threading.Thread(target=send) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        rejected = [o for o in outcomes if isinstance(o, InferenceServerException)]
+        accepted = [o for o in outcomes if not isinstance(o, InferenceServerException)]
+        assert len(outcomes) == 12 and rejected and accepted
+        assert all("queue" in str(r).lower() for r in rejected), [str(r) for r in rejected]
+        for result in accepted:
+            _same(result, want)
+        with FocalClient(f"127.0.0.1:{srv.port}") as client:  # still serving
+            _same(client.detect([blob])[0], want)
+    finally:
+        assert srv.stop() == 0
+
+
+def test_a_restart_under_load_returns_nothing_wrong(tmp_path, files, expected) -> None:
+    port = _free_port_block()
+    srv = Server(tmp_path / "restart.log", port).start()
+    stop = threading.Event()
+    good, failed, wrong = [0], [0], []
+
+    def client_loop(k: int) -> None:
+        path = files[k % len(files)]
+        while not stop.is_set():
+            try:
+                with FocalClient(f"127.0.0.1:{port}", timeout_s=30) as client:
+                    remote = client.detect([path.read_bytes()])[0]
+            except Exception:  # refused / reset while the server is down: the client's retry business
+                failed[0] += 1
+                time.sleep(0.1)
+                continue
+            local = expected[path]
+            if remote.error is not None or not np.array_equal(remote.mask, local.mask):
+                wrong.append((path.name, remote.error))
+            else:
+                good[0] += 1
+
+    threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        assert srv.stop() == 0
+        before = good[0]
+        srv = Server(tmp_path / "restart.log", port).start()
+        time.sleep(2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        code = srv.stop()
+    assert not wrong, wrong
+    assert before > 0 and good[0] > before  # served before the restart, and again after it
+    assert code == 0
+
+
+def test_port_in_use_and_bad_artifact_exit_2(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run([sys.executable, "-m", "focal.serving.serve_cli", "--port", str(port)],
+                             capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()] and f"127.0.0.1:{port}" in run.stderr
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    run = subprocess.run([sys.executable, "-m", "focal.serving.serve_cli", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "not an artifact" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_triton_env_puts_this_interpreters_libpython_first() -> None:
+    libdir = interpreter_libdir()
+    given = {"LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu:/opt/x", "PATH": "/usr/bin"}
+    env = triton_env(given)
+    if libdir is None:  # a static build: nothing to put first, and nothing changed
+        assert env["LD_LIBRARY_PATH"] == "/usr/lib/x86_64-linux-gnu:/opt/x"
+    else:
+        assert env["LD_LIBRARY_PATH"].split(":") == [str(libdir), "/usr/lib/x86_64-linux-gnu", "/opt/x"]
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert given == {"LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu:/opt/x", "PATH": "/usr/bin"}  # a copy
