@@ -5,6 +5,13 @@ Examples::
     focal-export --backbone vit --fp16
     focal-export --backbone lite --input-size 512 --fp16 --int8 --calib photos/ --verify samples/
     focal-export --backbone vit+hrnet --weights FOCAL_ViT_weights.pth FOCAL_HRNet_weights.pth --fp16 --engine
+    focal-export --backbone lite --weights best.safetensors --out lite --triton lite-triton
+    focal-export --from-artifact lite --triton lite-triton --triton-features python   # no export, no torch
+
+``--triton DIR`` also writes a Triton model repository from the artifact
+(:func:`focal.serving.triton_repo.write_repository`, docs/triton.md);
+``--from-artifact ARTIFACT`` skips the export and writes it from an
+existing artifact: that path builds its own parser and never imports torch.
 
 Exit codes: 0 done; 1 verification below the parity thresholds; 2 bad
 arguments or inputs; 3 ``--engine`` on a machine without TensorRT or a GPU
@@ -15,13 +22,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from focal._cli import add_clustering, add_min_cluster_size, make_parser, positive_int
 from focal.calibration.methods import CALIBRATION_METHODS
 from focal.export.config import ExportConfig
 from focal.export.onnx import MIN_OPSET
 
-__all__ = ["build_parser", "config_from_args", "main"]
+if TYPE_CHECKING:
+    from focal.serving.triton_repo import TritonRepoConfig
+
+__all__ = ["build_parser", "build_triton_parser", "config_from_args", "main", "triton_config_from_args"]
+
+FROM_ARTIFACT = "--from-artifact"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +105,86 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--precision-report", action="store_true",
                      help="per-block sensitivity: which blocks, kept FP32 / unquantized, recover most parity")
     chk.add_argument("--report-images", type=positive_int, default=4, metavar="N", help="images per precision-report variant")
+    _add_triton_options(parser, standalone=False)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines, only the summary")
     return parser
+
+
+def _add_triton_options(parser: argparse.ArgumentParser, standalone: bool) -> None:
+    """The Triton model repository group; ``standalone``: the ``--from-artifact`` parser, where both are required."""
+    from focal.runtime.manifest import PRECISIONS
+    from focal.serving.triton_repo import FEATURES_BACKENDS, INSTANCE_KINDS  # torch-free, like the runtime
+
+    tri = parser.add_argument_group("Triton model repository (docs/triton.md)")
+    tri.add_argument("--triton", required=standalone, default=None, metavar="DIR",
+                     help="also write a Triton model repository (preprocess, features, postprocess, ensemble) "
+                          "from the artifact to DIR")
+    tri.add_argument(FROM_ARTIFACT, required=standalone, default=None, metavar="ARTIFACT",
+                     help="skip the export: write --triton from this existing artifact ('default': the embedded "
+                          "model); imports no torch")
+    tri.add_argument("--triton-features", choices=FEATURES_BACKENDS, default="onnxruntime",
+                     help="the features model: Triton's onnxruntime or tensorrt backend, or a Python-backend model "
+                          "on focal.runtime's ONNX Runtime engine (servers with only the Python backend)")
+    tri.add_argument("--triton-precision", choices=PRECISIONS, default="fp32",
+                     help="which of the artifact's models the features model serves")
+    tri.add_argument("--triton-name", default="focal", metavar="PREFIX",
+                     help="model names: PREFIX (the ensemble), PREFIX_preprocess, PREFIX_features, PREFIX_postprocess")
+    tri.add_argument("--triton-instance-kind", choices=INSTANCE_KINDS, default="auto",
+                     help="features model instances: KIND_GPU or KIND_CPU ('auto': GPU for onnxruntime/tensorrt, "
+                          "CPU for python)")
+    tri.add_argument("--triton-instances", type=positive_int, default=1, metavar="N",
+                     help="features model instances (per GPU with KIND_GPU)")
+    tri.add_argument("--triton-queue-delay-us", type=int, default=100, metavar="US",
+                     help="dynamic batcher: longest wait for more requests to join a batch, microseconds")
+    tri.add_argument("--triton-max-queue", type=int, default=64, metavar="N",
+                     help="requests queued per model before new ones are rejected (0: unbounded)")
+    tri.add_argument("--triton-python-env", default=None, metavar="PATH",
+                     help="EXECUTION_ENV_PATH of the Python models: a conda-pack tarball or unpacked environment "
+                          "with focal installed (default: the server's own Python, which needs focal)")
+    tri.add_argument("--triton-overwrite", action="store_true", help="replace DIR if it is not empty")
+
+
+def build_triton_parser() -> argparse.ArgumentParser:
+    """The ``focal-export --from-artifact`` parser: the Triton options only (no backbone registry, no torch)."""
+    parser = make_parser("focal-export", "Write a Triton model repository from an existing FOCAL artifact "
+                                         "(no export; the full tool is focal-export --backbone ...).")
+    _add_triton_options(parser, standalone=True)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    return parser
+
+
+def triton_config_from_args(args: argparse.Namespace) -> TritonRepoConfig:
+    """Turn parsed ``--triton-*`` arguments into a ``TritonRepoConfig`` (its validation applies)."""
+    from focal.serving.triton_repo import TritonRepoConfig
+
+    return TritonRepoConfig(
+        prefix=args.triton_name, features=args.triton_features, precision=args.triton_precision,
+        instance_kind=args.triton_instance_kind, instance_count=args.triton_instances,
+        queue_delay_us=args.triton_queue_delay_us, max_queue_size=args.triton_max_queue,
+        python_env=args.triton_python_env, overwrite=args.triton_overwrite,
+    )
+
+
+def _write_triton(artifact: str, args: argparse.Namespace) -> int:
+    """Write ``args.triton`` from ``artifact``; one summary line, or one error line and exit code 2."""
+    from focal.serving.triton_repo import model_names, write_repository
+
+    try:
+        cfg = triton_config_from_args(args)
+        out = write_repository(artifact, args.triton, cfg)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        print(f"focal-export: error: --triton: {exc}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        names = model_names(cfg.prefix)
+        print(f"Triton repository {out}: {names['ensemble']} (ensemble: image -> mask, score), "
+              f"{names['preprocess']}, {names['features']} ({cfg.features}, {cfg.precision}), {names['postprocess']}")
+    return 0
+
+
+def _from_artifact_requested(argv: list[str]) -> bool:
+    # Spelled in full only: the decision is taken before any parser (and its torch imports) exists.
+    return any(a == FROM_ARTIFACT or a.startswith(FROM_ARTIFACT + "=") for a in argv)
 
 
 def config_from_args(args: argparse.Namespace) -> ExportConfig:
@@ -116,6 +207,11 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``focal-export``; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if _from_artifact_requested(argv):
+        args = build_triton_parser().parse_args(argv)
+        return _write_triton(args.from_artifact, args)
+
     from focal.export.pipeline import export
     from focal.export.tensorrt import EngineUnavailable
 
@@ -126,8 +222,12 @@ def main(argv: list[str] | None = None) -> int:
                      "pass --weights CHECKPOINT, or --random-weights for tests and benchmarks")
     if args.weights and args.random_weights:
         parser.error("--weights and --random-weights exclude each other")
+    if args.from_artifact:  # reached only through an abbreviation of the option
+        parser.error(f"{FROM_ARTIFACT} skips the export: spell it in full, without --backbone")
     try:
         cfg = config_from_args(args)
+        if args.triton:
+            triton_config_from_args(args)  # a bad Triton option fails now, not after the export
     except ValueError as exc:
         parser.error(str(exc))  # exits 2 with the usage line
 
@@ -141,12 +241,16 @@ def main(argv: list[str] | None = None) -> int:
         partial = getattr(exc, "result", None)
         if partial is not None:
             print(partial.summary())
-        print(f"focal-export: error: {exc} (the ONNX files and focal.json in {cfg.out} were written)", file=sys.stderr)
+        print(f"focal-export: error: {exc} (the ONNX files and focal.json in {cfg.out} were written"
+              + (f"; no Triton repository: run focal-export {FROM_ARTIFACT} {cfg.out} --triton {args.triton}"
+                 if args.triton else "") + ")", file=sys.stderr)
         return 3
     except (ValueError, FileNotFoundError, ImportError) as exc:
         print(f"focal-export: error: {exc}", file=sys.stderr)
         return 2
     print(result.summary())
+    if args.triton and _write_triton(cfg.out, args) != 0:
+        return 2
     if result.verification is not None and not result.verification.passed:
         print("focal-export: verification: some artifacts are below the parity thresholds", file=sys.stderr)
         return 1

@@ -6,7 +6,6 @@ compared with the in-process ``Detector`` on the same files.
 
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import sys
@@ -23,59 +22,8 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from focal.runtime import Detector  # noqa: E402
 from focal.serving._triton_env import interpreter_libdir, triton_env  # noqa: E402
+from focal.serving.local_server import LocalServer, free_port_block  # noqa: E402
 from focal.serving.triton_client import FocalClient  # noqa: E402
-
-START_TIMEOUT_S = 120
-
-
-def _free_port_block() -> int:
-    """A port P with P, P + 1 and P + 2 free on loopback."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port > 65000:
-            continue
-        try:
-            for p in (port, port + 1, port + 2):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no three consecutive free ports")
-
-
-class Server:
-    """One ``focal-serve`` process and its log."""
-
-    def __init__(self, log: Path, port: int, *extra: str) -> None:
-        self.port, self.extra, self.log = port, extra, log
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "Server":
-        self._log = open(self.log, "ab")
-        cmd = [sys.executable, "-m", "focal.serving.serve_cli", "--port", str(self.port), *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with FocalClient(f"127.0.0.1:{self.port}") as client:
-            while not client.ready():
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"focal-serve did not start:\n{self.log.read_text()[-3000:]}")
-                time.sleep(0.25)
-        return self
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._log.close()
-        return code
-
 
 @pytest.fixture(scope="module")
 def files(forgeries) -> list[Path]:
@@ -92,12 +40,12 @@ def expected(files):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("serve") / "server.log", _free_port_block()).start()
+    srv = LocalServer(tmp_path_factory.mktemp("serve") / "server.log", free_port_block()).start()
     yield srv
     assert srv.stop() == 0, srv.log.read_text()[-3000:]
 
 
-def _counts(server: Server) -> tuple[int, int]:
+def _counts(server: LocalServer) -> tuple[int, int]:
     """Triton's (inferences, model executions) of the focal model, from its Prometheus metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{server.port + 2}/metrics", timeout=10).read().decode()
     values = {}
@@ -184,7 +132,7 @@ def test_client_disconnects_leave_the_server_serving(server, files, expected) ->
 
 
 def test_a_full_queue_rejects_at_once(tmp_path, files, expected) -> None:
-    srv = Server(tmp_path / "small.log", _free_port_block(), "--max-queue", "1", "--instances", "1",
+    srv = LocalServer(tmp_path / "small.log", free_port_block(), "--max-queue", "1", "--instances", "1",
                  "--max-batch-size", "1", "--queue-delay-us", "0").start()
     try:
         blob, want = files[0].read_bytes(), expected[files[0]]
@@ -218,8 +166,8 @@ def test_a_full_queue_rejects_at_once(tmp_path, files, expected) -> None:
 
 
 def test_a_restart_under_load_returns_nothing_wrong(tmp_path, files, expected) -> None:
-    port = _free_port_block()
-    srv = Server(tmp_path / "restart.log", port).start()
+    port = free_port_block()
+    srv = LocalServer(tmp_path / "restart.log", port).start()
     stop = threading.Event()
     good, failed, wrong = [0], [0], []
 
@@ -246,7 +194,7 @@ def test_a_restart_under_load_returns_nothing_wrong(tmp_path, files, expected) -
         time.sleep(2)
         assert srv.stop() == 0
         before = good[0]
-        srv = Server(tmp_path / "restart.log", port).start()
+        srv = LocalServer(tmp_path / "restart.log", port).start()
         time.sleep(2)
     finally:
         stop.set()

@@ -1,0 +1,358 @@
+"""The Triton model repository writer (focal.serving.triton_repo), checked by parsing and by serving.
+
+- Every ``config.pbtxt`` parses into tritonclient's ``ModelConfig`` protobuf
+  (field names, enums), for onnxruntime, tensorrt and python repositories,
+  and the ensemble's maps name real inputs and outputs of its steps.
+- The ``python``-features repository runs under the tritonserver bundled in
+  the nvidia-pytriton wheel (one server for the module): the ensemble's masks
+  are byte-identical and its scores equal to ``Detector(default)``'s on
+  every sample image, over HTTP and gRPC; a corrupt image sent among others
+  fails alone, with the decoder's message.
+- The default (onnxruntime) repository beside it: the wheel's server has no
+  onnxruntime backend, so ``focalort_features`` does not load (the message
+  says so) while its Python pre/post models load and match the Detector.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from focal._files import list_images
+from focal.runtime import Detector
+from focal.runtime.default import default_artifact
+from focal.runtime.imageio import decode_image
+from focal.runtime.manifest import ModelFile, load_manifest, save_manifest
+from focal.serving.triton_repo import TritonRepoConfig, model_names, write_repository
+
+model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+text_format = pytest.importorskip("google.protobuf.text_format")
+
+ROLES = ("preprocess", "features", "postprocess", "ensemble")
+
+
+def _parse(path: Path):
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+def _configs(repo: Path, prefix: str = "focal") -> dict[str, object]:
+    return {role: _parse(repo / name / "config.pbtxt") for role, name in model_names(prefix).items()}
+
+
+def _engine_artifact(root: Path, dynamic: bool) -> Path:
+    """The default artifact plus a TensorRT entry (placeholder bytes: only the configs are checked here)."""
+    art = root / ("trt-dynamic" if dynamic else "trt-static")
+    art.mkdir()
+    manifest = load_manifest(default_artifact())
+    (art / "model.onnx").write_bytes((default_artifact() / "model.onnx").read_bytes())
+    (art / "model.fp32.engine").write_bytes(b"not a real plan")
+    engine = ModelFile(file="model.fp32.engine", kind="tensorrt", precision="fp32", sha256="0" * 64,
+                       tensorrt="10.3.0", gpu="NVIDIA Orin", compute_capability="8.7")
+    manifest = replace(manifest, models=[manifest.model("onnx", "fp32"), engine])
+    if dynamic:
+        manifest = replace(manifest, input=replace(manifest.input, dynamic_batch=True, batch=2, max_batch=6))
+    save_manifest(manifest, art)
+    return art
+
+
+# -- the configs ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("features", ["onnxruntime", "tensorrt", "python"])
+def test_every_config_parses_into_model_config(tmp_path: Path, features: str) -> None:
+    artifact = _engine_artifact(tmp_path, dynamic=False) if features == "tensorrt" else None
+    repo = write_repository(artifact, tmp_path / "repo", TritonRepoConfig(features=features, max_queue_size=7))
+    configs = _configs(repo)
+    names = model_names()
+    assert sorted(p.name for p in repo.iterdir()) == sorted(names.values())
+    for role, config in configs.items():
+        assert config.name == names[role]
+        assert (repo / names[role] / "1").is_dir()
+    feat = configs["features"]
+    expected = {"onnxruntime": ("onnxruntime_onnx", "", "model.onnx"), "tensorrt": ("tensorrt_plan", "", "model.plan"),
+                "python": ("", "python", "model.py")}[features]
+    assert (feat.platform, feat.backend) == expected[:2]
+    assert (repo / names["features"] / "1" / expected[2]).is_file()
+    # A fixed batch-1 graph: no Triton batching, full shapes with the graph's own batch axis.
+    assert feat.max_batch_size == 0
+    assert list(feat.input[0].dims) == [1, 3, 512, 512] and list(feat.output[0].dims) == [1, 64, 64, 64]
+    for role in ("preprocess", "features", "postprocess"):
+        policy = configs[role].dynamic_batching.default_queue_policy
+        assert policy.max_queue_size == 7
+        assert policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    kind = model_config_pb2.ModelInstanceGroup.KIND_CPU if features == "python" else \
+        model_config_pb2.ModelInstanceGroup.KIND_GPU
+    assert feat.instance_group[0].kind == kind
+    if features == "tensorrt":
+        assert list(feat.instance_group[0].profile) == ["0"]
+    for role in ("preprocess", "postprocess"):
+        assert configs[role].backend == "python"
+        assert (repo / names[role] / "1" / "model.py").is_file()
+        assert load_manifest(repo / names[role] / "1").clustering == load_manifest(default_artifact()).clustering
+
+
+def test_ensemble_steps_name_real_tensors(tmp_path: Path) -> None:
+    repo = write_repository(None, tmp_path / "repo", TritonRepoConfig(features="python"))
+    configs = _configs(repo)
+    ensemble = configs["ensemble"]
+    by_name = {c.name: c for c in configs.values()}
+    produced = {i.name for i in ensemble.input}
+    for step in ensemble.ensemble_scheduling.step:
+        model = by_name[step.model_name]
+        assert set(step.input_map) == {i.name for i in model.input}, step.model_name
+        assert set(step.input_map) and set(step.input_map.values()) <= produced, step.model_name
+        assert set(step.output_map) <= {o.name for o in model.output}, step.model_name
+        produced |= set(step.output_map.values())
+    assert {o.name for o in ensemble.output} <= produced
+    assert {"mask", "score"} <= {o.name for o in ensemble.output}
+
+
+def test_dynamic_tensorrt_graph_batches_up_to_its_profile(tmp_path: Path) -> None:
+    artifact = _engine_artifact(tmp_path, dynamic=True)
+    repo = write_repository(artifact, tmp_path / "repo", TritonRepoConfig(features="tensorrt"))
+    feat = _configs(repo)["features"]
+    assert feat.max_batch_size == 6  # the engine profile's largest batch
+    assert list(feat.input[0].dims) == [3, 512, 512]
+    with pytest.raises(ValueError, match="profile maximum 6"):
+        write_repository(artifact, tmp_path / "again", TritonRepoConfig(features="tensorrt", max_batch=7))
+
+
+def test_native_policy_runs_one_image_per_call(tmp_path: Path) -> None:
+    manifest = load_manifest(default_artifact())
+    native = tmp_path / "native"
+    native.mkdir()
+    (native / "model.onnx").write_bytes((default_artifact() / "model.onnx").read_bytes())
+    save_manifest(replace(manifest, models=[manifest.model("onnx", "fp32")],
+                          input=replace(manifest.input, policy="native", max_side=1024)), native)
+    configs = _configs(write_repository(native, tmp_path / "repo", TritonRepoConfig(features="python")))
+    assert configs["features"].max_batch_size == 0
+    assert list(configs["features"].input[0].dims) == [1, 3, -1, -1]
+    assert list(configs["features"].output[0].dims) == [1, 64, -1, -1]
+    assert list(configs["preprocess"].output[0].dims) == [3, -1, -1]
+    with pytest.raises(ValueError, match="input policy 'native'") as exc:
+        write_repository(native, tmp_path / "trt", TritonRepoConfig(features="tensorrt"))
+    assert "\n" not in str(exc.value)
+
+
+def test_refusals_are_one_line(tmp_path: Path) -> None:
+    manifest = load_manifest(default_artifact())
+    fixed = tmp_path / "fixed2"
+    fixed.mkdir()
+    save_manifest(replace(manifest, input=replace(manifest.input, batch=2)), fixed)
+    with pytest.raises(ValueError, match="fixed batch of 2") as exc:
+        write_repository(fixed, tmp_path / "r1")
+    assert "\n" not in str(exc.value) and str(fixed) in str(exc.value)
+    with pytest.raises(ValueError, match="no tensorrt model"):
+        write_repository(None, tmp_path / "r2", TritonRepoConfig(features="tensorrt"))
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    with pytest.raises(ValueError, match="not an empty folder"):
+        write_repository(None, tmp_path / "full")
+    with pytest.raises(ValueError, match="unknown features backend"):
+        TritonRepoConfig(features="openvino")
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_cli_from_artifact_imports_no_torch(tmp_path: Path) -> None:
+    code = ("import sys, json; from focal.export.cli import main; "
+            f"rc = main(['--from-artifact', 'default', '--triton', {str(tmp_path / 'repo')!r}, '-q']); "
+            "print(json.dumps([rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'tritonclient', 'pytriton'))]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [0, []]
+    assert _configs(tmp_path / "repo")["features"].platform == "onnxruntime_onnx"
+    bad = subprocess.run([sys.executable, "-m", "focal.export.cli", "--from-artifact", str(tmp_path / "none"),
+                          "--triton", str(tmp_path / "r2")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "no focal.json" in bad.stderr
+
+
+# -- served by the bundled tritonserver ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def images(sample_data: Path) -> list[Path]:
+    """The real samples (11 JPEG/PNG/TIFF files), or the generated stand-ins where the shared data is absent."""
+    return list_images(sample_data / "real-samples" / "images")
+
+
+@pytest.fixture(scope="module")
+def expected(images: list[Path]) -> dict[str, tuple[np.ndarray, float]]:
+    with Detector() as det:
+        return {p.name: (r.mask, r.score) for p, r in zip(images, det.detect_many(images))}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("tritonclient.http")
+    pytest.importorskip("tritonclient.grpc")
+    from focal.serving._triton_env import ServeUnavailable
+    from focal.serving._triton_launch import BundledServer, LaunchConfig
+
+    root = tmp_path_factory.mktemp("triton")
+    # A long queue delay, so that concurrent requests share the Python models' execute() calls.
+    python_repo = write_repository(None, root / "python", TritonRepoConfig(features="python", queue_delay_us=50_000))
+    # Its Python models go through EXECUTION_ENV_PATH (this interpreter's venv, unpacked: it has bin/activate),
+    # the route documented for servers whose own Python lacks focal.
+    ort_repo = write_repository(None, root / "ort", TritonRepoConfig(prefix="focalort", python_env=sys.prefix))
+    launch = LaunchConfig(repositories=(python_repo, ort_repo), load=tuple(model_names().values()))
+    try:
+        srv = BundledServer(launch).start()
+    except ServeUnavailable as exc:
+        pytest.skip(str(exc))
+    yield srv
+    srv.stop()
+
+
+def _http(server):
+    import tritonclient.http as httpclient
+
+    return httpclient.InferenceServerClient(server.http_url, concurrency=8)
+
+
+def _infer_http(client, data: bytes, model: str = "focal"):
+    """One image to the ensemble (``[1]``), or straight to a preprocess model (batched: ``[1, 1]``)."""
+    import tritonclient.http as httpclient
+
+    value = np.array([data] if model == "focal" else [[data]], dtype=np.object_)
+    inp = httpclient.InferInput("image", list(value.shape), "BYTES")
+    inp.set_data_from_numpy(value)
+    return client.infer(model, [inp])
+
+
+def test_all_four_models_load(server) -> None:
+    client = _http(server)
+    try:
+        for name in model_names().values():
+            assert client.is_model_ready(name), name
+    finally:
+        client.close()
+
+
+def test_ensemble_over_http_matches_detector(server, images, expected) -> None:
+    client = _http(server)
+    try:
+        for path in images:
+            result = _infer_http(client, path.read_bytes())
+            mask, score = expected[path.name]
+            got = result.as_numpy("mask")
+            assert got.dtype == np.uint8 and got.shape == (1, *mask.shape), path.name
+            assert got[0].tobytes() == mask.tobytes(), path.name
+            assert float(result.as_numpy("score")[0, 0]) == np.float32(score), path.name
+            assert result.as_numpy("pre_ms").shape == (1, 2) and result.as_numpy("post_ms").shape == (1, 2)
+    finally:
+        client.close()
+
+
+def test_ensemble_over_grpc_matches_detector(server, images, expected) -> None:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        for path in images:
+            inp = grpcclient.InferInput("image", [1], "BYTES")
+            inp.set_data_from_numpy(np.array([path.read_bytes()], dtype=np.object_))
+            result = client.infer("focal", [inp])
+            mask, score = expected[path.name]
+            assert result.as_numpy("mask")[0].tobytes() == mask.tobytes(), path.name
+            assert float(result.as_numpy("score")[0, 0]) == np.float32(score), path.name
+    finally:
+        client.close()
+
+
+def test_corrupt_image_fails_only_its_own_request(server, images, expected) -> None:
+    from tritonclient.utils import InferenceServerException
+
+    good = images[:6]
+    source = next((p for p in images if p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"), images[0]).read_bytes()
+    corrupt = source[: len(source) // 3]  # header intact, pixel data cut short
+    with pytest.raises(ValueError) as why:
+        decode_image(corrupt, "x")
+    message = str(why.value).removeprefix("x: ")
+    payloads = [p.read_bytes() for p in good]
+    payloads.insert(3, corrupt)
+
+    import tritonclient.http as httpclient
+
+    client = _http(server)  # concurrency 8: async_infer sends them all at once (gevent, not threads)
+    before = client.get_inference_statistics(model_name="focal_preprocess")["model_stats"][0]
+
+    def result(pending):
+        try:
+            return pending.get_result()
+        except InferenceServerException as exc:
+            return exc
+
+    try:
+        pending = []
+        for data in payloads:
+            inp = httpclient.InferInput("image", [1], "BYTES")
+            inp.set_data_from_numpy(np.array([data], dtype=np.object_))
+            pending.append(client.async_infer("focal", [inp]))
+        results = [result(p) for p in pending]
+        after = client.get_inference_statistics(model_name="focal_preprocess")["model_stats"][0]
+    finally:
+        client.close()
+    failed = results.pop(3)
+    assert isinstance(failed, InferenceServerException)
+    assert message in failed.message(), failed.message()
+    for path, result in zip(good, results):
+        assert not isinstance(result, Exception), f"{path.name}: {result}"
+        assert result.as_numpy("mask")[0].tobytes() == expected[path.name][0].tobytes(), path.name
+    runs = after["execution_count"] - before["execution_count"]
+    requests = after["inference_count"] - before["inference_count"]
+    print(f"preprocess: {requests} images in {runs} execute() calls")
+
+
+def test_onnxruntime_repository_beside_it(server, images) -> None:
+    from tritonclient.utils import InferenceServerException
+    import tritonclient.http as httpclient
+
+    client = _http(server)
+    try:
+        with pytest.raises(InferenceServerException) as exc:
+            client.load_model("focalort_features")
+        print(f"bundled server on focalort_features: {exc.value.message()}")
+        assert "onnxruntime" in exc.value.message()
+        client.load_model("focalort_preprocess")
+        client.load_model("focalort_postprocess")
+        assert f"Using Python execution env {sys.prefix}" in server.log_text()
+        path = images[0]
+        with Detector() as det:
+            image = decode_image(path.read_bytes(), path.name, apply_orientation=True)
+            tensor = det.members[0].preprocess(image)
+            feats = det.feature_map(image)
+            mask = det(image).mask
+        pre = _infer_http(client, path.read_bytes(), "focalort_preprocess")
+        assert pre.as_numpy("input")[0].tobytes() == tensor.tobytes()
+        assert pre.as_numpy("size").tolist() == [list(image.shape[:2])]
+        inputs = [httpclient.InferInput("features", [1, *feats.shape], "FP32"),
+                  httpclient.InferInput("size", [1, 2], "INT32")]
+        inputs[0].set_data_from_numpy(feats[None])
+        inputs[1].set_data_from_numpy(pre.as_numpy("size"))
+        post = client.infer("focalort_postprocess", inputs)
+        assert post.as_numpy("mask")[0].tobytes() == mask.tobytes()
+    finally:
+        client.close()
+
+
+def test_cli_export_then_triton(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from focal.export.cli import main
+
+    artifact, repo = tmp_path / "tiny", tmp_path / "repo"
+    code = main(["--backbone", "tiny", "--random-weights", "--input-size", "64", "--out", str(artifact),
+                 "--triton", str(repo), "--triton-features", "python", "--triton-max-queue", "3", "-q"])
+    assert code == 0
+    manifest = load_manifest(artifact)
+    feat = _configs(repo)["features"]
+    assert list(feat.input[0].dims) == [1, 3, 64, 64]
+    assert list(feat.output[0].dims) == [1, manifest.output.feature_dim, manifest.output.height, manifest.output.width]
+    assert feat.dynamic_batching.default_queue_policy.max_queue_size == 3
+    assert (repo / "focal_features" / "1" / "model.onnx").read_bytes() == (artifact / "model.onnx").read_bytes()
