@@ -19,6 +19,11 @@ be an input meant as one is an error (exit 2): a path that does not exist
 when more positionals follow, a folder or file holding model files but no
 ``focal.json``, or a folder without images when more positionals follow.
 
+The ``focal-detect`` console script is :mod:`focal.serving.detect_cli`: this
+module's parser and run, plus ``--ray`` (the same outputs from a Ray Data job,
+built on :func:`plan_run`, :class:`RunRecorder` and :func:`render_outputs`
+here); the runtime itself never imports it.
+
 Exit status: 0 every input done; 1 some inputs failed (each one reported on
 its line and on stderr); 2 a usage, artifact or output-folder error, found
 before any work; 130 interrupted (finished images are kept; a re-run goes
@@ -41,10 +46,11 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -213,24 +219,70 @@ def _png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _without_name(message: str, source: Path) -> str:
+def error_text(message: str, source: Path) -> str:
     """The error text without the leading ``PATH: `` the readers put there (the line names the file once)."""
     prefix = f"{source}: "
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def _record(job: DetectJob, result: Result | Exception | str, notes: list[str]) -> dict:
+@dataclass(frozen=True)
+class ImageOutputs:
+    """One detected image's files, encoded, and the figures of its record; made where it was detected.
+
+    The local run makes it in-process; ``focal-detect --ray`` in a Ray actor,
+    which sends it to the driver (the one writer of files and journal).
+    """
+
+    mask_png: bytes  # PNG of the [H, W] uint8 mask, 255 = forged
+    overlay_png: bytes  # PNG of the [H, W, 3] mask-tinted image
+    score: float  # image-level score in [0, 1]
+    forged_fraction: float  # share of mask pixels flagged, in [0, 1]
+    height: int  # image rows (H)
+    width: int  # image columns (W)
+    timings: dict[str, float]  # ms per stage (focal.runtime.detector.STAGES)
+
+
+def render_outputs(job: DetectJob, result: Result, cfg: DetectorConfig, err: StderrCapture,
+                   image: np.ndarray | None = None) -> ImageOutputs | Exception:
+    """Encodes one result's mask and overlay as PNG.
+
+    Args:
+        job: the input (its ``source`` is re-read for the overlay when ``image`` is not given).
+        result: its detection.
+        cfg: the decode options (as for the detection).
+        err: where decoder messages of the re-read go.
+        image: the decoded ``[H, W, 3]`` uint8 RGB image, if still at hand.
+
+    Returns:
+        The outputs, or the exception that stopped them (the file changed or vanished since: a failed record).
+    """
+    try:
+        if image is None:
+            # Re-decoding for the overlay keeps the run's memory flat on big images.
+            image, error, _ = decode_input(job, cfg, err)
+            if image is None:
+                raise ValueError(error)
+        return ImageOutputs(
+            mask_png=_png(result.mask), overlay_png=_png(overlay(image, result.mask)[:, :, ::-1]),
+            score=result.score, forged_fraction=result.forged_fraction,
+            height=int(result.mask.shape[0]), width=int(result.mask.shape[1]), timings=dict(result.timings),
+        )
+    except (OSError, ValueError) as exc:
+        return exc
+
+
+def _record(job: DetectJob, result: ImageOutputs | Exception | str, notes: list[str]) -> dict:
     rec: dict = {"path": job.path}
     if isinstance(result, (Exception, str)):
-        rec["error"] = _without_name(str(result), job.source)
+        rec["error"] = error_text(str(result), job.source)
     else:
         rec.update({
             "mask": f"{job.key}.mask.png",
             "overlay": f"{job.key}.overlay.png",
             "score": round(result.score, 6),
             "forged_fraction": round(result.forged_fraction, 6),
-            "height": int(result.mask.shape[0]),
-            "width": int(result.mask.shape[1]),
+            "height": result.height,
+            "width": result.width,
             "timings_ms": {k: round(v, 3) for k, v in result.timings.items()},
             "error": None,
         })
@@ -247,7 +299,7 @@ def _is_done(job: DetectJob, rec: dict | None, out: Path) -> bool:
     )
 
 
-class _Stderr:
+class StderrCapture:
     """Decoder messages written to fd 2 by C libraries (libpng, libtiff, OpenCV), tied to the file being read.
 
     While a file decodes, fd 2 points at a temporary file (no pipe, so a
@@ -343,7 +395,8 @@ def _remove_created(created: list[Path]) -> None:
             break
 
 
-def _decode(job: DetectJob, cfg: DetectorConfig, err: _Stderr) -> tuple[np.ndarray | None, str | None, list[str]]:
+def decode_input(job: DetectJob, cfg: DetectorConfig,
+                 err: StderrCapture) -> tuple[np.ndarray | None, str | None, list[str]]:
     """Reads one input with its decoder messages captured: (image, error, messages)."""
     with err.capture() as notes:
         try:
@@ -351,6 +404,61 @@ def _decode(job: DetectJob, cfg: DetectorConfig, err: _Stderr) -> tuple[np.ndarr
             return image, None, notes
         except (OSError, ValueError) as exc:
             return None, str(exc), notes
+
+
+@dataclass
+class RunPlan:
+    """What a run found to do before any work: shared by the local run and ``focal-detect --ray``."""
+
+    pending: list[DetectJob]  # inputs not done yet, in a stable order
+    counts: dict[str, int]  # "done", "flagged", "failed", "skipped" so far (unmatched inputs are failed)
+    err: StderrCapture  # the run's stderr (decoder capture and its own lines)
+    created: list[Path]  # folders made for --out (removed again if the run stops before any work)
+    start: float  # time.perf_counter() at the start
+
+    def summary(self, interrupted: bool = False) -> DetectSummary:
+        return DetectSummary(**self.counts, seconds=time.perf_counter() - self.start, interrupted=interrupted)
+
+    def abandon(self) -> None:
+        """Undoes the plan when the run stops before any work (the folders it made go again)."""
+        _remove_created(self.created)
+        self.err.close()
+
+
+def plan_run(inputs: list[str], cfg: DetectConfig) -> RunPlan:
+    """Checks the out folder, lists the inputs, and leaves out those already done.
+
+    Raises:
+        SetupError: the output folder cannot be used (nothing was processed).
+    """
+    t0 = time.perf_counter()
+    created = _prepare_out(cfg.out, inputs)
+    state, owners = read_journal_state(cfg.out / RESULTS_NAME)
+    jobs, unmatched = collect_inputs(inputs, cfg.out, owners)
+    err = StderrCapture()
+    for item in unmatched:
+        err.print(f"focal-detect: {item}: no such file, folder or matching image")
+    pending = [j for j in jobs if cfg.overwrite or not _is_done(j, state.get(j.path), cfg.out)]
+    counts = {"done": 0, "flagged": 0, "failed": len(unmatched), "skipped": len(jobs) - len(pending)}
+    if counts["skipped"]:
+        err.print(f"focal-detect: {counts['skipped']} image(s) already done in {cfg.out} (use --overwrite to redo)")
+    return RunPlan(pending, counts, err, created, t0)
+
+
+def open_detector(cfg: DetectConfig) -> tuple[Detector, str]:
+    """The run's detector and the stderr line that says which model runs on which engine.
+
+    Raises:
+        SetupError: the model cannot be opened (the message is one line).
+    """
+    try:
+        det = Detector(cfg.artifact, cfg.detector)
+    except Exception as exc:  # ONNX Runtime's own errors (InvalidProtobuf, ...) derive from Exception only
+        text = error_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", cfg.artifact)
+        raise SetupError(f"{cfg.artifact}: cannot open the model ({type(exc).__name__}: {text})") from None
+    which = f"default model ({cfg.artifact})" if cfg.default_model else f"artifact {cfg.artifact}"
+    return det, (f"focal-detect: {which}: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
+                 f"clustering {det.clustering} ({det.cluster_backend})")
 
 
 def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
@@ -366,49 +474,32 @@ def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
     Raises:
         SetupError: the output folder or the model cannot be used (nothing was processed).
     """
-    t0 = time.perf_counter()
-    created = _prepare_out(cfg.out, inputs)
-    state, owners = read_journal_state(cfg.out / RESULTS_NAME)
-    jobs, unmatched = collect_inputs(inputs, cfg.out, owners)
-    err = _Stderr()
-    for item in unmatched:
-        err.print(f"focal-detect: {item}: no such file, folder or matching image")
-    pending = [j for j in jobs if cfg.overwrite or not _is_done(j, state.get(j.path), cfg.out)]
-    counts = {"done": 0, "flagged": 0, "failed": len(unmatched), "skipped": len(jobs) - len(pending)}
-    if counts["skipped"]:
-        err.print(f"focal-detect: {counts['skipped']} image(s) already done in {cfg.out} (use --overwrite to redo)")
-    if not pending:
-        _remove_created(created)
-        err.close()
-        return DetectSummary(**counts, seconds=time.perf_counter() - t0)
+    plan = plan_run(inputs, cfg)
+    if not plan.pending:
+        plan.abandon()
+        return plan.summary()
     try:
-        det = Detector(cfg.artifact, cfg.detector)
-    except KeyboardInterrupt:
-        _remove_created(created)
+        det, line = open_detector(cfg)
+    except (KeyboardInterrupt, SetupError):
+        plan.abandon()
         raise
-    except Exception as exc:  # ONNX Runtime's own errors (InvalidProtobuf, ...) derive from Exception only
-        _remove_created(created)
-        err.close()
-        text = _without_name(str(exc).strip().splitlines()[0] if str(exc).strip() else "", cfg.artifact)
-        raise SetupError(f"{cfg.artifact}: cannot open the model ({type(exc).__name__}: {text})") from None
-    which = f"default model ({cfg.artifact})" if cfg.default_model else f"artifact {cfg.artifact}"
-    err.print(f"focal-detect: {which}: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
-              f"clustering {det.clustering} ({det.cluster_backend})")
-    run = _Run(cfg, det, err, counts)
+    plan.err.print(line)
+    run = _Run(cfg, det, plan.err, plan.counts)
     try:
-        run.go(pending)
+        run.go(plan.pending)
     except KeyboardInterrupt:
         run.interrupted = True
     finally:
-        with _sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
+        with sigint_ignored():  # a second Ctrl-C must not cut the clean-up short
             run.close()
             det.close()
-            err.close()
-    return DetectSummary(**counts, seconds=time.perf_counter() - t0, interrupted=run.interrupted)
+            plan.err.close()
+    return plan.summary(run.interrupted)
 
 
 @contextmanager
-def _sigint_ignored() -> Iterator[None]:
+def sigint_ignored() -> Iterator[None]:
+    """Ignores Ctrl-C inside (in the main thread), so clean-up is not cut short."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -419,27 +510,42 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-class _Run:
-    """One run's journal, locks and counters; images flow through ``Detector.detect_many``."""
+class RunRecorder:
+    """One run's journal, output-name locks and counters: claims images, writes their files and records.
 
-    def __init__(self, cfg: DetectConfig, det: Detector, err: _Stderr, counts: dict[str, int]) -> None:
-        self.cfg, self.det, self.err, self.counts = cfg, det, err, counts
+    The one writer of an output folder's files in a process: the local run
+    feeds it from its pipeline, ``focal-detect --ray`` from the results its
+    Ray actors send back to the driver.
+
+    Args:
+        cfg: the run.
+        err: the run's stderr.
+        counts: the counters to update ("done", "flagged", "failed", "skipped").
+        stdout: where ``--json`` prints the records (default: ``sys.stdout`` now).
+    """
+
+    def __init__(self, cfg: DetectConfig, err: StderrCapture, counts: dict[str, int],
+                 stdout: TextIO | None = None) -> None:
+        self.cfg, self.err, self.counts = cfg, err, counts
+        self.stdout = stdout or sys.stdout
         self.lock = RunLock(cfg.out)
         self.lock.remove_stale_temporaries()
         self.journal = Journal(cfg.out)
-        self.stop = threading.Event()
         self.interrupted = False
-        self.in_flight: deque[tuple[DetectJob, list[str], float]] = deque()  # fed to the detector, in order
-        self.early: deque[tuple[DetectJob, str, list[str]]] = deque()  # failed before the engine
         self.deferred: list[DetectJob] = []  # held by another run when their turn came
         self.progress: Progress | None = None
 
-    def _take(self, job: DetectJob, wait: bool) -> DetectJob | None:
+    def take(self, job: DetectJob, wait: bool) -> DetectJob | None:
         """Claims the job's output name and checks it is still to do.
 
+        Args:
+            job: the input.
+            wait: wait for another run holding the name; else defer the job to ``deferred``.
+
         Returns:
-            The job (its name held), or ``None``: another run holds the name
-            (the job is deferred) or the image is done (counted as skipped).
+            The job (its name held, ``key`` possibly its hashed name), or
+            ``None``: another run holds the name (the job is deferred) or the
+            image is done (counted as skipped).
         """
         for key in dict.fromkeys((job.key, job.alt_key)):
             if wait:
@@ -460,40 +566,22 @@ class _Run:
             return None
         return job
 
-    def _feed(self, jobs: list[DetectJob], taken: bool) -> Iterator[np.ndarray]:
-        """Claims (unless ``taken``), then decodes each job, in the detector's prefetch thread.
+    def finish(self, job: DetectJob, result: Result | ImageOutputs | Exception | str, notes: list[str]) -> None:
+        """Writes one claimed image's files, then its record; releases its name.
 
-        Files that fail before the engine go to ``early``; the others to ``in_flight``.
+        Args:
+            job: the job as :meth:`take` returned it.
+            result: the detection (encoded here), its encoded outputs, or why it failed.
+            notes: the decoder's messages for the file.
         """
-        for job in jobs:
-            if self.stop.is_set():
-                return
-            claimed = job if taken else self._take(job, wait=False)
-            if claimed is None:
-                continue
-            if claimed.error is not None:
-                self.early.append((claimed, claimed.error, []))
-                continue
-            t0 = time.perf_counter()
-            image, error, notes = _decode(claimed, self.cfg.detector, self.err)
-            if image is None:
-                self.early.append((claimed, error, notes))
-                continue
-            self.in_flight.append((claimed, notes, (time.perf_counter() - t0) * 1e3))
-            yield image
-
-    def _finish(self, job: DetectJob, result: Result | Exception | str, notes: list[str]) -> None:
-        """Writes one image's files, then its record; releases its name."""
         try:
             if isinstance(result, Result):
+                result = render_outputs(job, result, self.cfg.detector, self.err)
+            if isinstance(result, ImageOutputs):
                 try:
-                    # Re-decoding for the overlay keeps the run's memory flat on big images.
-                    image, error, more = _decode(job, self.cfg.detector, self.err)
-                    if image is None:
-                        raise ValueError(error)
-                    write_atomic(self.cfg.out / f"{job.key}.mask.png", _png(result.mask))
-                    write_atomic(self.cfg.out / f"{job.key}.overlay.png", _png(overlay(image, result.mask)[:, :, ::-1]))
-                except (OSError, ValueError) as exc:
+                    write_atomic(self.cfg.out / f"{job.key}.mask.png", result.mask_png)
+                    write_atomic(self.cfg.out / f"{job.key}.overlay.png", result.overlay_png)
+                except OSError as exc:
                     result = exc
             rec = _record(job, result, notes)
             self.journal.append(rec)
@@ -510,14 +598,58 @@ class _Run:
                 self.err.print(f"focal-detect: {job.source}: decoder: {'; '.join(notes)}")
         if self.cfg.json_stdout:
             with self.err.lock:
-                print(json.dumps(rec), flush=True)
+                print(json.dumps(rec), file=self.stdout, flush=True)
         if self.progress is not None:
             with self.err.lock:
                 self.progress.step(job.source.name)
 
+    def end_progress(self) -> None:
+        """Clears the progress line on a terminal (the summary line follows)."""
+        if self.progress is not None and self.progress.tty:
+            with self.err.lock:
+                sys.stderr.write("\r\033[K")
+
+    def close(self) -> None:
+        # Claims of jobs decoded but never finished (Ctrl-C) go with the lock file's descriptor.
+        self.journal.close()
+        self.lock.close()
+
+
+class _Run(RunRecorder):
+    """The local run: images flow through ``Detector.detect_many`` into the recorder."""
+
+    def __init__(self, cfg: DetectConfig, det: Detector, err: StderrCapture, counts: dict[str, int]) -> None:
+        super().__init__(cfg, err, counts)
+        self.det = det
+        self.stop = threading.Event()
+        self.in_flight: deque[tuple[DetectJob, list[str], float]] = deque()  # fed to the detector, in order
+        self.early: deque[tuple[DetectJob, str, list[str]]] = deque()  # failed before the engine
+
+    def _feed(self, jobs: list[DetectJob], taken: bool) -> Iterator[np.ndarray]:
+        """Claims (unless ``taken``), then decodes each job, in the detector's prefetch thread.
+
+        Files that fail before the engine go to ``early``; the others to ``in_flight``.
+        """
+        for job in jobs:
+            if self.stop.is_set():
+                return
+            claimed = job if taken else self.take(job, wait=False)
+            if claimed is None:
+                continue
+            if claimed.error is not None:
+                self.early.append((claimed, claimed.error, []))
+                continue
+            t0 = time.perf_counter()
+            image, error, notes = decode_input(claimed, self.cfg.detector, self.err)
+            if image is None:
+                self.early.append((claimed, error, notes))
+                continue
+            self.in_flight.append((claimed, notes, (time.perf_counter() - t0) * 1e3))
+            yield image
+
     def _drain_early(self) -> None:
         while self.early:
-            self._finish(*self.early.popleft())
+            self.finish(*self.early.popleft())
 
     def _pass(self, jobs: list[DetectJob], taken: bool = False) -> None:
         results = self.det.detect_many(self._feed(jobs, taken))
@@ -527,7 +659,7 @@ class _Run:
                 job, notes, decode_ms = self.in_flight.popleft()
                 if isinstance(result, Result):  # the detector got an array: the decode was ours
                     result = replace(result, timings={**result.timings, "decode": decode_ms})
-                self._finish(job, result, notes)
+                self.finish(job, result, notes)
             self._drain_early()
         finally:
             self.stop.set()
@@ -541,18 +673,14 @@ class _Run:
         # Ctrl-C works), one at a time and holding no other name, and do those it did not finish.
         deferred, self.deferred = self.deferred, []
         for job in deferred:
-            taken = self._take(job, wait=True)
+            taken = self.take(job, wait=True)
             if taken is not None:
                 self._pass([taken], taken=True)
-        if self.progress.tty:
-            with self.err.lock:
-                sys.stderr.write("\r\033[K")
+        self.end_progress()
 
     def close(self) -> None:
         self.stop.set()
-        # Claims of jobs decoded but never finished (Ctrl-C) go with the lock file's descriptor.
-        self.journal.close()
-        self.lock.close()
+        super().close()
 
 
 # -- arguments ---------------------------------------------------------------
@@ -614,49 +742,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_opencv() -> None:
+def quiet_opencv() -> None:
     # OpenCV's own warnings and infos go; its errors stay, and during a decode they are captured
-    # and tied to the file (see _Stderr).
+    # and tied to the file (see StderrCapture).
     logging = getattr(getattr(cv2, "utils", None), "logging", None)
     if logging is not None and hasattr(logging, "setLogLevel"):
         logging.setLogLevel(logging.LOG_LEVEL_ERROR)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point of ``focal-detect``; returns the exit status (see the module notes)."""
+class RunError(Exception):
+    """The run stopped part-way (out folder gone, the cluster lost): what is done is kept (exit 1)."""
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parses ``focal-detect``'s arguments (exits 2 on bad usage, as argparse does)."""
+    # Intermixed: `focal-detect ARTIFACT --out DIR a.jpg b.jpg` keeps every positional.
+    args = parser.parse_intermixed_args(argv)
+    if args.min_cluster_size is not None and args.min_cluster_size < 2:
+        parser.error(f"argument --min-cluster-size: expected an integer >= 2 (HDBSCAN's smallest cluster), "
+                     f"got {args.min_cluster_size}")
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[list[str], DetectConfig]:
+    """The inputs and the run's config from parsed arguments.
+
+    Raises:
+        SetupError / FileNotFoundError: the artifact positional is wrong (see the module notes).
+    """
+    positionals = ([args.artifact] if args.artifact is not None else []) + list(args.inputs)
+    artifact_arg, inputs = choose_artifact(positionals)
+    artifact = default_artifact() if artifact_arg == "default" else Path(artifact_arg)
+    cfg = DetectConfig(
+        artifact=artifact,
+        out=args.out,
+        detector=DetectorConfig(
+            backend=args.backend, precision=args.precision, clustering=args.clustering,
+            min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch_size,
+            mem_arena=not args.low_memory, verify=not args.no_verify,
+        ),
+        overwrite=args.overwrite,
+        json_stdout=args.json,
+        default_model=artifact_arg == "default",
+    )
+    return inputs, cfg
+
+
+def run_and_report(args: argparse.Namespace, run: Callable[[list[str], DetectConfig], DetectSummary]) -> int:
+    """Builds the config from ``args``, calls ``run`` (:func:`detect`, or the Ray job) and prints the summary.
+
+    Returns:
+        The exit status (see the module notes); every error is one line on stderr.
+    """
     try:
-        # Intermixed: `focal-detect ARTIFACT --out DIR a.jpg b.jpg` keeps every positional.
-        parser = build_parser()
-        args = parser.parse_intermixed_args(argv)
-        if args.min_cluster_size is not None and args.min_cluster_size < 2:
-            parser.error(f"argument --min-cluster-size: expected an integer >= 2 (HDBSCAN's smallest cluster), "
-                         f"got {args.min_cluster_size}")
-        positionals = ([args.artifact] if args.artifact is not None else []) + list(args.inputs)
         try:
-            artifact_arg, inputs = choose_artifact(positionals)
-            artifact = default_artifact() if artifact_arg == "default" else Path(artifact_arg)
+            inputs, cfg = config_from_args(args)
         except (SetupError, FileNotFoundError) as exc:
             print(f"focal-detect: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        cfg = DetectConfig(
-            artifact=artifact,
-            out=args.out,
-            detector=DetectorConfig(
-                backend=args.backend, precision=args.precision, clustering=args.clustering,
-                min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch_size,
-                mem_arena=not args.low_memory, verify=not args.no_verify,
-            ),
-            overwrite=args.overwrite,
-            json_stdout=args.json,
-            default_model=artifact_arg == "default",
-        )
-        _quiet_opencv()
+        quiet_opencv()
         try:
-            summary = detect(inputs, cfg)
+            summary = run(inputs, cfg)
         except SetupError as exc:
             print(f"focal-detect: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except OSError as exc:  # the out folder failed mid-run (disk full, removed): what is done is kept
+        except (OSError, RunError) as exc:  # the out folder failed mid-run (disk full, removed): what is done is kept
             print(f"focal-detect: {exc}; stopped, a re-run goes on from there", file=sys.stderr)
             return EXIT_FAILED
     except KeyboardInterrupt:
@@ -664,6 +814,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     print(summary.line(), file=sys.stderr)
     return summary.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The local ``focal-detect`` (``--ray`` is :mod:`focal.serving.detect_cli`'s); returns the exit status."""
+    try:
+        args = parse_args(build_parser(), argv)
+    except KeyboardInterrupt:
+        print("focal-detect: interrupted before any image was done", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return run_and_report(args, detect)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,10 @@
 """The package's layering, proved by importing each module in a bare interpreter.
 
 ``focal.runtime`` is the torch-free runner: none of its modules may load
-torch or the packages built on it. The private shared helpers (``focal._*``)
-sit below every package and may load none of them.
+torch or the packages built on it, serving included. The private shared
+helpers (``focal._*``) sit below every package and may load none of them.
+``focal.serving`` builds on the runtime only, and loads its engines (Ray,
+PyTriton) when a function needs them, not at import.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import pytest
 
 import focal
 import focal.runtime
+import focal.serving
 
 # What the runner must never load, at import time or through its imports.
-RUNTIME_FORBIDDEN = ("torch", "timm", "onnx", "focal.training", "focal.export", "focal.calibration", "focal.evaluation")
+RUNTIME_FORBIDDEN = ("torch", "timm", "onnx", "focal.training", "focal.export", "focal.calibration", "focal.evaluation",
+                     "focal.serving", "ray", "pytriton", "tritonclient")
 SHARED_FORBIDDEN = ("torch", "focal.runtime", *RUNTIME_FORBIDDEN[2:])
+SERVING_FORBIDDEN = ("torch", "timm", "focal.training", "focal.export", "focal.calibration", "focal.evaluation",
+                     "ray", "pytriton")
 
 
 def _modules(package) -> list[str]:
@@ -28,6 +34,8 @@ def _modules(package) -> list[str]:
 
 
 RUNTIME_MODULES = _modules(focal.runtime)
+# The Python-backend models import triton_python_backend_utils, which exists only inside Triton.
+SERVING_MODULES = [m for m in _modules(focal.serving) if not m.startswith("focal.serving.triton_models")]
 SHARED_MODULES = sorted(f"focal.{m.name}" for m in pkgutil.iter_modules(focal.__path__)
                         if m.name.startswith("_"))
 
@@ -48,11 +56,17 @@ def test_the_lists_are_complete() -> None:
     # A walk that found nothing would make the tests below vacuous.
     assert {"focal.runtime.detector", "focal.runtime.cli", "focal.runtime.cluster"} <= set(RUNTIME_MODULES)
     assert {"focal._files", "focal._datasets", "focal._cli"} <= set(SHARED_MODULES)
+    assert {"focal.serving.triton_server", "focal.serving.ray_job", "focal.serving.triton_repo"} <= set(SERVING_MODULES)
 
 
 @pytest.mark.parametrize("module", RUNTIME_MODULES)
 def test_runtime_module_loads_no_training_stack(module: str) -> None:
     assert _offenders(_loaded_after_import(module), RUNTIME_FORBIDDEN) == []
+
+
+@pytest.mark.parametrize("module", SERVING_MODULES)
+def test_serving_module_loads_no_training_stack_and_no_engine(module: str) -> None:
+    assert _offenders(_loaded_after_import(module), SERVING_FORBIDDEN) == []
 
 
 @pytest.mark.parametrize("module", SHARED_MODULES)
