@@ -34,6 +34,15 @@ them itself). Only Conv/MatMul/Gemm inputs are quantized by default; the
 layers reading maps at half resolution or finer (the pixel-level traces FOCAL
 relies on), the feature head and attention's score products stay in float
 unless asked, and any node can be named to stay unquantized.
+
+Q/DQ placement differs by target. The TensorRT graph carries Q/DQ on the
+*inputs* of the quantized ops only (ORT's ``OpTypesToExcludeOutputQuantization``
+over ``op_types``), as TensorRT's explicit-quantization guide places them: a
+Conv's output is quantized once, where the next quantized op reads it (after
+its Clip/Relu/Add), so ``DQ -> Conv -> Clip -> Q`` fuses. The CPU graph keeps
+ORT's default (outputs quantized too): ONNX Runtime's CPU provider forms
+QLinearConv/QLinearAdd only from ``DQ -> op -> Q``. :mod:`focal.export.qdq`
+counts the placement.
 """
 
 from __future__ import annotations
@@ -137,6 +146,16 @@ class Int8Config:
     # "int8-symmetric" (zero point 0: what TensorRT needs) or "uint8-asymmetric" (ONNX Runtime's CPU
     # provider: its U8S8 kernels use VNNI / AVX2, its S8S8 path measured slower than FP32 on x86)
     activations: str = "int8-symmetric"
+    # Q/DQ also on the outputs of op_types nodes (ONNX Runtime's default placement). None: by target. For
+    # TensorRT (int8-symmetric) off: Q/DQ only on their inputs, as TensorRT's explicit-quantization guide places
+    # them, so DQ -> Conv -> Clip -> Q fuses into one INT8 kernel instead of Conv -> Q -> DQ -> Clip -> Q -> DQ
+    # quantizing the same values twice (focal.export.qdq counts them). For ORT's CPU provider (uint8-asymmetric)
+    # on: its QLinearConv/QLinearAdd need a Q after the op (lite without it: 6 of 56 integer nodes, docs/export.md).
+    quantize_outputs: bool | None = None
+
+    def outputs_quantized(self) -> bool:
+        """Whether op_types outputs get Q/DQ: ``quantize_outputs``, or by target when it is None."""
+        return self.activations != "int8-symmetric" if self.quantize_outputs is None else self.quantize_outputs
 
 
 @dataclass(frozen=True)
@@ -557,6 +576,10 @@ def _run_quantizer(
         "QuantizeBias": False,  # TensorRT fuses float biases itself; INT32 DQ biases are not portable
         "DedicatedQDQPair": False,
     }
+    if not config.outputs_quantized():
+        # A quantized node's output is then quantized only where a later quantized node reads it (after the
+        # activation, Add or Resize between them), once: the placement TensorRT fuses.
+        extra["OpTypesToExcludeOutputQuantization"] = list(config.op_types)
     with _quiet_ort_quantizer():
         quantize_static(
             str(prepared_path),

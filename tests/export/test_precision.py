@@ -178,6 +178,66 @@ def test_int8_default_policy_and_exclusions(tiny_int8):
 
 
 
+def _integer_kernels(path, tmp):
+    """Op types ONNX Runtime's CPU provider runs ``path`` with after its QDQ fusions, counted."""
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp / (path.stem + ".ort-opt.onnx"))
+    opts.log_severity_level = 3  # its warning that the saved graph is machine-specific: it is read here only
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    return {op: ops.count(op) for op in set(ops) if op.startswith("QLinear") or op.endswith("Integer")}
+
+
+def test_int8_tensorrt_graph_quantizes_conv_inputs_once_not_outputs(tiny_int8, rng):
+    """Issue 17 item 8: no Conv -> Q -> DQ -> Relu -> Q -> DQ; Q/DQ on every quantized Conv's inputs only."""
+    from focal.export.qdq import count_qdq
+
+    fp32, prepared, calib, tmp = tiny_int8
+    everything = dict(keep_stem=False, keep_head=False)
+    lowered = quantize_int8(prepared, tmp / "trt.onnx", calib, Int8Config(**everything))
+    old = quantize_int8(prepared, tmp / "trt-old.onnx", calib, Int8Config(quantize_outputs=True, **everything))
+    model = onnx.load(str(tmp / "trt.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    counts = count_qdq(model)
+    assert counts.quantized == len(lowered.lowered_nodes) == 3
+    assert not counts.double_pairs and not counts.inputs_not_dequantized
+    # tiny is Conv -> Relu -> Conv -> Relu -> Conv: a Conv output is quantized only after its Relu, where the
+    # next Conv reads it, and the last Conv's output (the graph output) not at all.
+    assert not counts.outputs_quantized
+    prod = {o: n for n in model.graph.node for o in n.output}
+    for conv in (n for n in model.graph.node if n.op_type == "Conv"):
+        dq = prod[conv.input[0]]
+        assert dq.op_type == "DequantizeLinear" and prod[dq.input[0]].op_type == "QuantizeLinear", conv.name
+        assert prod[conv.input[1]].op_type == "DequantizeLinear", conv.name
+    # ONNX Runtime's default placement, kept as the option's other side, has the double pairs this guards against.
+    before = count_qdq(old.model)
+    assert len(before.double_pairs) == 2 and before.double_via == {"Relu": 2}
+    # Valid on ONNX Runtime's CPU provider, and no further from FP32 than the old placement.
+    xs = [rng.random((1, 3, 64, 64), dtype=np.float32) for _ in range(3)]
+    refs = [_features(onnx.load(str(fp32)), x) for x in xs]
+    cos_new = np.concatenate([_cosine(r, _features(model, x)) for r, x in zip(refs, xs)])
+    cos_old = np.concatenate([_cosine(r, _features(old.model, x)) for r, x in zip(refs, xs)])
+    figures = (f"cosine to FP32 mean/min: inputs-only {cos_new.mean():.5f}/{cos_new.min():.5f}, "
+               f"with outputs {cos_old.mean():.5f}/{cos_old.min():.5f}")
+    assert cos_new.mean() > 0.98, figures
+    assert cos_new.mean() >= cos_old.mean() - 1e-3 and cos_new.min() >= cos_old.min() - 1e-2, figures
+
+
+def test_int8_cpu_graph_keeps_the_outputs_ort_fuses_into_integer_kernels(tiny_int8):
+    """ORT's CPU provider forms QLinearConv only from DQ -> Conv -> Q: its uint8 graph keeps Conv outputs quantized."""
+    from focal.export.qdq import count_qdq
+
+    _, prepared, calib, tmp = tiny_int8
+    everything = dict(keep_stem=False, keep_head=False)
+    cpu = quantize_int8(prepared, tmp / "cpu.onnx", calib, Int8Config(activations="uint8-asymmetric", **everything))
+    assert len(count_qdq(cpu.model).outputs_quantized) == 3
+    assert _integer_kernels(tmp / "cpu.onnx", tmp).get("QLinearConv") == 3
+    # The inputs-only placement would leave it in float arithmetic there (the TensorRT graph's trade).
+    quantize_int8(prepared, tmp / "cpu-inputs.onnx", calib,
+                  Int8Config(activations="uint8-asymmetric", quantize_outputs=False, **everything))
+    assert _integer_kernels(tmp / "cpu-inputs.onnx", tmp).get("QLinearConv", 0) < 3
+
+
 def test_int8_quiets_only_the_quantizer_and_leaves_the_root_logger(tiny_int8, caplog):
     """ORT's quantizer logs through the root logger: its records under ERROR are dropped, nobody else's."""
     import logging
