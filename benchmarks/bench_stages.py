@@ -38,7 +38,7 @@ def main() -> None:
     from focal.runtime import _native_api as na
     from focal.runtime.cluster import cluster_features
     from focal.runtime.cluster import normalize_rows
-    from focal.runtime.cli import collect_inputs
+    from focal.runtime.inputs import collect_inputs
     from focal.runtime.imageio import read_image
 
     if not na.available():

@@ -40,10 +40,11 @@ import numpy as np
 
 from focal._progress import Progress
 from focal.runtime.cli import (
-    DetectConfig, DetectJob, DetectSummary, ImageOutputs, RunError, RunRecorder, SetupError, StderrCapture,
+    DetectConfig, DetectSummary, ImageOutputs, RunError, RunRecorder, SetupError, StderrCapture,
     decode_input, error_text, open_detector, plan_run, quiet_opencv, render_outputs, sigint_ignored,
 )
 from focal.runtime.default import default_artifact
+from focal.runtime.inputs import DetectJob
 from focal.runtime.detector import Result
 
 __all__ = ["CRASH_ENV", "RAY_EXTRA", "RayConfig", "RayUnavailable", "detect_on_ray", "require_ray", "start_local_ray"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from focal.runtime.cli import DetectSummary, build_parser, collect_inputs, main
+from focal.runtime.cli import DetectSummary, build_parser, main
+from focal.runtime.inputs import collect_inputs
 
 
 def _records(out: Path) -> dict[str, dict]:
