@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from focal._files import IMAGE_EXTENSIONS, list_images
+from focal._files import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS, list_images
 
 __all__ = ["DetectJob", "collect_inputs"]
 
@@ -41,20 +41,27 @@ def _resolved(path: Path) -> Path:
 
 def _hashed(key: str, source: Path) -> str:
     """``key`` with a short stable hash of the resolved source before its suffix (``a.jpg`` -> ``a-1f3e5c2b.jpg``)."""
-    digest = hashlib.sha256(str(_resolved(source)).encode()).hexdigest()[:8]
+    digest = hashlib.sha256(os.fsencode(_resolved(source))).hexdigest()[:8]  # any name, UTF-8 or not
     head, dot, suffix = key.rpartition(".")
     return f"{head}-{digest}.{suffix}" if dot and "/" not in suffix else f"{key}-{digest}"
 
 
-def _special_entries(root: Path, exclude: Path | None) -> list[tuple[Path, str]]:
-    """Entries with an image suffix that a listing cannot read as files: dangling links, loops, FIFOs."""
+def _special_entries(root: Path, exclude: Path | None) -> list[tuple[Path, str | None]]:
+    """Entries a listing leaves out but the run must account for.
+
+    Entries with an accepted image suffix that cannot be read as files
+    (dangling links, loops, FIFOs) come with their error; regular files of
+    a refused image format (:data:`focal._files.UNSUPPORTED_IMAGE_EXTENSIONS`)
+    come with ``None``: the decoder's format check gives their record.
+    """
     found = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and (exclude is None or Path(folder, d).resolve() != exclude))
         for name in sorted(files):
             path = Path(folder, name)
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            suffix = path.suffix.lower()
+            if name.startswith(".") or suffix not in IMAGE_EXTENSIONS | UNSUPPORTED_IMAGE_EXTENSIONS:
                 continue
             try:
                 mode = os.stat(path).st_mode
@@ -63,6 +70,8 @@ def _special_entries(root: Path, exclude: Path | None) -> list[tuple[Path, str]]
                 continue
             if not stat.S_ISREG(mode):
                 found.append((path, "not a regular file"))
+            elif suffix in UNSUPPORTED_IMAGE_EXTENSIONS:
+                found.append((path, None))
     return found
 
 
@@ -74,7 +83,8 @@ def collect_inputs(inputs: list[str], out: Path | None = None,
                    owners: dict[str, str] | None = None) -> tuple[list[DetectJob], list[str]]:
     """Expand files, folders (recursively) and globs into jobs with stable output names.
 
-    Folders list image suffixes only (:data:`focal._files.IMAGE_EXTENSIONS`,
+    Folders list image suffixes only (:data:`focal._files.IMAGE_EXTENSIONS`, and
+    the refused formats' so they get a record,
     hidden entries skipped); a file named explicitly is taken whatever its
     suffix. Dangling symlinks and other unreadable entries of a folder get a
     job with its error. Files under ``out`` are left out of folders and

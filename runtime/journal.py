@@ -183,7 +183,7 @@ class RunLock:
 
     @staticmethod
     def _offset(name: str) -> int:
-        return 1 + int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
+        return 1 + int.from_bytes(hashlib.sha256(os.fsencode(name)).digest()[:7], "big")
 
     def try_claim(self, name: str) -> bool:
         """Takes the output name ``name`` unless another run holds it."""

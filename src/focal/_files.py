@@ -13,13 +13,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["IMAGE_EXTENSIONS", "atomic_output", "cache_dir", "list_images", "write_atomic"]
+__all__ = ["IMAGE_EXTENSIONS", "UNSUPPORTED_IMAGE_EXTENSIONS", "atomic_output", "cache_dir", "list_images", "write_atomic"]
 
 # File suffixes (lower case) treated as images when listing folders. A file
 # named explicitly is decoded whatever its suffix; this set only decides what
 # a folder listing picks up.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
+)
+# Image formats the runtime refuses (no header reader to check the pixel count before a decode, or
+# no decoder). A detection run lists them from folders anyway, so each gets a record saying
+# "unsupported format" instead of vanishing from the run.
+UNSUPPORTED_IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".gif", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jxl", ".exr", ".hdr", ".psd", ".ico", ".dng", ".cr2",
+     ".nef", ".arw", ".raw"}
 )
 
 
