@@ -15,7 +15,7 @@ import argparse
 import re
 import sys
 
-from focal._cli import positive_int
+from focal._cli import non_negative_float, positive_float, positive_int
 from focal.runtime import cli
 from focal.serving.ray_job import RayConfig  # imports no ray
 
@@ -23,26 +23,6 @@ from focal.serving.ray_job import RayConfig  # imports no ray
 _LOCAL = "local"
 _ADDRESS = re.compile(r"auto|local|[a-z][a-z0-9+.-]*://\S+|[\w.\-]+:\d+|\[[0-9a-fA-F:]+\]:\d+")
 _RAY_OPTIONS = {"actors": "--actors", "cpus_per_actor": "--cpus-per-actor", "gpus_per_actor": "--gpus-per-actor"}
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "it, a local Ray instance started for the job (loopback only, no dashboard)")
     group.add_argument("--actors", type=positive_int, default=None, metavar="N",
                        help=f"Ray actors, one model each (fixed pool; default: {RayConfig.actors})")
-    group.add_argument("--cpus-per-actor", type=_positive_float, default=None, metavar="C",
+    group.add_argument("--cpus-per-actor", type=positive_float, default=None, metavar="C",
                        help="Ray CPUs per actor, also ONNX Runtime's threads unless --threads "
                             f"(default: {RayConfig.cpus_per_actor:g})")
-    group.add_argument("--gpus-per-actor", type=_non_negative_float, default=None, metavar="G",
+    group.add_argument("--gpus-per-actor", type=non_negative_float, default=None, metavar="G",
                        help="Ray GPUs per actor; > 0 needs --backend cuda, tensorrt or tensorrt-ep "
                             f"(default: {RayConfig.gpus_per_actor:g})")
     return parser

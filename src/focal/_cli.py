@@ -61,6 +61,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _float_at_least(text: str, low: float, inclusive: bool) -> float:
+    what = f"a number {'>=' if inclusive else '>'} {low:g}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (value >= low if inclusive else value > low):  # written so that NaN fails too
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``argparse`` type: a number > 0."""
+    return _float_at_least(text, 0.0, inclusive=False)
+
+
+def non_negative_float(text: str) -> float:
+    """``argparse`` type: a number >= 0."""
+    return _float_at_least(text, 0.0, inclusive=True)
+
+
 def add_artifact(parser: argparse.ArgumentParser, help: str, *, optional: bool = False) -> None:
     """The positional ``ARTIFACT`` (dest ``artifact``); ``optional`` makes it ``nargs='?'``."""
     parser.add_argument("artifact", metavar=ARTIFACT_METAVAR, nargs="?" if optional else None, help=help)
