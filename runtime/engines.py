@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from focal.runtime.integrity import verify_file
+from focal.runtime.integrity import IntegrityError, verify_file
 from focal.runtime.manifest import Manifest, ModelFile, sha256_file
 
 BACKENDS: tuple[str, ...] = ("auto", "cpu", "cuda", "tensorrt", "tensorrt-ep")
@@ -429,6 +429,12 @@ def open_engine(
         raise FileNotFoundError(f"{path}: listed in the manifest but missing")
     if verify:
         verify_file(path, entry.sha256)
+        if entry.external_data is not None:  # the weights of a graph past 2 GB live in this file
+            if entry.external_sha256 is None:
+                raise IntegrityError(f"{artifact_dir / entry.external_data}: the manifest records no sha256 for "
+                                     f"{entry.file}'s external weights, so they cannot be checked (re-export, "
+                                     "or pass --no-verify to run them anyway)")
+            verify_file(artifact_dir / entry.external_data, entry.external_sha256)
     return OnnxRuntimeEngine(path, provider=backend, threads=threads, mem_arena=mem_arena, fp16=precision == "fp16",
                              int8=precision == "int8")
 

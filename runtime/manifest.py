@@ -21,7 +21,7 @@ read too)::
       "models": [{"file": "model.onnx", "kind": "onnx", "precision": "fp32",
                   "sha256": "...", "onnx_sha256": null, "fp32_ops": [], "excluded_nodes": [],
                   "tensorrt": null, "gpu": null, "compute_capability": null, "calibration": null,
-                  "external_data": null, "target": null}],
+                  "external_data": null, "external_sha256": null, "target": null}],
       "clustering": {"method": "hdbscan", "min_cluster_size": 200},
       "tools": {"focal": "0.1.0", "torch": "...", "onnx": "...", "opset": 17},
       "source": {"weights": "...", "weights_sha256": "..."}
@@ -104,6 +104,7 @@ class ModelFile:
     compute_capability: str | None = None  # engines: "8.7" etc.
     calibration: dict[str, Any] | None = None  # int8: what the calibration set was
     external_data: str | None = None  # ONNX saved with external data (past 2 GB): its weights file, relative
+    external_sha256: str | None = None  # of that weights file (checked on open, as ``sha256``)
     # None: for every backend (the TensorRT-ready graph); "cpu": a variant tuned for ONNX Runtime's CPU
     # provider, which that backend prefers (INT8 with uint8 asymmetric activations: VNNI-friendly)
     target: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -64,3 +65,28 @@ def test_focal_detect_exits_2_on_a_tampered_model(tiny_artifact: Path, tmp_path:
     ok = subprocess.run([str(exe), str(bad), str(image.parent), "--out", str(tmp_path / "out2"), "--no-verify"],
                         capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_external_weights_are_checked_too(tiny_extractor, tmp_path: Path, monkeypatch) -> None:
+    # A graph past ONNX's 2 GB limit keeps its weights in model.onnx.data; 1000 bytes forces that here.
+    from runtime_artifacts import export_artifact
+
+    monkeypatch.setattr("focal.export.onnx._EXTERNAL_DATA_BYTES", 1000)
+    art = export_artifact(tiny_extractor, tmp_path / "art", 64)
+    entry = load_manifest(art).model("onnx", "fp32")
+    assert entry.external_data == "model.onnx.data" and entry.external_sha256
+    image = np.zeros((64, 64, 3), np.uint8)
+    with Detector(art, backend="cpu") as det:
+        det(image)
+    data = art / "model.onnx.data"
+    raw = np.frombuffer(data.read_bytes(), np.float32).copy()
+    data.write_bytes((raw * np.float32(-3)).tobytes())  # same size, other weights
+    with pytest.raises(IntegrityError, match=r"model\.onnx\.data: sha256 .* is not the manifest's"):
+        Detector(art, backend="cpu")
+    with Detector(art, backend="cpu", verify=False) as det:
+        det(image)
+    manifest = json.loads((art / "focal.json").read_text())
+    manifest["models"][0]["external_sha256"] = None  # a manifest that cannot vouch for its weights
+    (art / "focal.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="records no sha256"):
+        Detector(art, backend="cpu")
