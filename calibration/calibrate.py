@@ -120,7 +120,10 @@ def calibrate(
         )
         reader.rewind()
         try:
-            calibrator.collect_data(reader)
+            if reader.native is None:
+                calibrator.collect_data(reader)
+            else:
+                _collect_each(calibrator, reader)
         except Exception as exc:  # ORT raises its own types for shape/name mismatches
             raise ValueError(f"calibration set does not fit {model_path.name}: {type(exc).__name__}: {exc}") from exc
         finally:
@@ -140,6 +143,30 @@ def calibrate(
     )
     say(f"calibration: {tensors} tensor ranges in {seconds:.1f} s -> {ranges_file}")
     return CalibrationResult(ranges_file, key, config, False, tensors, description, seconds)
+
+
+class _OneBatch:
+    """ORT's reader protocol over a single batch."""
+
+    def __init__(self, batch: dict[str, np.ndarray]) -> None:
+        self._batch: dict[str, np.ndarray] | None = batch
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch, self._batch = self._batch, None
+        return batch
+
+
+def _collect_each(calibrator: Any, reader: CalibrationReader) -> None:
+    """Feed a native-policy set one image (one shape) per ``collect_data`` call.
+
+    ORT's histogram calibrators (entropy, percentile) stack every collected
+    output of a call with ``np.asarray`` before histogramming, which fails on
+    tensors of different shapes; across calls they merge histograms, and the
+    min-max calibrator merges ranges. So one call per image measures ranges
+    over images of any shape (and holds one image's activations at a time).
+    """
+    for batch in reader.batches():
+        calibrator.collect_data(_OneBatch(batch))
 
 
 def read_ranges(ranges_file: str | Path | CalibrationResult) -> dict[str, tuple[float, float]]:

@@ -10,6 +10,11 @@ Every reader:
 
 * iterates over batches ``{input_name: [B, 3, S, S] float32 RGB in [0, 1]}``,
   preprocessed exactly as the runtime does (:func:`focal.runtime.to_input`);
+  under the ``native`` input policy (``native=NativeInput(...)``) each image
+  is one batch ``[1, 3, H', W']`` at its own shape instead: aspect kept, long
+  side capped at ``max_side``, padded to the stride
+  (:func:`focal.runtime.geometry.plan`), so the ranges are measured on the
+  pixels the runtime will feed, not on a squashed square;
 * also speaks ONNX Runtime's ``CalibrationDataReader`` protocol
   (``get_next()`` returning a batch or ``None``, ``rewind()``), so it can be
   handed to ORT's calibrators as is;
@@ -36,8 +41,9 @@ import cv2
 import numpy as np
 
 from focal._files import IMAGE_EXTENSIONS, list_images
+from focal.runtime.geometry import check_native, plan
 from focal.runtime.imageio import read_image
-from focal.runtime.preprocess import to_input
+from focal.runtime.preprocess import network_input, to_input
 
 __all__ = [
     "DEFAULT_JPEG_QUALITIES",
@@ -45,6 +51,7 @@ __all__ = [
     "CalibrationReader",
     "DatasetReader",
     "FolderReader",
+    "NativeInput",
     "SyntheticReader",
     "jpeg_roundtrip",
     "list_image_files",
@@ -89,6 +96,17 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class NativeInput:
+    """The ``native`` input policy of the graph being calibrated (the manifest's ``input`` fields)."""
+
+    max_side: int  # cap of the longer side, pixels (a multiple of stride)
+    stride: int  # input pixels per feature cell: inputs are padded to a multiple of it
+
+    def __post_init__(self) -> None:
+        check_native(self.max_side, self.stride)
+
+
+@dataclass(frozen=True)
 class _Item:
     """One calibration image before preprocessing."""
 
@@ -110,6 +128,9 @@ class CalibrationReader:
         batch: images per batch (the exported graph's static batch).
         jpeg_qualities: qualities cycled over the images (image ``i`` gets
             ``jpeg_qualities[i % len]``); ``None`` entries leave the image as it is.
+        native: the ``native`` input policy: each image at its own capped,
+            stride-padded shape, one per batch (``batch`` must be 1); None:
+            squashed to ``S x S`` (the square policy).
     """
 
     def __init__(
@@ -118,6 +139,7 @@ class CalibrationReader:
         input_name: str = "image",
         batch: int = 1,
         jpeg_qualities: Sequence[int | None] = DEFAULT_JPEG_QUALITIES,
+        native: NativeInput | None = None,
     ) -> None:
         if int(input_size) < 8:
             raise ValueError(f"input_size must be >= 8, got {input_size}")
@@ -128,6 +150,9 @@ class CalibrationReader:
         for q in jpeg_qualities:
             if q is not None and not 1 <= int(q) <= 100:
                 raise ValueError(f"JPEG quality must be None or in [1, 100], got {q}")
+        if native is not None and int(batch) != 1:
+            raise ValueError(f"native calibration runs each image at its own shape: batch must be 1, got {batch}")
+        self.native = native
         self.input_size = int(input_size)
         self.input_name = str(input_name)
         self.batch = int(batch)
@@ -156,17 +181,27 @@ class CalibrationReader:
         quality = self._quality(index)
         return (image if quality is None else jpeg_roundtrip(image, quality)), quality
 
+    def _preprocess(self, image: np.ndarray) -> np.ndarray:
+        """``[H, W, 3]`` uint8 -> float32 ``[3, S, S]`` (square) or ``[3, H', W']`` (native, as the runtime plans)."""
+        if self.native is None:
+            return to_input(image, self.input_size)
+        # max_points only sets the clustering grid, which calibration never sees: no pooling bound here.
+        geometry = plan(image.shape[0], image.shape[1], "native", self.input_size, self.native.stride,
+                        self.native.max_side, max_points=image.shape[0] * image.shape[1])
+        return network_input(image, self.input_size, geometry)
+
     def batches(self) -> Iterator[dict[str, np.ndarray]]:
         """Yield ``{input_name: [B, 3, S, S] float32}``; a short last batch is padded by repeating its last image.
 
         Padding keeps the batch static (the exported graph's shape); the
         repeated image only weighs that image a little more in the ranges.
+        Under ``native`` every batch is ``[1, 3, H', W']``, its shape the image's own.
         """
         counts = {"images": 0, "forged": 0, "authentic": 0, "unknown": 0}
         per_quality: dict[str, int] = {}
         pending: list[np.ndarray] = []
         for item in self._items():
-            pending.append(to_input(item.image, self.input_size))
+            pending.append(self._preprocess(item.image))
             counts["images"] += 1
             counts["unknown" if item.forged is None else ("forged" if item.forged else "authentic")] += 1
             q = "original" if item.quality is None else str(item.quality)
@@ -206,6 +241,8 @@ class CalibrationReader:
             "jpeg_qualities": ["original" if q is None else q for q in self.jpeg_qualities],
             "fingerprint": self.fingerprint(),
         }
+        if self.native is not None:
+            desc["policy"] = {"policy": "native", "max_side": self.native.max_side, "stride": self.native.stride}
         if self._stats is not None:
             desc["counts"] = self._stats
         return desc
@@ -219,6 +256,8 @@ class CalibrationReader:
             "jpeg_qualities": list(self.jpeg_qualities),
             "keys": self._keys(),
         }
+        if self.native is not None:  # only then, so square sets keep the cache keys they had
+            payload["native"] = {"max_side": self.native.max_side, "stride": self.native.stride}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _keys(self) -> list[str]:

@@ -61,9 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--seed", type=int, default=0, metavar="N", help="seed of random weights and of the parity input")
     model.add_argument("--input-policy", choices=("square", "native"), default="square",
                        help="'square': stretch to --input-size (the release's); 'native': keep the aspect, cap the "
-                            "long side at --max-side, pad to the stride (FP32 graph with dynamic height and width)")
+                            "long side at --max-side, pad to the stride (graphs with dynamic height and width; "
+                            "TensorRT profile stride x stride .. N x N)")
     model.add_argument("--max-side", type=int, default=None, metavar="N",
-                       help="native: cap of the longer side (default: 2 x --input-size)")
+                       help="native: cap of the longer side, a multiple of the stride (default: 2 x --input-size)")
     model.add_argument("--max-points", type=int, default=4096, metavar="N",
                        help="native: most feature cells clustered; larger maps are average-pooled down to it")
     model.add_argument("--out", default=None, metavar="DIR", help="artifact folder (default: focal-BACKBONE-SIZE)")

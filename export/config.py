@@ -78,14 +78,18 @@ class ExportConfig:
         if self.input_policy == "native":
             if "+" in self.backbone:
                 raise ValueError("--input-policy native exports one backbone; a fusion needs 'square'")
+            from focal.runtime.geometry import check_native
             from focal.training.backbones import backbone_info
 
-            if backbone_info(self.backbone).fixed_input_size:
+            info = backbone_info(self.backbone)
+            if info.fixed_input_size:
                 raise ValueError(f"{self.backbone}: its weights hold one input size (position embeddings), so it "
                                  "needs --input-policy square")
-            if self.fp16 or self.int8 or self.engine or self.precision_report:
-                raise ValueError("--input-policy native exports the FP32 graph only so far: drop --fp16, --int8, "
-                                 "--engine and --precision-report")
+            if self.precision_report:
+                # The per-block report runs square inputs; native FP16/INT8 parity is --verify's, at each shape.
+                raise ValueError("--precision-report is not written for --input-policy native yet: use --verify")
+            if self.max_side is not None:
+                check_native(self.max_side, info.stride)  # the cap must be the largest input exactly (TensorRT max)
             if self.batch != 1 or self.dynamic_batch:
                 raise ValueError("--input-policy native runs each image alone at its own shape: leave the graph "
                                  "batch at 1 (no --graph-batch / --dynamic-graph-batch)")

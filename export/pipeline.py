@@ -14,8 +14,11 @@ that run) and closed with its wall time through ``progress``:
 4. ``int8`` (``--int8``): ``model.int8.onnx``, calibrated (or cached)
    symmetric Q/DQ (what TensorRT builds from), and ``model.int8.cpu.onnx``:
    the same nodes with uint8 asymmetric activations, what ONNX Runtime's CPU
-   provider runs (``--no-int8-cpu`` skips it);
-5. ``engines`` (``--engine``): TensorRT engines for the exported precisions;
+   provider runs (``--no-int8-cpu`` skips it); under the ``native`` input
+   policy calibrated on each image at its own capped, stride-padded shape;
+5. ``engines`` (``--engine``): TensorRT engines for the exported precisions
+   (``native``: one optimisation profile over height and width, from the
+   manifest's ``max_side``: :func:`focal.runtime.geometry.input_profile`);
 6. ``verify`` (``--verify``) and 7. ``report`` (``--precision-report``).
 
 Fusions (``vit+hrnet``) are exported as ONE graph that outputs the fused map
@@ -38,7 +41,7 @@ from typing import Any
 
 from focal import __version__
 from focal.calibration import CalibrationConfig, CalibrationResult, calibrate, read_ranges
-from focal.calibration.readers import CalibrationReader, FolderReader, SyntheticReader
+from focal.calibration.readers import CalibrationReader, FolderReader, NativeInput, SyntheticReader
 from focal.export.config import SYNTHETIC, ExportConfig
 from focal.export.model import _build_model, model_source
 from focal.export.onnx import INPUT_NAME, OUTPUT_NAME, OnnxExport, check_onnx, export_onnx, save_onnx
@@ -52,6 +55,7 @@ from focal.export.tensorrt import (
     engine_file_name,
     profile_max_batch,
 )
+from focal.runtime.geometry import input_profile
 from focal.runtime.manifest import (
     ClusteringSpec,
     InputSpec,
@@ -145,13 +149,15 @@ def _tool_versions(opset: int) -> dict[str, Any]:
     return tools
 
 
-def calibration_reader(cfg: ExportConfig, input_size: int) -> CalibrationReader:
+def calibration_reader(cfg: ExportConfig, input_size: int, native: NativeInput | None = None) -> CalibrationReader:
     """The calibration set ``cfg.calib`` names.
 
     ``DIR``: images of that folder (at most ``calib_count``, each re-encoded at
     one of the JPEG qualities); masks in a sibling ``masks`` folder, if any,
     say which are forged. ``synthetic:DIR``: synthetic forgeries made from
     the untouched photos in ``DIR`` (``synthetic`` alone reads ``$FOCAL_PHOTOS``).
+    With ``native`` (the ``native`` input policy) each image is measured at
+    its own capped, stride-padded shape, as the runtime feeds it.
 
     Raises:
         ValueError: no such folder, or ``synthetic`` without photos.
@@ -162,10 +168,24 @@ def calibration_reader(cfg: ExportConfig, input_size: int) -> CalibrationReader:
         photos = cfg.calib[len(SYNTHETIC) + 1:] or os.environ.get("FOCAL_PHOTOS", "")
         if not photos:
             raise ValueError("--calib synthetic needs untouched photos: --calib synthetic:PHOTO_DIR (or $FOCAL_PHOTOS)")
-        return SyntheticReader(photos, input_size, count=cfg.calib_count, seed=cfg.seed, batch=batch)
+        # Under native the generator keeps photos up to the cap: shrinking them to its default 768 first
+        # would calibrate on coarser pixels than a capped photo the runtime sees.
+        extra: dict[str, Any] = {"max_side": native.max_side} if native is not None else {}
+        return SyntheticReader(photos, input_size, count=cfg.calib_count, seed=cfg.seed, batch=batch, native=native,
+                               **extra)
     folder = Path(cfg.calib)
     masks = folder.parent / "masks"
-    return FolderReader(folder, input_size, limit=cfg.calib_count, masks=masks if masks.is_dir() else None, batch=batch)
+    return FolderReader(folder, input_size, limit=cfg.calib_count, masks=masks if masks.is_dir() else None, batch=batch,
+                        native=native)
+
+
+def _native_input(manifest: Manifest) -> NativeInput | None:
+    """The ``native`` policy of an artifact's manifest as calibration needs it; None under ``square``."""
+    spec = manifest.input
+    if spec.policy != "native":
+        return None
+    assert spec.max_side is not None  # the manifest refuses native without it
+    return NativeInput(spec.max_side, manifest.members[0].stride)
 
 
 @dataclass
@@ -250,7 +270,7 @@ def _export_fp32(run: _Run) -> None:
     run.files.append(WrittenFile(path, run.onnx.size_bytes, f"ONNX FP32, opset {run.onnx.opset}"))
     run.manifest = _first_manifest(run, run.onnx)
     save_manifest(run.manifest, run.out)
-    run.reader = calibration_reader(cfg, run.size) if cfg.calib else None
+    run.reader = calibration_reader(cfg, run.size, _native_input(run.manifest)) if cfg.calib else None
 
 
 def _lower_fp16(run: _Run) -> None:
@@ -347,8 +367,12 @@ def _build_engines(run: _Run) -> None:
         run.say(f"      engines: {run.engine_error}")
         return
     run.say(f"      TensorRT {trt_version} on {gpu} (sm {cap})")
+    assert run.manifest is not None
+    spec = run.manifest.input
+    # Native artifacts take any height and width: the engine's profile spans every capped image.
+    shapes = input_profile(spec.max_side, run.manifest.members[0].stride) if spec.policy == "native" else None
     engine_cfg = EngineConfig(workspace_gb=cfg.workspace_gb, timing_cache=cfg.timing_cache,
-                              opt_batch=cfg.batch, max_batch=cfg.max_batch)
+                              opt_batch=cfg.batch, max_batch=cfg.max_batch, shapes=shapes)
     for precision in _engine_precisions(cfg):
         assert run.manifest is not None
         source = run.manifest.model("onnx", precision)

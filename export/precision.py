@@ -505,7 +505,7 @@ def _int8_exclusions(prepared: onnx.ModelProto, config: Int8Config) -> dict[str,
         reasons[name] = "asked"
     if config.keep_stem:
         for name in first_heavy(prepared, config.op_types) + high_resolution_nodes(
-            prepared, config.op_types, config.stem_stride
+            _static_twin(prepared), config.op_types, config.stem_stride
         ):
             reasons.setdefault(name, f"stem (reads a map at stride <= {config.stem_stride})")
     if config.keep_head:
@@ -515,6 +515,34 @@ def _int8_exclusions(prepared: onnx.ModelProto, config: Int8Config) -> dict[str,
         for name in _attention_products(prepared, config.op_types):
             reasons.setdefault(name, "attention scores")
     return reasons
+
+
+# Side given to a size-dynamic graph's input to find its high-resolution layers: only the ratio of a
+# layer's map to the input matters, and 512 (2^9) divides by every downsampling of the backbones here.
+_STEM_PROBE_SIDE = 512
+
+
+def _static_twin(model: onnx.ModelProto, side: int = _STEM_PROBE_SIDE) -> onnx.ModelProto:
+    """``model`` itself when its input's height and width are fixed; else a copy with them set to ``side``.
+
+    The ``native`` policy's graphs have symbolic height/width, so shape
+    inference knows no layer's resolution and the stem rule would keep
+    nothing but the first layer; the twin's shapes are inferred with data
+    propagation (through the Shape -> Resize arithmetic of an FPN neck).
+    """
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or all(d.HasField("dim_value") for d in dims[2:]):
+        return model
+    twin = onnx.ModelProto()
+    twin.CopyFrom(model)
+    for d in twin.graph.input[0].type.tensor_type.shape.dim[2:]:
+        d.Clear()
+        d.dim_value = side
+    del twin.graph.value_info[:]  # symbolic shapes from the quantizer's pre-processing would win otherwise
+    for out in twin.graph.output:
+        for d in out.type.tensor_type.shape.dim:
+            d.Clear()
+    return onnx.shape_inference.infer_shapes(twin, strict_mode=False, data_prop=True)
 
 
 def _attention_products(prepared: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:

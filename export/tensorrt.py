@@ -11,7 +11,12 @@ FP32.
 
 Also: a workspace limit, a timing cache reused across builds (one file per
 GPU and TensorRT version: a second build of the same layers skips the
-kernel timing), and an optimisation profile when the batch axis is dynamic.
+kernel timing), and an optimisation profile when the batch axis is dynamic
+or, for ``native`` artifacts, when height and width are: min/opt/max
+input shapes from the manifest (:func:`focal.runtime.geometry.input_profile`:
+one cell, ``3/4 max_side x max_side``, ``max_side x max_side``), set with
+TensorRT's ``IOptimizationProfile.set_shape``; the runtime sets each image's
+own shape with ``IExecutionContext.set_input_shape``.
 ``tensorrt`` and ``pycuda`` are imported only here, inside the functions,
 with an error naming the extra.
 """
@@ -30,6 +35,7 @@ from typing import Any
 
 from focal._files import cache_dir, write_atomic
 from focal.runtime.engines import tensorrt_status
+from focal.runtime.geometry import ShapeProfile
 from focal.runtime.manifest import sha256_file
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "check_tensorrt",
     "engine_file_name",
     "gpu_info",
+    "profile_shapes",
 ]
 
 
@@ -58,6 +65,8 @@ class EngineConfig:
     max_batch: int | None = None  # ... the largest batch (None: 2 x the export batch, at least 4)
     optimization_level: int = 3  # TensorRT builder optimisation level, 0-5 (higher: longer build, maybe faster)
     device: int = 0  # CUDA device ordinal
+    # dynamic height/width (the native policy): input (height, width) range of the profile; None = static H/W
+    shapes: ShapeProfile | None = None
 
     def __post_init__(self) -> None:
         if self.workspace_gb <= 0:
@@ -235,22 +244,63 @@ def _precision_flags(trt: Any, net: _Network, cfg: Any, precision: str, fp32_nod
     return constrained
 
 
-def _batch_profile(net: _Network, cfg: Any, config: EngineConfig, batch: int) -> None:
-    """An optimisation profile for a dynamic batch axis (nothing for a static one).
+Shape = tuple[int, ...]
+
+
+def profile_shapes(input_shape: Sequence[int], config: EngineConfig,
+                   batch: int = 1) -> tuple[Shape, Shape, Shape] | None:
+    """The ``(min, opt, max)`` NCHW shapes of the optimisation profile for an input, or None when it is static.
+
+    A pure function of the parsed input's shape (``-1`` marks a dynamic axis,
+    as TensorRT reports it) and the config, so the profile is testable
+    without TensorRT.
+
+    Args:
+        input_shape: ``[N, C, H, W]``, ``-1`` on dynamic axes.
+        config: the batch range and, for dynamic H/W, ``config.shapes``.
+        batch: the export batch (the default optimum of a dynamic batch).
 
     Raises:
-        ValueError: the profile is not ``min <= opt <= max``.
+        ValueError: dynamic H/W without ``config.shapes``, or a batch range
+            that is not ``min <= opt <= max``.
+    """
+    dims = tuple(int(d) for d in input_shape)
+    if len(dims) != 4:
+        raise ValueError(f"expected an NCHW input, got shape {dims}")
+    if -1 not in dims:
+        return None
+    if dims[1] == -1:
+        raise ValueError(f"input {dims}: a dynamic channel axis is not supported")
+    if dims[0] == -1:
+        opt_n, top = config.opt_batch or batch, profile_max_batch(config.max_batch, batch)
+        if not config.min_batch <= opt_n <= top:
+            raise ValueError(f"batch profile must satisfy min <= opt <= max, got {config.min_batch}, {opt_n}, {top}")
+        batches = (config.min_batch, opt_n, top)
+    else:
+        batches = (dims[0],) * 3
+    if -1 in dims[2:]:
+        if config.shapes is None:
+            raise ValueError(f"input {dims} has a dynamic height/width: the engine needs a shape profile "
+                             "(EngineConfig.shapes, from the manifest's max_side)")
+        hw = (config.shapes.min, config.shapes.opt, config.shapes.max)
+    else:
+        hw = ((dims[2], dims[3]),) * 3
+    low, opt, high = ((n, dims[1], h, w) for n, (h, w) in zip(batches, hw))
+    return low, opt, high
+
+
+def _shape_profile(net: _Network, cfg: Any, config: EngineConfig, batch: int) -> None:
+    """An optimisation profile for the dynamic axes of the input (nothing for a static one).
+
+    Raises:
+        ValueError: see :func:`profile_shapes`.
     """
     image = net.network.get_input(0)
-    if image.shape[0] != -1:
+    shapes = profile_shapes(tuple(image.shape), config, batch)
+    if shapes is None:
         return
-    opt = config.opt_batch or batch
-    top = profile_max_batch(config.max_batch, batch)
-    if not config.min_batch <= opt <= top:
-        raise ValueError(f"batch profile must satisfy min <= opt <= max, got {config.min_batch}, {opt}, {top}")
-    rest = tuple(image.shape[1:])
     profile = net.builder.create_optimization_profile()
-    profile.set_shape(image.name, (config.min_batch, *rest), (opt, *rest), (top, *rest))
+    profile.set_shape(image.name, *shapes)
     cfg.add_optimization_profile(profile)
 
 
@@ -280,7 +330,7 @@ def build_engine(
         onnx_path: the graph (FP32, FP16 or INT8 Q/DQ).
         engine_path: where the serialised engine goes.
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (only used without strong typing).
-        config: workspace, timing cache, batch profile.
+        config: workspace, timing cache, batch and (native) height/width profile.
         fp32_nodes: ONNX node names kept in FP32 (weakly typed builds pin them).
         batch: the export batch (the profile's default optimum).
         progress: optional ``callable(str)``.
@@ -308,7 +358,7 @@ def build_engine(
         cache_path = Path(config.timing_cache) if config.timing_cache else _default_timing_cache(gpu, trt_version)
         cfg = _builder_config(trt, net, config, cache_path)
         constrained = _precision_flags(trt, net, cfg, precision, fp32_nodes)
-        _batch_profile(net, cfg, config, batch)
+        _shape_profile(net, cfg, config, batch)
         say(f"tensorrt {trt_version}: building {engine_path.name} on {gpu} (sm {capability}, "
             f"{'strongly typed' if net.strongly_typed else 'precision flags'})")
         serialized = net.builder.build_serialized_network(net.network, cfg)

@@ -125,6 +125,8 @@ class VerifyReport:
     images: list[str]  # image names, in order
     rows: list[Parity]  # one per artifact run
     skipped: list[str] = field(default_factory=list)  # artifacts not run here, with the reason
+    # network-input shapes "HxW" every row ran at (under native one per distinct capped image size)
+    input_shapes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -136,6 +138,8 @@ class VerifyReport:
         lines = [_HEADER] + [r.line() for r in self.rows]
         lines += [f"  {r.artifact} [{r.backend}]: {r.checked}" for r in self.rows]
         lines += [f"  skipped {s}" for s in self.skipped]
+        if self.input_shapes:
+            lines.append(f"  every row at {len(self.input_shapes)} input shape(s): {', '.join(self.input_shapes)}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -263,8 +267,9 @@ def _run_emulated(model_path: Path, manifest: Manifest, cfg: VerifyConfig, clust
     from focal.export.precision import emulate_fp16_storage
     from focal.runtime.engines import OnnxRuntimeEngine
     from focal.runtime.postprocess import localize
-    from focal.runtime.preprocess import to_input
+    from focal.runtime.preprocess import network_input
 
+    spec = manifest.input
     twin = emulate_fp16_storage(onnx.load(str(model_path)))
     with tempfile.TemporaryDirectory(prefix="focal-fp16emu-") as tmp:
         path = Path(tmp) / "emulated.onnx"
@@ -272,11 +277,33 @@ def _run_emulated(model_path: Path, manifest: Manifest, cfg: VerifyConfig, clust
         with OnnxRuntimeEngine(path, "cpu", threads=cfg.threads) as engine:
             out = []
             for _, im in images:
-                x = to_input(im, manifest.input.size, manifest.input.mean, manifest.input.std)[None]
-                batch = np.repeat(x, manifest.input.batch, axis=0) if not manifest.input.dynamic_batch else x
-                feats = engine.infer({manifest.input.name: batch})[manifest.output.name][0]
-                out.append(localize(feats.astype(np.float32), im.shape[0], im.shape[1], clustering, mcs))
+                # The same input policy as the runtime: each image at its own shape under native.
+                geometry = _geometry(manifest, im)
+                x = network_input(im, spec.size, geometry, spec.mean, spec.std)[None]
+                batch = np.repeat(x, spec.batch, axis=0) if not spec.dynamic_batch else x
+                feats = engine.infer({spec.name: batch})[manifest.output.name][0]
+                out.append(localize(feats.astype(np.float32), im.shape[0], im.shape[1], clustering, mcs,
+                                    geometry=geometry))
     return out
+
+
+def _geometry(manifest: Manifest, image: np.ndarray) -> Any:
+    """The runtime's plan for this image under the manifest's input policy (None under ``square``)."""
+    from focal.runtime.geometry import image_geometry
+
+    spec = manifest.input
+    return image_geometry(image.shape[0], image.shape[1], spec.policy, spec.size, manifest.members[0].stride,
+                          spec.max_side, spec.max_points)
+
+
+def _input_shapes(manifest: Manifest, images: list[tuple[str, np.ndarray]]) -> list[str]:
+    """The distinct network-input shapes (``"HxW"``) the images make, in first-seen order."""
+    shapes: dict[str, None] = {}
+    for _, im in images:
+        g = _geometry(manifest, im)
+        side = manifest.input.size
+        shapes[f"{g.pad_height}x{g.pad_width}" if g is not None else f"{side}x{side}"] = None
+    return list(shapes)
 
 
 def verify(
@@ -355,4 +382,5 @@ def verify(
                 "arithmetic/accumulation in FP32 (not FP16 accumulation)",
                 ref, emu, None, ref_ms,
             ))
-    return VerifyReport(str(artifact_dir), clustering, mcs, [n for n, _ in pictures], rows, skipped)
+    return VerifyReport(str(artifact_dir), clustering, mcs, [n for n, _ in pictures], rows, skipped,
+                        _input_shapes(manifest, pictures))

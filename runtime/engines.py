@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from focal.runtime.geometry import ShapeProfile, input_profile
 from focal.runtime.integrity import IntegrityError, verify_file
 from focal.runtime.manifest import Manifest, ModelFile, sha256_file
 
@@ -193,6 +194,8 @@ def check_engine_compatibility(entry: ModelFile, manifest: Manifest, artifact_di
     rebuild = (
         f"focal-export --backbone {manifest.extractor} --input-size {manifest.input.size}"
         + (f" --weights {weights}" if weights else "")
+        + (f" --input-policy native --max-side {manifest.input.max_side} --max-points {manifest.input.max_points}"
+           if manifest.input.policy == "native" else "")
         + ("" if entry.precision == "fp32" else f" --{entry.precision}")
         + f" --engine --out {artifact_dir}"
     )
@@ -211,6 +214,34 @@ def check_engine_compatibility(entry: ModelFile, manifest: Manifest, artifact_di
             problems.append(f"{onnx_entry.file} changed since the engine was built")
     if problems:
         raise ValueError(f"{artifact_dir / entry.file}: {'; '.join(problems)}. Rebuild it: {rebuild}")
+
+
+def check_engine_profile(manifest: Manifest, profile: tuple[tuple[int, ...], ...], where: Path | str) -> None:
+    """Refuse, before any image runs, an engine whose profile cannot hold every input the manifest's policy makes.
+
+    Under ``native`` the inputs range from one cell to ``max_side x max_side``
+    (:func:`focal.runtime.geometry.input_profile`); an engine built for a
+    smaller cap (or a static-shape engine) would fail on the first large photo.
+
+    Args:
+        manifest: the artifact's manifest.
+        profile: the engine input's ``(min, opt, max)`` NCHW shapes.
+        where: the engine file, for the message.
+
+    Raises:
+        ValueError: one line naming the engine's range and the one needed.
+    """
+    if manifest.input.policy != "native":
+        return
+    assert manifest.input.max_side is not None  # the manifest refuses native without it
+    need = input_profile(manifest.input.max_side, manifest.members[0].stride)
+    low, opt, high = profile
+    have = ShapeProfile((low[2], low[3]), (opt[2], opt[3]), (high[2], high[3]))
+    # The input range is a box, so holding its two corners is holding every capped image.
+    if not (have.holds(*need.min) and have.holds(*need.max)):
+        raise ValueError(f"{where}: its profile takes {low[2]} x {low[3]} .. {high[2]} x {high[3]} inputs, but the "
+                         f"artifact's max_side {manifest.input.max_side} needs {need.min[0]} x {need.min[1]} .. "
+                         f"{need.max[0]} x {need.max[1]}: rebuild the engine (focal-export --engine)")
 
 
 class TensorRTEngine:
@@ -259,6 +290,15 @@ class TensorRTEngine:
             self._ctx.pop()
         self.name = f"tensorrt {trt.__version__}"
 
+    def profile(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """``(min, opt, max)`` shapes of input ``name`` in the engine's first optimisation profile
+        (all three the static shape when the input has no dynamic axis)."""
+        shape = tuple(int(d) for d in self.engine.get_tensor_shape(name))
+        if -1 not in shape:  # no profile to ask for: the one shape is min, opt and max
+            return shape, shape, shape
+        low, opt, high = (tuple(int(d) for d in s) for s in self.engine.get_tensor_profile_shape(name, 0))
+        return low, opt, high
+
     def _buffer(self, name: str, shape: tuple[int, ...]) -> tuple[np.ndarray, Any]:
         """Pinned host and device buffers for ``name``, grown when a larger shape arrives."""
         nbytes = int(np.prod(shape)) * self._dtype[name].itemsize
@@ -276,10 +316,13 @@ class TensorRTEngine:
         try:
             for name in self.input_names:
                 arr = np.ascontiguousarray(feeds[name], dtype=self._dtype[name])
+                # Every call sets its own shape: a native artifact's images differ in height and width,
+                # and the output shapes (hence the buffers below) follow from the input's.
                 if not self.context.set_input_shape(name, arr.shape):
-                    low, _, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(name, 0))
+                    low, _, high = self.profile(name)
                     raise ValueError(f"input {name!r} of shape {arr.shape} is outside the engine's optimisation "
-                                     f"profile {low} .. {high} (rebuild with a larger --max-graph-batch)")
+                                     f"profile {low} .. {high} (rebuild it: a larger --max-graph-batch, or the "
+                                     "artifact's --max-side)")
                 host, dev = self._buffer(name, arr.shape)
                 np.copyto(host, arr)
                 self._cuda.memcpy_htod_async(dev, host, self.stream)
@@ -414,7 +457,14 @@ def open_engine(
         entry = manifest.model("tensorrt", precision)
         trt, _ = _import_tensorrt()
         check_engine_compatibility(entry, manifest, artifact_dir, trt.__version__, cuda_compute_capability())
-        return TensorRTEngine(artifact_dir / entry.file)
+        engine = TensorRTEngine(artifact_dir / entry.file)
+        if manifest.input.policy == "native":
+            try:
+                check_engine_profile(manifest, engine.profile(manifest.input.name), artifact_dir / entry.file)
+            except ValueError:
+                engine.close()
+                raise
+        return engine
     if model_file is not None:
         entry = manifest.entry(model_file)
         if entry.kind != "onnx" or entry.precision != precision:

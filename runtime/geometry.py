@@ -11,6 +11,11 @@
 Clustering costs O(N^2) in the feature cells N, so under ``native`` the kept
 cells are average-pooled by the smallest integer factor that leaves at most
 ``max_points`` of them: the cost stays bounded for any photo size.
+
+So a ``native`` network input is always a multiple of the stride between one
+cell and ``max_side x max_side`` (``max_side`` itself a multiple of the
+stride, :func:`check_native`): :func:`input_profile` is that range, the
+optimisation profile of a native artifact's TensorRT engines.
 """
 
 from __future__ import annotations
@@ -21,7 +26,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["INPUT_POLICIES", "Geometry", "image_geometry", "labels_extent", "pad_input", "plan", "pool_features"]
+__all__ = [
+    "INPUT_POLICIES",
+    "Geometry",
+    "ShapeProfile",
+    "check_native",
+    "image_geometry",
+    "input_profile",
+    "labels_extent",
+    "pad_input",
+    "plan",
+    "pool_features",
+]
 
 INPUT_POLICIES: tuple[str, ...] = ("square", "native")
 
@@ -67,10 +83,10 @@ def plan(height: int, width: int, policy: str, size: int, stride: int, max_side:
         return Geometry(height, width, size, size, size, size, cells, cells, 1, stride)
     if policy != "native":
         raise ValueError(f"unknown input policy {policy!r}; choose one of {INPUT_POLICIES}")
-    if not max_side or max_side < stride:
-        raise ValueError(f"input policy 'native' needs max_side >= the stride {stride}, got {max_side}")
+    check_native(max_side, stride)
     if not max_points or max_points < 1:
         raise ValueError(f"input policy 'native' needs max_points >= 1, got {max_points}")
+    assert max_side is not None  # check_native refused None
     scale = min(1.0, max_side / max(height, width))
     in_h, in_w = max(1, round(height * scale)), max(1, round(width * scale))
     pad_h, pad_w = _ceil_to(in_h, stride), _ceil_to(in_w, stride)
@@ -79,6 +95,23 @@ def plan(height: int, width: int, policy: str, size: int, stride: int, max_side:
     while math.ceil(cells_h / pool) * math.ceil(cells_w / pool) > max_points:
         pool += 1
     return Geometry(height, width, in_h, in_w, pad_h, pad_w, cells_h, cells_w, pool, stride)
+
+
+def check_native(max_side: int | None, stride: int) -> None:
+    """Refuse a ``native`` cap the network input cannot take exactly.
+
+    The capped long side is padded to the stride; a cap that is not a
+    multiple of it would pad the long side *past* the cap, so the largest
+    input (and a TensorRT profile's max shape) would not be ``max_side``.
+
+    Raises:
+        ValueError: ``max_side`` missing, below ``stride`` or not a multiple of it (one line).
+    """
+    if not max_side or max_side < stride:
+        raise ValueError(f"input policy 'native' needs max_side >= the stride {stride}, got {max_side}")
+    if max_side % stride:
+        raise ValueError(f"input policy 'native' needs max_side a multiple of the stride {stride}, got {max_side} "
+                         f"(nearest: {max_side // stride * stride} or {_ceil_to(max_side, stride)})")
 
 
 def image_geometry(height: int, width: int, policy: str, size: int, stride: int, max_side: int | None = None,
@@ -91,6 +124,36 @@ def image_geometry(height: int, width: int, policy: str, size: int, stride: int,
 
 def _ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """The network-input shapes a dynamic-shape engine accepts, ``(height, width)`` pixels, multiples of the stride."""
+
+    min: tuple[int, int]  # smallest input (the smallest image, padded to the stride: one cell)
+    opt: tuple[int, int]  # the shape kernels are tuned for (a landscape photo at the cap)
+    max: tuple[int, int]  # largest input (any image after the cap fits in it)
+
+    def holds(self, height: int, width: int) -> bool:
+        """Whether an input of ``height x width`` pixels is within ``min .. max`` on both axes."""
+        return self.min[0] <= height <= self.max[0] and self.min[1] <= width <= self.max[1]
+
+
+def input_profile(max_side: int, stride: int) -> ShapeProfile:
+    """The optimisation profile of a ``native`` artifact, from its manifest's ``max_side`` and stride.
+
+    ``min`` is one cell (``stride x stride``: :func:`plan` accepts any image
+    down to one pixel and pads it to the stride); ``opt`` is
+    ``3/4 max_side x max_side`` (a 4:3 landscape photo at the cap, rounded down
+    to the stride); ``max`` is ``max_side x max_side``, which holds every
+    capped image in either orientation.
+
+    Raises:
+        ValueError: ``max_side`` not a positive multiple of ``stride`` (:func:`check_native`).
+    """
+    check_native(max_side, stride)
+    opt_h = max(stride, (max_side * 3 // 4) // stride * stride)
+    return ShapeProfile((stride, stride), (opt_h, max_side), (max_side, max_side))
 
 
 def pad_input(image: np.ndarray, geometry: Geometry) -> np.ndarray:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from focal._files import write_atomic
-from focal.runtime.geometry import INPUT_POLICIES
+from focal.runtime.geometry import INPUT_POLICIES, check_native
 
 MANIFEST_NAME = "focal.json"
 ARTIFACT_FORMAT = "focal-artifact"
@@ -211,10 +211,10 @@ def _check_policy(inp: InputSpec, members: list[MemberSpec], clustering: Cluster
         return
     if len(members) != 1:
         raise ValueError(f"{where}: input policy 'native' runs one extractor; a fusion needs 'square'")
-    stride = members[0].stride
-    if not inp.max_side or inp.max_side < stride:
-        raise ValueError(f"{where}: input policy 'native' needs input.max_side >= the stride {stride}, "
-                         f"got {inp.max_side}")
+    try:  # one rule for the cap, geometry's: at least the stride and a multiple of it
+        check_native(inp.max_side, members[0].stride)
+    except ValueError as exc:
+        raise ValueError(f"{where}: input.max_side: {exc}") from None
     if inp.max_points < clustering.min_cluster_size:
         raise ValueError(f"{where}: input.max_points {inp.max_points} is below the minimum cluster size "
                          f"{clustering.min_cluster_size}: no forged cluster could ever form")
