@@ -1,4 +1,4 @@
-"""Issue 16's proof figures: the run journal under kill -9 and concurrent runs, and the bombs' peak memory.
+"""The run journal under kill -9 and concurrent runs, and the header bombs' peak memory: lost, duplicated and mismatched records.
 
 Over a folder of small JPEGs (crops of the shared BSDS500 photos, 64 to 128
 pixels a side; seeded noise where the shared data is absent), with the

@@ -1,4 +1,4 @@
-"""A corpus of bad and odd inputs for ``focal-detect`` (issue 16), each with the outcome it must get.
+"""A corpus of bad and odd inputs for ``focal-detect``, each with the outcome it must get.
 
 Every case is one entry of :data:`CASES`: a file (or link, FIFO, folder) to
 write, where it goes, and what its record in ``results.jsonl`` must say:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# (H, W) of the images the native-policy parity tests run: landscape and portrait, 16:9, one prime-sized,
+# one smaller than the cap.
+PARITY_SHAPES = [(256, 384), (768, 1024), (1024, 768), (1080, 1920), (667, 1001)]
+
 
 def export_artifact(extractor, out: Path, size: int, dynamic_batch: bool = False, clustering: str = "kmeans",
                     min_cluster_size: int = 50) -> Path:

@@ -1,6 +1,6 @@
 """The native input policy beyond FP32: FP16/INT8 graphs valid at every shape, native calibration, TensorRT profiles.
 
-The parity tests run the issue's image sizes (384 x 256, 1024 x 768,
+The parity tests run five image sizes (384 x 256, 1024 x 768,
 768 x 1024, 1920 x 1080 and the prime-sized 1001 x 667) through a real
 ``tiny`` extractor exported with ``max_side=512``, so the large photos are
 capped (and their cells pooled for clustering) and every network input has
@@ -28,8 +28,8 @@ from focal.runtime.engines import check_engine_profile  # noqa: E402
 from focal.runtime.geometry import input_profile, plan  # noqa: E402
 from focal.runtime.manifest import load_manifest  # noqa: E402
 from focal.runtime.preprocess import network_input  # noqa: E402
+from runtime_artifacts import PARITY_SHAPES as SHAPES  # noqa: E402
 
-SHAPES = [(256, 384), (768, 1024), (1024, 768), (1080, 1920), (667, 1001)]  # (H, W) of the images, as in the issue
 MAX_SIDE, MAX_POINTS, STRIDE = 512, 1024, 8  # tiny's stride; 512 caps all but 384 x 256, into 5 distinct inputs
 # INT8 with every layer quantized (stem and head too, so the check is not vacuous): test_precision.py's
 # level for tiny with the same policy; the artifact-level FP16 level is verify's own.
@@ -251,15 +251,8 @@ def test_a_cap_that_is_not_a_multiple_of_the_stride_is_refused_before_any_work(n
 
 
 @pytest.mark.gpu
-def test_native_engines_run_every_shape(tmp_path: Path, tiny_extractor, photos, images) -> None:
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'focal[gpu]')")
-    cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install 'focal[gpu]')")
-    try:
-        cuda.init()
-        if cuda.Device.count() < 1:
-            pytest.skip("no CUDA device: TensorRT profiles need a GPU")
-    except Exception as exc:  # no driver
-        pytest.skip(f"CUDA unavailable: {exc}")
+def test_native_engines_run_every_shape(tmp_path: Path, tiny_extractor, photos, images, tensorrt_gpu) -> None:
+    trt = tensorrt_gpu
     out = tmp_path / "engines"
     export(ExportConfig(backbone="tiny", input_size=128, out=str(out), input_policy="native", max_side=MAX_SIDE,
                         max_points=MAX_POINTS, fp16=True, int8=True, calib=str(photos), calib_count=8,

@@ -189,7 +189,7 @@ def _integer_kernels(path, tmp):
 
 
 def test_int8_tensorrt_graph_quantizes_conv_inputs_once_not_outputs(tiny_int8, rng):
-    """Issue 17 item 8: no Conv -> Q -> DQ -> Relu -> Q -> DQ; Q/DQ on every quantized Conv's inputs only."""
+    """The TensorRT graph: no Conv -> Q -> DQ -> Relu -> Q -> DQ; Q/DQ on every quantized Conv's inputs only."""
     from focal.export.qdq import count_qdq
 
     fp32, prepared, calib, tmp = tiny_int8

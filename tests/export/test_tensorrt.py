@@ -14,18 +14,6 @@ from focal.export import EngineConfig, EngineUnavailable, ExportConfig, build_en
 from focal.runtime.manifest import load_manifest  # noqa: E402
 
 
-def _require_gpu():
-    trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'focal[gpu]')")
-    cuda = pytest.importorskip("pycuda.driver", reason="pycuda is not installed (pip install 'focal[gpu]')")
-    try:
-        cuda.init()
-        if cuda.Device.count() < 1:
-            pytest.skip("no CUDA device")
-    except Exception as exc:  # no driver
-        pytest.skip(f"CUDA unavailable: {exc}")
-    return trt
-
-
 def test_engine_unavailable_without_tensorrt(tmp_path, monkeypatch):
     real_import = builtins.__import__
 
@@ -44,8 +32,8 @@ def test_engine_names_carry_precision_and_version():
 
 
 @pytest.mark.gpu
-def test_engines_strongly_typed_with_manifest_and_timing_cache(tmp_path, photos, forgeries):
-    trt = _require_gpu()
+def test_engines_strongly_typed_with_manifest_and_timing_cache(tmp_path, photos, forgeries, tensorrt_gpu):
+    trt = tensorrt_gpu
     out = tmp_path / "art"
     cache = tmp_path / "timing.cache"
     cfg = ExportConfig(backbone="tiny", input_size=128, out=str(out), fp16=True, int8=True, calib=str(photos),
@@ -66,8 +54,7 @@ def test_engines_strongly_typed_with_manifest_and_timing_cache(tmp_path, photos,
 
 
 @pytest.mark.gpu
-def test_dynamic_batch_profile(tmp_path):
-    _require_gpu()
+def test_dynamic_batch_profile(tmp_path, tensorrt_gpu):
     out = tmp_path / "dyn"
     export(ExportConfig(backbone="tiny", input_size=64, out=str(out), dynamic_batch=True, batch=2, max_batch=8))
     build = build_engine(out / "model.onnx", out / "model.fp32.engine", "fp32",

@@ -1,4 +1,4 @@
-"""focal-detect results you can trust (issue 16): no silent fallbacks, every input accounted for,
+"""focal-detect results you can trust: no silent fallbacks, every input accounted for,
 safe concurrent, interrupted and resumed runs. One test per defect; each fails on the old CLI."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The real ``focal-detect`` over the fuzz corpus (``tests/fuzz_corpus.py``, issue 16): every case's record.
+"""The real ``focal-detect`` over the fuzz corpus (``tests/fuzz_corpus.py``): every case's record.
 
 The CLI runs in child processes with the embedded default model, once per
 corpus run (``main``: the ``tree/`` folder plus the ``named/`` files;
@@ -146,7 +146,7 @@ def test_run_exits_1_or_0_and_records_each_considered_file_once(name: str, corpu
     done = [c for c in cases if c.outcome == "done"]
     assert run.code == (1 if failed else 0), run.stderr[-2000:]
     assert "Traceback" not in run.stderr
-    # Only the tool's own lines: no decoder chatter tied to no file (issue 16 item 10).
+    # Only the tool's own lines: no decoder chatter tied to no file.
     assert all(line.startswith(("focal-detect: ", "detect ")) for line in run.stderr.splitlines()), run.stderr
     considered = {os.path.normpath(corpus / c.path) for c in failed + done}
     recorded = [os.path.normpath(os.path.join(run.out, r["path"])) for r in run.lines]

@@ -13,8 +13,8 @@ import pytest
 from focal.runtime import Detector
 from focal.runtime.geometry import labels_extent, pad_input, plan, pool_features
 from focal.runtime.manifest import load_manifest
+from runtime_artifacts import PARITY_SHAPES as SHAPES
 
-SHAPES = [(256, 384), (768, 1024), (1024, 768), (1080, 1920), (667, 1001)]  # (H, W), as in the issue
 
 
 @pytest.mark.parametrize("height, width", SHAPES + [(4000, 6000)])
