@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,18 +30,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from focal.serving._ports import free_port
 from focal.serving._triton_env import ServeUnavailable, bundled_tritonserver, triton_env
 
-__all__ = ["BundledServer", "LaunchConfig", "free_port"]
+__all__ = ["BundledServer", "LaunchConfig"]
 
 _PYTHON_BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (bound to port 0, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -7,33 +7,15 @@ a deployment runs ``focal-serve`` under its own supervisor instead.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from focal.serving._ports import free_port_block
 from focal.serving.triton_client import FocalClient
 
 __all__ = ["LocalServer", "free_port_block", "process_tree_rss_mb"]
-
-
-def free_port_block(host: str = "127.0.0.1", attempts: int = 50) -> int:
-    """A port P with P, P + 1 and P + 2 free on ``host`` (HTTP, gRPC, metrics)."""
-    for _ in range(attempts):
-        with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-        if port > 65000:
-            continue
-        try:
-            for p in (port, port + 1, port + 2):
-                with socket.socket() as probe:
-                    probe.bind((host, p))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError(f"no three consecutive free ports on {host}")
 
 
 def _children(pid: int) -> list[int]:
