@@ -90,9 +90,11 @@ class ExportConfig:
                 raise ValueError("--precision-report is not written for --input-policy native yet: use --verify")
             if self.max_side is not None:
                 check_native(self.max_side, info.stride)  # the cap must be the largest input exactly (TensorRT max)
-            if self.batch != 1 or self.dynamic_batch:
-                raise ValueError("--input-policy native runs each image alone at its own shape: leave the graph "
-                                 "batch at 1 (no --graph-batch / --dynamic-graph-batch)")
+            if self.batch != 1:
+                # A static batch > 1 would make every call pad to that many images of one shape; a dynamic
+                # batch axis lets the runtime stack the images of one shape, any number of them.
+                raise ValueError("--input-policy native takes a graph batch of 1, or a dynamic one "
+                                 "(--dynamic-graph-batch), never a static --graph-batch above 1")
             if self.max_side is not None and self.max_side < 8:
                 raise ValueError(f"max_side must be >= 8, got {self.max_side}")
             if self.max_points < self.min_cluster_size:

@@ -162,13 +162,16 @@ class _Member:
     def infer(self, tensors: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
         """``[B, 3, S, S]`` -> ``[B, D, h, w]``, padding or splitting to the model's batch rule.
 
-        Under the ``native`` policy every image has its own shape: each runs
-        alone and the result is a list of ``[D, h_i, w_i]`` maps.
+        Under the ``native`` policy every image has its own shape and the
+        result is a list of ``[D, h_i, w_i]`` maps, in input order. A graph
+        with a dynamic batch axis runs the images of one shape together
+        (``batch_size`` of them at most, which the constructor keeps within
+        a TensorRT profile); a batch-1 graph runs each image alone.
         """
         name_in = self.engine.input_names[0]
         name_out = self.engine.output_names[0]
         if self.native:
-            return [self.engine.infer({name_in: t[None]})[name_out][0] for t in tensors]
+            return self._infer_by_shape(tensors, name_in, name_out)
         if self.static_batch is None:
             return self.engine.infer({name_in: np.stack(tensors)})[name_out]
         outs = []
@@ -178,6 +181,21 @@ class _Member:
             batch = np.stack(chunk + [chunk[-1]] * (step - len(chunk)))  # pad a short last batch
             outs.append(self.engine.infer({name_in: batch})[name_out][: len(chunk)])
         return np.concatenate(outs)
+
+    def _infer_by_shape(self, tensors: list[np.ndarray], name_in: str, name_out: str) -> list[np.ndarray]:
+        """``[3, H_i, W_i]`` inputs -> ``[D, h_i, w_i]`` maps in input order, one engine call per shape group."""
+        step = len(tensors) if self.static_batch is None else 1
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, t in enumerate(tensors):
+            groups.setdefault(t.shape, []).append(i)  # dict order: the first image of each shape leads
+        maps: list[np.ndarray | None] = [None] * len(tensors)
+        for members in groups.values():
+            for start in range(0, len(members), step):
+                chunk = members[start : start + step]
+                out = self.engine.infer({name_in: np.stack([tensors[i] for i in chunk])})[name_out]
+                for i, m in zip(chunk, out):
+                    maps[i] = m
+        return maps  # type: ignore[return-value]
 
 
 class Detector:

@@ -67,6 +67,9 @@ class OnnxRuntimeEngine:
             off roughly halves the peak memory of big models (SAM ViT-B at
             1024: 3.7 GB instead of 6.9 GB) at that cost.
         trt_cache_dir: where the TensorRT EP caches its engines.
+        trt_profile: the TensorRT EP's explicit optimisation profile
+            (:func:`trt_ep_profile`) for a graph with dynamic axes; without
+            one the EP builds an engine per new input shape it meets.
 
     On CUDA the outputs are bound on the device with IOBinding and copied
     back once, so ONNX Runtime does not allocate host buffers per call.
@@ -83,6 +86,7 @@ class OnnxRuntimeEngine:
         trt_cache_dir: str | Path | None = None,
         fp16: bool = False,
         int8: bool = False,
+        trt_profile: dict[str, str] | None = None,
     ) -> None:
         ort = _import_onnxruntime()
         if provider not in self._PROVIDERS:
@@ -119,6 +123,7 @@ class OnnxRuntimeEngine:
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(cache),
                 "trt_timing_cache_enable": True,
+                **(trt_profile or {}),
             }))
             providers.append("CUDAExecutionProvider")
         elif provider == "cuda":
@@ -486,7 +491,33 @@ def open_engine(
                                      "or pass --no-verify to run them anyway)")
             verify_file(artifact_dir / entry.external_data, entry.external_sha256)
     return OnnxRuntimeEngine(path, provider=backend, threads=threads, mem_arena=mem_arena, fp16=precision == "fp16",
-                             int8=precision == "int8")
+                             int8=precision == "int8",
+                             trt_profile=trt_ep_profile(manifest) if backend == "tensorrt-ep" else None)
+
+
+def trt_ep_profile(manifest: Manifest) -> dict[str, str] | None:
+    """ONNX Runtime TensorRT EP options that fix one optimisation profile for the manifest's input, or None.
+
+    The same range as the artifact's own TensorRT engines: batch
+    ``1 .. max_batch`` (optimum: the export batch) on a dynamic batch axis;
+    height and width from :func:`focal.runtime.geometry.input_profile` under
+    ``native``. A fully static input needs none. Values are ONNX Runtime's
+    ``"name:NxCxHxW"`` strings.
+    """
+    spec = manifest.input
+    native = spec.policy == "native"
+    if not (native or spec.dynamic_batch):
+        return None
+    n = int(spec.batch)
+    batches = (1, n, int(spec.max_batch or n)) if spec.dynamic_batch else (n, n, n)
+    if native:
+        assert spec.max_side is not None  # the manifest refuses native without it
+        hw = input_profile(spec.max_side, manifest.members[0].stride)
+        sizes = (hw.min, hw.opt, hw.max)
+    else:
+        sizes = ((spec.size, spec.size),) * 3
+    shapes = [f"{spec.name}:{b}x3x{h}x{w}" for b, (h, w) in zip(batches, sizes)]
+    return dict(zip(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes"), shapes))
 
 
 class LockedEngine:

@@ -90,6 +90,43 @@ def test_native_artifact_matches_the_pytorch_reference_at_every_shape(native_art
             assert got.labels.size <= 1024
 
 
+def test_a_dynamic_batch_native_graph_runs_each_shape_group_in_one_call(native_artifact: Path, tiny_extractor,
+                                                                        tmp_path: Path,
+                                                                        rng: np.random.Generator) -> None:
+    import cv2
+
+    from focal.export import ExportConfig, export
+
+    batched = tmp_path / "tiny-native-batch"
+    export(ExportConfig(backbone="tiny", input_size=128, out=str(batched), input_policy="native", max_side=512,
+                        max_points=1024, clustering="kmeans", min_cluster_size=20, dynamic_batch=True),
+           extractor=tiny_extractor)
+    assert load_manifest(batched).input.dynamic_batch
+    images = []
+    for h, w in [(256, 384), (300, 200), (256, 384), (300, 200), (256, 384)]:  # two shapes, interleaved
+        image = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 3)
+        image[h // 4 : h // 2, w // 3 : w // 2] //= 3
+        images.append(image)
+    with Detector(native_artifact, backend="cpu", keep_features=True) as det:
+        alone = [det(image) for image in images]
+    with Detector(batched, backend="cpu", keep_features=True, batch_size=len(images)) as det:
+        engine = det.members[0].engine
+        calls: list[tuple[int, ...]] = []
+        infer = engine.infer
+
+        def counting(feeds: dict) -> dict:
+            calls.append(next(iter(feeds.values())).shape)
+            return infer(feeds)
+
+        engine.infer = counting  # type: ignore[method-assign]
+        together = list(det.detect_many(images))
+    assert sorted(calls) == [(2, 3, 304, 200), (3, 3, 256, 384)]  # one call per shape, padded to the stride
+    for got, want in zip(together, alone):
+        assert np.array_equal(got.mask, want.mask)
+        assert (got.features * want.features).sum(axis=1).min() >= 0.9999
+        assert got.mask.any() and not got.mask.all()
+
+
 def test_unknown_policy_in_a_manifest_is_refused_on_load(native_artifact: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     shutil.copytree(native_artifact, bad)
@@ -114,7 +151,8 @@ def test_native_export_refuses_what_it_cannot_do_yet() -> None:
         ExportConfig(backbone="lite", input_policy="native", precision_report=True, verify="x")
     with pytest.raises(ValueError, match="fusion"):
         ExportConfig(backbone="vit+hrnet", input_policy="native")
-    with pytest.raises(ValueError, match="graph batch at 1"):
+    with pytest.raises(ValueError, match="never a static --graph-batch above 1"):
         ExportConfig(backbone="lite", input_policy="native", batch=2)
+    ExportConfig(backbone="lite", input_policy="native", dynamic_batch=True)  # images of one shape stack
     with pytest.raises(ValueError, match="vit-b: its weights hold one input size"):
         ExportConfig(backbone="vit-b", input_policy="native")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from focal.runtime import Detector
-from focal.runtime.engines import check_engine_compatibility
+from focal.runtime.engines import check_engine_compatibility, trt_ep_profile
 from focal.runtime.manifest import ModelFile, load_manifest, save_manifest
 
 
@@ -79,3 +79,40 @@ def test_tensorrt_backend_without_tensorrt_says_which_extra(tiny_artifact: Path)
     save_manifest(manifest.with_model(entry), art)
     with pytest.raises(ImportError, match=r"pip install 'focal\[gpu\]'"):
         Detector(art, backend="tensorrt")
+
+
+def test_tensorrt_ep_profile_spans_what_the_manifest_lets_in(tiny_artifact: Path) -> None:
+    manifest = load_manifest(tiny_artifact)
+    spec, stride = manifest.input, manifest.members[0].stride
+    assert spec.policy == "square"
+    static = dataclasses.replace(manifest, input=dataclasses.replace(spec, dynamic_batch=False, max_batch=None))
+    assert trt_ep_profile(static) is None  # one static shape: nothing to profile
+    native = dataclasses.replace(manifest, input=dataclasses.replace(spec, policy="native", max_side=64 * stride,
+                                                                     dynamic_batch=True, batch=2, max_batch=8))
+    assert trt_ep_profile(native) == {
+        "trt_profile_min_shapes": f"{spec.name}:1x3x{stride}x{stride}",
+        "trt_profile_opt_shapes": f"{spec.name}:2x3x{48 * stride}x{64 * stride}",
+        "trt_profile_max_shapes": f"{spec.name}:8x3x{64 * stride}x{64 * stride}",
+    }
+    batched = dataclasses.replace(manifest, input=dataclasses.replace(spec, dynamic_batch=True, max_batch=4))
+    assert trt_ep_profile(batched)["trt_profile_max_shapes"] == f"{spec.name}:4x3x{spec.size}x{spec.size}"
+
+
+@pytest.mark.gpu
+def test_tensorrt_ep_runs_a_native_graph_at_several_shapes(tiny_extractor, tmp_path: Path,
+                                                          rng: np.random.Generator) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    if "TensorrtExecutionProvider" not in ort.get_available_providers():
+        pytest.skip(f"onnxruntime has no TensorrtExecutionProvider here (providers: {ort.get_available_providers()})")
+    from focal.export import ExportConfig, export
+
+    art = tmp_path / "tiny-native"
+    export(ExportConfig(backbone="tiny", input_size=128, out=str(art), input_policy="native", max_side=512,
+                        max_points=1024, clustering="kmeans", min_cluster_size=20), extractor=tiny_extractor)
+    with Detector(art, backend="cpu", keep_features=True) as cpu, \
+            Detector(art, backend="tensorrt-ep", keep_features=True) as gpu:
+        assert gpu.engine.inner.session.get_providers()[0] == "TensorrtExecutionProvider"
+        for h, w in [(256, 384), (300, 200), (512, 341)]:
+            img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            a, b = cpu(img), gpu(img)
+            assert (a.features * b.features).sum(axis=1).min() >= 0.999, (h, w)
