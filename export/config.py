@@ -85,9 +85,6 @@ class ExportConfig:
             if info.fixed_input_size:
                 raise ValueError(f"{self.backbone}: its weights hold one input size (position embeddings), so it "
                                  "needs --input-policy square")
-            if self.precision_report:
-                # The per-block report runs square inputs; native FP16/INT8 parity is --verify's, at each shape.
-                raise ValueError("--precision-report is not written for --input-policy native yet: use --verify")
             if self.max_side is not None:
                 check_native(self.max_side, info.stride)  # the cap must be the largest input exactly (TensorRT max)
             if self.batch != 1:

@@ -403,6 +403,15 @@ def _verify(run: _Run) -> None:
     run.checks.append(WrittenFile(parity, parity.stat().st_size, "parity figures (verify)"))
 
 
+def _report_policy(manifest: Manifest) -> dict[str, Any]:
+    """The manifest's input policy as :class:`ReportConfig` fields (the report runs images as the runtime does)."""
+    spec = manifest.input
+    if spec.policy != "native":
+        return {}
+    return dict(policy="native", size=spec.size, stride=manifest.members[0].stride, max_side=spec.max_side,
+                max_points=spec.max_points)
+
+
 def _precision_report(run: _Run) -> None:
     """Per-block FP16/INT8 sensitivity, written to ``precision_report.json``."""
     from focal.export.sensitivity import ReportConfig, precision_report
@@ -415,6 +424,7 @@ def _precision_report(run: _Run) -> None:
             fp16_keep=tuple(cfg.fp16_keep), int8_exclude=tuple(cfg.int8_exclude),
             int8_keep_stem=cfg.int8_keep_stem, int8_keep_head=cfg.int8_keep_head,
             fp16=True, int8=run.reader is not None, calib_method=cfg.calib_method, calib_cache=cfg.calib_cache,
+            **_report_policy(run.manifest),
         ),
         reader=run.reader, progress=run.say,
     )

@@ -505,7 +505,7 @@ def _int8_exclusions(prepared: onnx.ModelProto, config: Int8Config) -> dict[str,
         reasons[name] = "asked"
     if config.keep_stem:
         for name in first_heavy(prepared, config.op_types) + high_resolution_nodes(
-            _static_twin(prepared), config.op_types, config.stem_stride
+            static_twin(prepared), config.op_types, config.stem_stride
         ):
             reasons.setdefault(name, f"stem (reads a map at stride <= {config.stem_stride})")
     if config.keep_head:
@@ -522,7 +522,7 @@ def _int8_exclusions(prepared: onnx.ModelProto, config: Int8Config) -> dict[str,
 _STEM_PROBE_SIDE = 512
 
 
-def _static_twin(model: onnx.ModelProto, side: int = _STEM_PROBE_SIDE) -> onnx.ModelProto:
+def static_twin(model: onnx.ModelProto, side: int = _STEM_PROBE_SIDE) -> onnx.ModelProto:
     """``model`` itself when its input's height and width are fixed; else a copy with them set to ``side``.
 
     The ``native`` policy's graphs have symbolic height/width, so shape

@@ -36,7 +36,9 @@ from focal.export.precision import (
     emulate_fp16_storage,
     prepare_for_quantization,
     quantize_int8,
+    static_twin,
 )
+from focal.runtime.geometry import Geometry
 
 __all__ = ["BlockSensitivity", "PrecisionReport", "ReportConfig", "Variant", "block_macs", "precision_report"]
 
@@ -56,6 +58,14 @@ class ReportConfig:
     int8_keep_head: bool = True  # baseline INT8 policy: feature head unquantized
     calib_method: str = "minmax"  # calibration method of the INT8 variants
     calib_cache: str | None = None  # calibration cache folder
+    # The artifact's input policy, as its manifest: under "native" every image runs at its own
+    # shape (aspect kept, long side capped at max_side, padded to the stride) and is masked at its
+    # own pixels, as the runtime does; "square" stretches it to the graph's fixed side.
+    policy: str = "square"
+    size: int | None = None  # nominal side S (native; square reads it from the graph)
+    stride: int = 1  # network stride (native)
+    max_side: int | None = None  # native: cap of the longer side
+    max_points: int = 4096  # native: most feature cells clustered
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,7 @@ class PrecisionReport:
     fp16_baseline: Variant | None  # the FP16 graph as exported
     int8_baseline: Variant | None  # the INT8 graph as exported
     blocks: list[BlockSensitivity] = field(default_factory=list)  # most sensitive first
+    shapes: list[list[int]] = field(default_factory=list)  # [H, W] of each network input the variants ran at
 
     def table(self) -> str:
         """Plain-text table, most sensitive blocks first."""
@@ -135,33 +146,56 @@ def block_macs(model: onnx.ModelProto) -> dict[str, int]:
     return macs
 
 
-def _inputs(images: Any, count: int, size: int, batch: int, dynamic: bool) -> list[np.ndarray]:
-    """Up to ``count`` network inputs ``[B, 3, S, S]`` from image files/arrays or a calibration reader."""
+def _geometry(config: ReportConfig, height: int, width: int) -> Geometry | None:
+    """Where an image of ``height x width`` sits in the network input under the report's policy (None: square)."""
+    from focal.runtime.geometry import image_geometry
+
+    if config.policy != "native":
+        return None
+    assert config.size is not None  # precision_report checks it
+    return image_geometry(height, width, "native", config.size, config.stride, config.max_side, config.max_points)
+
+
+def _inputs(images: Any, config: ReportConfig, size: int, batch: int,
+            dynamic: bool) -> tuple[list[np.ndarray], list[Geometry | None]]:
+    """Up to ``config.images`` network inputs, and each one's geometry.
+
+    Square: ``[B, 3, S, S]`` each. Native: ``[1, 3, H_i, W_i]``, every image
+    at its own padded shape; a calibration reader's inputs are already
+    native network inputs, so each is its own image (no resize, no pad).
+    """
     from focal.export.verify import load_images
-    from focal.runtime.preprocess import to_input
+    from focal.runtime.preprocess import network_input
 
     out: list[np.ndarray] = []
+    geometries: list[Geometry | None] = []
     if isinstance(images, CalibrationReader):
         for feeds in images.batches():
-            out.append(next(iter(feeds.values()))[:1])
-            if len(out) == count:
+            x = next(iter(feeds.values()))[:1]
+            out.append(x)
+            geometries.append(_geometry(config, x.shape[2], x.shape[3]))
+            if len(out) == config.images:
                 break
         images.rewind()
     else:
-        out = [to_input(im, size)[None] for _, im in load_images(images, count)]
-    return [x if dynamic else np.repeat(x, batch, axis=0) for x in out]
+        for _, im in load_images(images, config.images):
+            geometries.append(_geometry(config, im.shape[0], im.shape[1]))
+            out.append(network_input(im, size, geometries[-1])[None])
+    return [x if dynamic else np.repeat(x, batch, axis=0) for x in out], geometries
 
 
 class _Runner:
     """Runs graphs on the report's inputs and compares them with the FP32 graph."""
 
-    def __init__(self, fp32: onnx.ModelProto, inputs: list[np.ndarray], clustering: str, mcs: int) -> None:
+    def __init__(self, fp32: onnx.ModelProto, inputs: list[np.ndarray], geometries: list[Geometry | None],
+                 clustering: str, mcs: int) -> None:
         self.inputs = inputs
+        self.geometries = geometries
         self.clustering = clustering
         self.mcs = mcs
         self.input_name = fp32.graph.input[0].name
         ref = self.features(fp32)
-        self.ref = [self._localize(f) for f in ref]
+        self.ref = [self._localize(f, g) for f, g in zip(ref, geometries)]
 
     def features(self, model: onnx.ModelProto | Path) -> list[np.ndarray]:
         import onnxruntime as ort
@@ -173,16 +207,18 @@ class _Runner:
         session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
         return [session.run(None, {self.input_name: x})[0][0].astype(np.float32) for x in self.inputs]
 
-    def _localize(self, fmap: np.ndarray) -> Any:
+    def _localize(self, fmap: np.ndarray, geometry: Geometry | None) -> Any:
         from focal.runtime.postprocess import localize
 
-        s = self.inputs[0].shape[-1]
-        return localize(fmap, s, s, self.clustering, self.mcs)
+        if geometry is None:
+            s = self.inputs[0].shape[-1]
+            return localize(fmap, s, s, self.clustering, self.mcs)
+        return localize(fmap, geometry.height, geometry.width, self.clustering, self.mcs, geometry=geometry)
 
     def compare(self, model: onnx.ModelProto | Path) -> Variant:
         cos, ious = [], []
-        for ref, fmap in zip(self.ref, self.features(model)):
-            got = self._localize(fmap)
+        for ref, fmap, geometry in zip(self.ref, self.features(model), self.geometries):
+            got = self._localize(fmap, geometry)
             cos.append((ref.features * got.features).sum(axis=1))
             a, b = ref.mask > 0, got.mask > 0
             union = int((a | b).sum())
@@ -223,16 +259,23 @@ def precision_report(
     dims = fp32.graph.input[0].type.tensor_type.shape.dim
     dynamic = not dims[0].HasField("dim_value")
     batch = 1 if dynamic else int(dims[0].dim_value)
-    size = int(dims[-1].dim_value)
+    if config.policy == "native":
+        if config.size is None or config.max_side is None:
+            raise ValueError("a native precision report needs the manifest's size and max_side")
+        size = int(config.size)
+    else:
+        size = int(dims[-1].dim_value)
     if reader is None and isinstance(images, CalibrationReader):
         reader = images
-    inputs = _inputs(images, config.images, size, batch, dynamic)
-    runner = _Runner(fp32, inputs, config.clustering, config.min_cluster_size)
+    inputs, geometries = _inputs(images, config, size, batch, dynamic)
+    runner = _Runner(fp32, inputs, geometries, config.clustering, config.min_cluster_size)
     blocks = {b: [n for n in names] for b, names in blocks_of(fp32).items()}
     heavy = {b: [n.name for n in fp32.graph.node if n.name in set(names) and n.op_type in HEAVY_OPS]
              for b, names in blocks.items()}
     heavy = {b: names for b, names in heavy.items() if names}
-    macs = block_macs(fp32)
+    # A size-dynamic (native) graph's layers have no sizes to count; the MAC shares come from a
+    # twin with a fixed input side (every layer's share is the same at any input size).
+    macs = block_macs(static_twin(fp32))
     total = float(sum(macs.values())) or 1.0
     rows: dict[str, dict[str, Any]] = {
         b: {"block": b, "nodes": len(names), "macs_share": sum(macs.get(n, 0) for n in names) / total}
@@ -275,4 +318,5 @@ def precision_report(
         return -max(r.get("int8_recovered") or 0.0, r.get("fp16_recovered") or 0.0)
 
     ranked = [BlockSensitivity(**r) for r in sorted(rows.values(), key=order)]
-    return PrecisionReport(images=len(inputs), fp16_baseline=fp16_base, int8_baseline=int8_base, blocks=ranked)
+    return PrecisionReport(images=len(inputs), fp16_baseline=fp16_base, int8_baseline=int8_base, blocks=ranked,
+                           shapes=[[int(x.shape[2]), int(x.shape[3])] for x in inputs])

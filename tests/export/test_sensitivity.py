@@ -68,9 +68,40 @@ def test_report_ranks_blocks(tmp_path, tiny_extractor, photos, forgeries):
         int8_baseline=variant(data["int8_baseline"]),
         blocks=[BlockSensitivity(**{**b, "fp16": variant(b["fp16"]), "int8": variant(b["int8"])})
                 for b in data["blocks"]],
+        shapes=data["shapes"],
     )
-    assert back == report and back.images == 2
+    assert back == report and back.images == 2 and report.shapes == [[64, 64], [64, 64]]
     assert "err fixed" in report.table()
+
+
+def test_native_report_runs_each_image_at_its_own_shape(tmp_path, tiny_extractor, photos, forgeries):
+    from focal.calibration.readers import NativeInput
+    from focal.export.verify import load_images
+    from focal.runtime.geometry import image_geometry
+    from focal.runtime.manifest import load_manifest
+
+    out = tmp_path / "tiny-native"
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(out), input_policy="native", max_side=256,
+                        max_points=1024), extractor=tiny_extractor)
+    manifest = load_manifest(out)
+    stride = manifest.members[0].stride
+    reader = FolderReader(photos, 64, limit=2, native=NativeInput(max_side=256, stride=stride))
+    report = precision_report(out / "model.onnx", forgeries, ReportConfig(
+        clustering="kmeans", images=3, int8_keep_stem=False, int8_keep_head=False, calib_cache=str(tmp_path / "c"),
+        policy="native", size=64, stride=stride, max_side=256, max_points=1024,
+    ), reader=reader)
+    # Each image at the shape the runtime gives it: aspect kept, capped at 256, padded to the stride.
+    want = []
+    for _, image in load_images(forgeries, 3):
+        g = image_geometry(image.shape[0], image.shape[1], "native", 64, stride, 256, 1024)
+        want.append([g.pad_height, g.pad_width])
+    assert report.shapes == want and len({tuple(s) for s in want}) > 1
+    assert report.fp16_baseline.cosine > 0.999 and report.int8_baseline.cosine > 0.9
+    assert all(b.fp16 is not None and b.int8 is not None for b in report.blocks)
+    # MAC shares of the size-dynamic graph (measured on a fixed-size twin) are the square graph's.
+    macs = {"backbone/net/net.0": 4 * 16 * 27, "backbone/net/net.3": 16 * 144, "backbone/net/net.6": 16 * 144 / 4}
+    assert {b.block: b.macs_share for b in report.blocks} == pytest.approx(
+        {k: v / sum(macs.values()) for k, v in macs.items()})
 
 
 def test_cli_precision_report_needs_images(tmp_path):

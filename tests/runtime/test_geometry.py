@@ -141,14 +141,12 @@ def test_unknown_policy_in_a_manifest_is_refused_on_load(native_artifact: Path, 
         Detector(bad, backend="cpu")
 
 
-def test_native_export_refuses_what_it_cannot_do_yet() -> None:
+def test_native_export_refuses_what_it_cannot_do() -> None:
     from focal.export import ExportConfig
 
-    # FP16, INT8 and engines are exported for native (tests/export/test_native_precision.py); the per-block
-    # precision report is not yet.
+    # FP16, INT8 and engines are exported for native (tests/export/test_native_precision.py).
     ExportConfig(backbone="lite", input_policy="native", fp16=True, int8=True, calib="x", engine=True)
-    with pytest.raises(ValueError, match="--precision-report is not written for --input-policy native"):
-        ExportConfig(backbone="lite", input_policy="native", precision_report=True, verify="x")
+    ExportConfig(backbone="lite", input_policy="native", precision_report=True, verify="x")  # at native shapes
     with pytest.raises(ValueError, match="fusion"):
         ExportConfig(backbone="vit+hrnet", input_policy="native")
     with pytest.raises(ValueError, match="never a static --graph-batch above 1"):
