@@ -43,7 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
                         f"traces, native-resolution crops of --input-size) {_default('forgeries')}")
     p.add_argument("--init-weights", metavar="CHECKPOINT",
                    help="start from a checkpoint, ours or the authors' (default: packaged or random weights)")
-    p.add_argument("--input-size", type=positive_int, metavar="N", help=f"square input side {_default('input_size')}")
+    p.add_argument("--input-size", type=positive_int, metavar="N",
+                   help=f"square input side; under --input-policy native the crops' side {_default('input_size')}")
+    p.add_argument("--input-policy", choices=("square", "native"),
+                   help="square: samples stretched to the input side; native: training on crops at each sample's "
+                        "own resolution, validation as `focal-export --input-policy native` runs "
+                        f"{_default('input_policy')}")
+    p.add_argument("--native-max-side", type=positive_int, metavar="N",
+                   help="native validation: cap of the longer side, a multiple of the stride (default: 2 x input side)")
+    p.add_argument("--max-points", type=positive_int, metavar="N",
+                   help=f"native validation: most feature cells clustered {_default('max_points')}")
     p.add_argument("--epochs", type=positive_int, metavar="N",
                    help=f"passes over the training samples {_default('epochs')}")
     p.add_argument("--train-samples", type=positive_int, metavar="N",

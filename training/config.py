@@ -36,7 +36,14 @@ class TrainConfig:
     fresh_forgeries: bool = False  # synthetic training samples: new forgeries every epoch (not the same ones)
     val_samples: int = 32  # synthetic validation samples (fixed across epochs)
     max_side: int | None = 768  # photos shrunk to this longer side before forging (speed)
-    input_size: int = 512  # square side S fed to the backbone
+    input_size: int = 512  # square side S fed to the backbone (native: the training crops' side)
+    # "square": samples stretched to S x S, as the square artifact runs; "native": training on S x S
+    # crops at each sample's own resolution, validation on whole samples with the runtime's native
+    # geometry (aspect kept, long side capped at native_max_side, padded to the stride, clustered on
+    # at most max_points cells), so the checkpoint is chosen as `focal-export --input-policy native` runs it.
+    input_policy: str = "square"
+    native_max_side: int | None = None  # native validation: cap of the longer side (default 2 x S)
+    max_points: int = 4096  # native validation: most feature cells clustered
     augment: bool = True  # method.md augmentations on training samples
     epochs: int = 10  # passes over train_samples
     batch_size: int = 4  # images per step (paper: 4)
@@ -72,6 +79,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "input_size", "train_samples", "val_samples", "val_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.input_policy not in ("square", "native"):
+            raise ValueError(f"input_policy must be 'square' or 'native', got {self.input_policy!r}")
+        if self.max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {self.max_points}")
         if self.authentic_weight < 0:
             raise ValueError(f"authentic_weight must be >= 0, got {self.authentic_weight}")
         if self.lr <= 0 or self.tau <= 0:

@@ -38,7 +38,10 @@ from torch.utils.data.distributed import DistributedSampler
 from focal._datasets import load_pairs
 from focal._files import atomic_output, write_atomic
 from focal.evaluation.metrics import mean_scores, pixel_scores
-from focal.runtime.postprocess import localize
+from focal.runtime.geometry import check_native, image_geometry
+from focal.runtime.postprocess import Localization, localize
+from focal.runtime.preprocess import network_input
+from focal.training.backbones import backbone_info
 from focal.training.checkpoints import build_extractor, save_checkpoint
 from focal.training.config import TrainConfig
 from focal.training.curves import plot_history
@@ -151,8 +154,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
     """
     _check_photos(cfg)
     aug = (TRACE_AUGMENT if cfg.forgeries == "traces" else AugmentConfig()) if cfg.augment else None
-    train_cfg = DatasetConfig(size=cfg.input_size, augment=aug, seed=cfg.seed)
-    val_cfg = DatasetConfig(size=cfg.input_size, augment=None, seed=cfg.seed + 1)
+    native = cfg.input_policy == "native"
+    train_cfg = DatasetConfig(size=cfg.input_size, augment=aug, seed=cfg.seed, policy="crop" if native else "square")
+    val_cfg = DatasetConfig(size=cfg.input_size, augment=None, seed=cfg.seed + 1,
+                            policy="native" if native else "square")
     if cfg.data == "synthetic":
         photos_root = Path(cfg.photos)
         if not photos_root.is_dir():
@@ -191,14 +196,56 @@ def _min_cluster_size(points: int) -> int:
     return int(min(200, max(10, points // 20)))
 
 
+@dataclass(frozen=True)
+class NativeValidation:
+    """The runtime's ``native`` geometry for validation: what a native export's manifest will hold."""
+
+    max_side: int  # cap of the longer side, a multiple of the stride
+    max_points: int  # most feature cells clustered
+
+
+def native_validation(cfg: TrainConfig, stride: int) -> NativeValidation | None:
+    """Validation geometry of ``cfg`` for a backbone of ``stride``; None under the square policy.
+
+    Raises:
+        ValueError: a cap that is not a positive multiple of the stride (as ``focal-export`` refuses it).
+    """
+    if cfg.input_policy != "native":
+        return None
+    max_side = int(cfg.native_max_side or 2 * cfg.input_size)
+    check_native(max_side, stride)
+    return NativeValidation(max_side, cfg.max_points)
+
+
 @torch.no_grad()
-def validate(model: torch.nn.Module, dataset: Dataset, clustering: str, device: torch.device) -> dict[str, float]:
+def _localize_sample(model: Extractor, image: torch.Tensor, clustering: str, device: torch.device,
+                     native: NativeValidation | None) -> Localization:
+    """One ``[3, H, W]`` [0, 1] sample through the model and the runtime's localisation, at ``H x W``."""
+    height, width = image.shape[1:]
+    if native is None:
+        feats = model(image[None].to(device))[0].float().cpu().numpy()
+        h, w = feats.shape[1:]
+        return localize(feats, height, width, clustering, _min_cluster_size(h * w))
+    # As the runtime: the uint8 image (exact: the sample is k / 255), capped, padded, pooled.
+    pixels = (image.permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    geometry = image_geometry(height, width, "native", model.input_size, model.stride, native.max_side,
+                              native.max_points)
+    x = torch.from_numpy(network_input(pixels, model.input_size, geometry))[None].to(device)
+    feats = model(x)[0].float().cpu().numpy()
+    gh, gw = geometry.grid
+    return localize(feats, height, width, clustering, _min_cluster_size(gh * gw), geometry=geometry)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, dataset: Dataset, clustering: str, device: torch.device,
+             native: NativeValidation | None = None) -> dict[str, float]:
     """Mean pixel scores with test-time clustering on ``dataset``.
 
     Every sample is localised exactly as at inference (normalise, cluster,
-    mask at the sample's resolution); authentic samples score 1 only if
-    nothing is flagged. Also returns ``false_alarm``: the share of authentic
-    samples with any flagged pixel.
+    mask at the sample's resolution; with ``native``, the runtime's native
+    geometry); authentic samples score 1 only if nothing is flagged. Also
+    returns ``false_alarm``: the share of authentic samples with any
+    flagged pixel.
     """
     model.eval()
     scores = []
@@ -206,10 +253,8 @@ def validate(model: torch.nn.Module, dataset: Dataset, clustering: str, device: 
     forged_ious: list[float] = []
     for i in range(len(dataset)):
         sample = dataset[i]
-        feats = model(sample["image"][None].to(device))[0].float().cpu().numpy()
         truth = sample["mask"][0].numpy() > 0.5
-        h, w = feats.shape[1:]
-        loc = localize(feats, truth.shape[0], truth.shape[1], clustering, _min_cluster_size(h * w))
+        loc = _localize_sample(model, sample["image"], clustering, device, native)
         scores.append(pixel_scores(loc.mask > 0, truth))
         if not truth.any():
             false_alarms.append(float(loc.forged_fraction > 0))
@@ -380,7 +425,8 @@ def _end_epoch(cfg: TrainConfig, tr: _Trainer, val_ds: Dataset | None, run: _Run
     record: dict[str, Any] = {"epoch": epoch + 1, "loss": mean_loss, "steps": run.step}
     last = epoch + 1 == cfg.epochs or (cfg.max_steps is not None and run.step >= cfg.max_steps)
     if val_ds is not None and ((epoch + 1) % cfg.val_every == 0 or last):
-        record["val"] = validate(tr.model, val_ds, cfg.val_clustering, tr.device)
+        record["val"] = validate(tr.model, val_ds, cfg.val_clustering, tr.device,
+                                 native_validation(cfg, tr.model.stride))
     meta = {"epoch": epoch + 1, "step": run.step, "loss": mean_loss, "val": record.get("val"), "config": asdict(cfg)}
     save_checkpoint(tr.model, out / "latest.safetensors", extra=meta)
     with atomic_output(out / "latest.optim.pt") as tmp:
@@ -418,6 +464,7 @@ def train(cfg: TrainConfig) -> TrainSummary:
             (synthetic data without ``cfg.photos`` is refused before anything is written).
     """
     _check_photos(cfg)
+    native_validation(cfg, backbone_info(cfg.backbone).stride)  # a cap the export would refuse, before any work
     t_start = time.perf_counter()
     ddp = _dist_setup()
     device = torch.device(f"cuda:{ddp.local_rank}" if torch.cuda.is_available() else "cpu")
@@ -436,7 +483,7 @@ def train(cfg: TrainConfig) -> TrainSummary:
               f"on {device}{f' x{ddp.world}' if ddp.world > 1 else ''}; data: {desc}; "
               + (f"resuming after epoch {start_epoch}" if state else "new run"), file=sys.stderr, flush=True)
     if ddp.main and val_ds is not None and state is None:
-        initial = validate(tr.model, val_ds, cfg.val_clustering, device)
+        initial = validate(tr.model, val_ds, cfg.val_clustering, device, native_validation(cfg, tr.model.stride))
         run.history.append({"epoch": 0, "loss": None, "val": initial})
         _append_history(out, run.history[-1])
         print(f"focal-train: before training: val IoU {initial['iou']:.3f} F1 {initial['f1']:.3f} "

@@ -526,3 +526,23 @@ def test_split_is_disjoint_deterministic_and_stable_per_file(tmp_path: Path) -> 
     assert set(subset.val) == set(split.val) & set(photos[::3])
     with pytest.raises(ValueError, match="val_fraction"):
         split_by_file(photos, 1.5)
+
+
+def test_crop_sample_keeps_the_pixels_and_finds_the_forgery() -> None:
+    from focal.training.data.datasets import crop_sample
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    mask = np.zeros((300, 400), bool)
+    mask[250:270, 350:380] = True  # a small forged patch in a corner
+    hits = 0
+    for _ in range(200):
+        crop, cmask = crop_sample(image, mask, 128, rng)
+        assert crop.shape == (128, 128, 3) and cmask.shape == (128, 128)
+        # The window is a slice of the image: no resampling.
+        ys, xs = np.nonzero((image[..., 0] == crop[0, 0, 0]) & (image[..., 1] == crop[0, 0, 1]))
+        assert any(np.array_equal(image[y : y + 128, x : x + 128], crop) for y, x in zip(ys, xs))
+        hits += bool(cmask.any())
+    assert 0.7 <= hits / 200 <= 0.95  # most windows hold the patch; a uniform one rarely would
+    small, smask = crop_sample(image[:100, :150], mask[:100, :150], 128, rng)
+    assert small.shape == (128, 128, 3) and smask.shape == (128, 128)  # enlarged just enough

@@ -147,3 +147,42 @@ def test_ranks_wait_for_rank_0_longer_than_torchs_default(monkeypatch) -> None:
     train_module._dist_setup()
     assert seen["timeout"] == datetime.timedelta(minutes=train_module.DDP_TIMEOUT_MINUTES)
     assert seen["timeout"] > datetime.timedelta(minutes=10)  # torch's default, which validation outlasts
+
+
+def test_native_policy_trains_on_crops_and_validates_as_the_runtime_runs(photos: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    import numpy as np
+
+    from focal.runtime.postprocess import localize
+    from focal.training import ReferenceConfig, ReferenceDetector
+    from focal.training.checkpoints import build_extractor
+    from focal.training.train import _localize_sample, _min_cluster_size, native_validation
+
+    out = tmp_path / "native"
+    args = _args(photos, out, "--input-policy", "native", "--native-max-side", "192", "--max-points", "256")
+    assert main(args) == 0
+    capsys.readouterr()
+    cfg = load_config(None, "smoke", photos=str(photos), input_policy="native", native_max_side=192, max_points=256)
+    train_ds, val_ds, _ = build_datasets(cfg)
+    assert tuple(train_ds[0]["image"].shape) == (3, 128, 128)  # a crop at the photo's own resolution
+    model = build_extractor(weights=out / "latest.safetensors").eval()
+    native = native_validation(cfg, model.stride)
+    sample = val_ds[0]
+    height, width = sample["image"].shape[1:]
+    assert (height, width) != (128, 128) and max(height, width) > 192  # the whole sample: the cap applies
+    got = _localize_sample(model, sample["image"], "kmeans", torch.device("cpu"), native)
+    pixels = (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    ref = ReferenceDetector(model, ReferenceConfig(clustering="kmeans", policy="native", max_side=192, max_points=256))
+    geometry = ref.geometry(height, width)
+    gh, gw = geometry.grid
+    want = localize(ref.feature_map(pixels), height, width, "kmeans", _min_cluster_size(gh * gw), geometry=geometry)
+    assert got.mask.shape == (height, width) and np.array_equal(got.mask, want.mask)
+    assert gh * gw <= 256
+
+
+def test_native_policy_cap_off_the_stride_is_refused_before_any_work(photos: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bad"
+    assert main(_args(photos, out, "--input-policy", "native", "--native-max-side", "100")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("focal-train: ") and "100" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -41,12 +42,24 @@ __all__ = [
     "JsonListDataset",
     "NpyListDataset",
     "PairDataset",
+    "SAMPLE_POLICIES",
     "SyntheticDataset",
+    "crop_sample",
 ]
 
 # Sub-streams of a sample's random numbers.
 _GENERATE_STREAM = 0
 _AUGMENT_STREAM = 1
+_CROP_STREAM = 2
+
+# How a sample becomes a model input: "square" stretches it to S x S (the release's); "crop" takes
+# an S x S window at the sample's own resolution (native-policy training: no resampling, so pixel
+# traces survive); "native" keeps the whole sample as it is (native-policy validation, where the
+# runtime's own geometry caps and pads it).
+SAMPLE_POLICIES: tuple[str, ...] = ("square", "crop", "native")
+# Share of "crop" windows centred on a forged pixel (the rest fall anywhere): a uniform window
+# would often miss a small forged region and teach only "authentic".
+_CROP_ON_FORGERY = 0.75
 
 
 @dataclass(frozen=True)
@@ -57,14 +70,49 @@ class DatasetConfig:
     augment: AugmentConfig | None = None  # None = no augmentation (validation, test)
     seed: int = 0  # seeds augmentation and synthetic generation
     max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb limit per image
+    policy: str = "square"  # one of SAMPLE_POLICIES
 
     def __post_init__(self) -> None:
+        if self.policy not in SAMPLE_POLICIES:
+            raise ValueError(f"DatasetConfig.policy must be one of {SAMPLE_POLICIES}, got {self.policy!r}")
         if not isinstance(self.size, int) or self.size <= 0:
             raise ValueError(f"DatasetConfig.size must be a positive int, got {self.size!r}")
         if self.seed < 0:
             raise ValueError(f"DatasetConfig.seed must be >= 0, got {self.seed}")
         if self.max_pixels <= 0:
             raise ValueError(f"DatasetConfig.max_pixels must be positive, got {self.max_pixels}")
+
+
+def crop_sample(image: np.ndarray, mask: np.ndarray, size: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """An ``size x size`` window of a sample at its own resolution.
+
+    Args:
+        image: ``[H, W, 3]`` uint8 RGB.
+        mask: ``[H, W]`` bool, True = forged.
+        size: the window's side.
+        rng: draws the window: centred on a random forged pixel for
+            ``_CROP_ON_FORGERY`` of the samples that hold one, else uniform.
+
+    Returns:
+        ``([size, size, 3] uint8, [size, size] bool)``. A sample shorter than
+        ``size`` on a side is first enlarged (aspect kept) just enough to
+        hold the window: the one case that resamples.
+    """
+    h, w = mask.shape
+    if min(h, w) < size:
+        scale = size / min(h, w)
+        h, w = max(size, round(h * scale)), max(size, round(w * scale))
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    forged = np.flatnonzero(mask)
+    if forged.size and rng.random() < _CROP_ON_FORGERY:
+        cy, cx = divmod(int(forged[rng.integers(forged.size)]), w)
+        top = int(np.clip(cy - size // 2, 0, h - size))
+        left = int(np.clip(cx - size // 2, 0, w - size))
+    else:
+        top, left = int(rng.integers(h - size + 1)), int(rng.integers(w - size + 1))
+    return image[top : top + size, left : left + size], mask[top : top + size, left : left + size]
 
 
 class _ForgeryDataset(Dataset):
@@ -95,13 +143,18 @@ class _ForgeryDataset(Dataset):
     def _finish(
         self, index: int, image: np.ndarray, mask: np.ndarray, path: str, authentic: bool
     ) -> dict[str, torch.Tensor | str | bool]:
-        """Augments (with this sample's own generator), resizes to S and packs the output dict."""
+        """Augments (with this sample's own generator), shapes it by ``config.policy`` and packs the output dict."""
         cfg = self._config
         if cfg.augment is not None:
             rng = np.random.default_rng([cfg.seed, self._epoch, index, _AUGMENT_STREAM])
             result = augment(image, mask, rng, cfg.augment)
             image, mask = result.image, result.mask
-        image_t, mask_t = to_tensors(resize_image(image, cfg.size), resize_mask(mask, cfg.size))
+        if cfg.policy == "square":
+            image, mask = resize_image(image, cfg.size), resize_mask(mask, cfg.size)
+        elif cfg.policy == "crop":
+            image, mask = crop_sample(image, mask, cfg.size, np.random.default_rng(
+                [cfg.seed, self._epoch, index, _CROP_STREAM]))
+        image_t, mask_t = to_tensors(image, mask)
         return {"image": image_t, "mask": mask_t, "path": path, "authentic": authentic}
 
 
