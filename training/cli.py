@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"clustering method in validation {_default('val_clustering')}")
     p.add_argument("--workers", type=int, metavar="N", help=f"DataLoader worker processes {_default('workers')}")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch intra-op threads (default: torch's)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"NHWC activations, faster convolutions on CPU {_default('channels_last')}")
     p.add_argument("--seed", type=int, metavar="N",
                    help=f"seeds data, augmentation, forgeries and init {_default('seed')}")
     p.add_argument("--max-steps", type=positive_int, metavar="N",

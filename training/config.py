@@ -66,6 +66,9 @@ class TrainConfig:
     workers: int = 2  # DataLoader worker processes (synthetic forging is CPU work)
     threads: int | None = None  # torch intra-op threads; None = torch's default
     amp: bool = True  # mixed precision where a CUDA GPU exists (ignored on CPU)
+    # NHWC activations: oneDNN's convolutions run faster on them (benchmarks/bench_train_step.py,
+    # docs/training.md); the weights and checkpoints are the same either way.
+    channels_last: bool = True
     seed: int = 0  # seeds data order, augmentation, synthetic forgeries and init
     max_steps: int | None = None  # stop after this many optimiser steps in total (smoke runs)
 

@@ -339,7 +339,7 @@ def _prepare_run(cfg: TrainConfig, out: Path, ddp: _Dist) -> dict[str, Any] | No
         # A key the old run did not know yet had its default value then.
         defaults = asdict(TrainConfig())
         changed = {k for k, v in asdict(cfg).items()
-                   if previous.get(k, defaults[k]) != v and k not in ("epochs", "max_steps", "workers", "threads")}
+                   if previous.get(k, defaults[k]) != v and k not in ("epochs", "max_steps", "workers", "threads", "channels_last")}
         if changed:
             raise ValueError(f"{out}: holds a run with other settings ({sorted(changed)}); use another --out")
     if ddp.main:
@@ -363,6 +363,8 @@ def _build_trainer(cfg: TrainConfig, out: Path, state: dict[str, Any] | None, dd
     if not isinstance(model, Extractor):
         raise ValueError("train one backbone at a time")
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     net: torch.nn.Module = model
     if ddp.world > 1:
         ids = [ddp.local_rank] if device.type == "cuda" else None
@@ -397,6 +399,8 @@ def _train_epoch(cfg: TrainConfig, tr: _Trainer, train_ds: Dataset, sampler: Dis
     loss_gen = torch.Generator().manual_seed(cfg.seed + epoch)
     for batch in bar:
         images = batch["image"].to(tr.device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         masks = batch["mask"].to(tr.device, non_blocking=True)
         with torch.autocast(device_type=tr.device.type, dtype=torch.float16, enabled=tr.use_amp):
             feats = tr.net(images)
