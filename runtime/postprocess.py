@@ -101,10 +101,7 @@ def localize(
     # Rows are unit length already: checked, not normalised a second time.
     labels = cluster_features(flat, method, min_cluster_size, backend=backend, normalized=True)  # type: ignore[arg-type]
     t2 = time.perf_counter()
-    if geometry is None:
-        mask = labels_to_mask(labels.reshape(h, w), height, width)
-    else:
-        mask = _native_mask(labels.reshape(h, w), geometry)
+    mask = mask_from_labels(labels.reshape(h, w), height, width, geometry)
     score = forgery_score(flat, labels)
     fraction = float(np.count_nonzero(mask)) / mask.size
     t3 = time.perf_counter()
@@ -117,6 +114,17 @@ def localize(
         cluster_ms=(t2 - t1) * 1e3,
         post_ms=((t1 - t0) + (t3 - t2)) * 1e3,
     )
+
+
+def mask_from_labels(labels: np.ndarray, height: int, width: int, geometry: Geometry | None = None) -> np.ndarray:
+    """Clustering-grid labels ``[h, w]`` (1 = forged) -> the ``[H, W]`` uint8 mask (255 = forged) of the image.
+
+    ``geometry``: the ``native`` policy's plan of the image (the mask goes
+    back through its pad and resize); None: the grid covers the image whole.
+    """
+    if geometry is None:
+        return labels_to_mask(labels, height, width)
+    return _native_mask(labels, geometry)
 
 
 def _native_mask(labels: np.ndarray, geometry: Geometry) -> np.ndarray:

@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_photos(p, "untouched photos for synthetic forgeries")
     add_segmentations(p)
     p.add_argument("--forgeries", choices=FORGERIES,
-                   help="synthetic generator: 'classic' (shrunk and squashed photos) or 'traces' (camera-pipeline "
-                        f"traces, native-resolution crops of --input-size) {_default('forgeries')}")
+                   help="synthetic generator (classic; traces, native-resolution crops of --input-size with "
+                        f"camera-pipeline traces; mixed, half of each) {_default('forgeries')}")
     p.add_argument("--init-weights", metavar="CHECKPOINT",
                    help="start from a checkpoint, ours or the authors' (default: packaged or random weights)")
     p.add_argument("--input-size", type=positive_int, metavar="N",

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 LOSSES: tuple[str, ...] = ("scl", "scl-pixel", "nce", "nce-sym")
-# Synthetic forgery generators: "classic" (photos shrunk to max_side, squashed to input_size) and
-# "traces" (camera-pipeline traces, native-resolution crops of input_size: no resize).
-FORGERIES: tuple[str, ...] = ("classic", "traces")
+# Synthetic forgery generators: "classic" (photos shrunk to max_side, squashed to input_size),
+# "traces" (camera-pipeline traces, native-resolution crops of input_size: no resize) and "mixed"
+# (each sample from one of the two, half and half).
+FORGERIES: tuple[str, ...] = ("classic", "traces", "mixed")
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from focal.training.data import (
     split_by_file,
 )
 from focal.training.data.forensic import TraceConfig, TraceForgeryGenerator, photos_for_crop
+from focal.training.data.mixed import MixedForgeryGenerator
 from focal.training.losses import compactness_loss, nce_loss, scl_loss
 from focal.training.model import Extractor
 
@@ -122,10 +123,14 @@ TRACE_AUGMENT = AugmentConfig(p_downscale=0.0, p_blur=0.0, p_noise=0.0, p_jpeg=0
 
 def _generator_factory(cfg: TrainConfig, segmentations: str | None):
     """``photos -> generator`` for ``cfg.forgeries``, the same for training and validation."""
-    if cfg.forgeries == "traces":
-        trace = TraceConfig(crop=cfg.input_size)
-        return lambda photos: TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)
+    trace = TraceConfig(crop=cfg.input_size)
     syn = SyntheticConfig(max_side=cfg.max_side)
+    if cfg.forgeries == "traces":
+        return lambda photos: TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)
+    if cfg.forgeries == "mixed":
+        return lambda photos: MixedForgeryGenerator(
+            [SyntheticForgeryGenerator(photos, syn, segmentations),
+             TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)], [0.5, 0.5])
     return lambda photos: SyntheticForgeryGenerator(photos, syn, segmentations)
 
 
@@ -153,7 +158,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
         FileNotFoundError: ``cfg.photos`` is not a folder.
     """
     _check_photos(cfg)
-    aug = (TRACE_AUGMENT if cfg.forgeries == "traces" else AugmentConfig()) if cfg.augment else None
+    # A mixture keeps the trace-safe augmentations for all: the classic half already draws its own JPEG.
+    aug = (AugmentConfig() if cfg.forgeries == "classic" else TRACE_AUGMENT) if cfg.augment else None
     native = cfg.input_policy == "native"
     train_cfg = DatasetConfig(size=cfg.input_size, augment=aug, seed=cfg.seed, policy="crop" if native else "square")
     val_cfg = DatasetConfig(size=cfg.input_size, augment=None, seed=cfg.seed + 1,
@@ -163,7 +169,7 @@ def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
         if not photos_root.is_dir():
             raise FileNotFoundError(f"{photos_root}: photo folder for synthetic forgeries not found (--photos)")
         photos = list_images(photos_root)
-        if cfg.forgeries == "traces":
+        if cfg.forgeries in ("traces", "mixed"):
             photos, small = photos_for_crop(photos, cfg.input_size)
             if small:
                 print(f"focal-train: {len(small)} photos smaller than a {cfg.input_size}-pixel crop left out "

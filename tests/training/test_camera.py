@@ -147,3 +147,23 @@ def test_photos_too_small_for_the_crop_are_told_apart_from_their_headers(tmp_pat
     cv2.imwrite(str(big), np.zeros((300, 400, 3), np.uint8))
     cv2.imwrite(str(small), np.zeros((200, 500, 3), np.uint8))
     assert photos_for_crop([small, big], 256) == ([big], [small])
+
+
+def test_a_mixture_draws_each_sample_from_one_generator_deterministically(photos) -> None:
+    from focal.training.data.mixed import MixedForgeryGenerator
+    from focal.training.data.synthetic import SyntheticForgeryGenerator
+
+    pool = sorted(photos.glob("*.jpg"))[:12]
+    classic = SyntheticForgeryGenerator(pool, SyntheticConfig(max_side=200))
+    traces = TraceForgeryGenerator(pool, SyntheticConfig(), trace=TraceConfig(crop=128))
+    mixed = MixedForgeryGenerator([classic, traces], [0.5, 0.5])
+    assert len(mixed) == len(pool) and mixed.photos == classic.photos
+    shapes = [mixed.generate(i, np.random.default_rng(i)).image.shape for i in range(16)]
+    from_traces = sum(s == (128, 128, 3) for s in shapes)  # a trace sample is one crop; a classic one is photo-sized
+    assert 3 <= from_traces <= 13
+    again = mixed.generate(5, np.random.default_rng(5))
+    assert np.array_equal(again.image, mixed.generate(5, np.random.default_rng(5)).image)
+    with pytest.raises(ValueError, match="share one photo list"):
+        MixedForgeryGenerator([classic, TraceForgeryGenerator(pool[:6], SyntheticConfig())], [1, 1])
+    with pytest.raises(ValueError, match="positive"):
+        MixedForgeryGenerator([classic, traces], [1, 0])
