@@ -111,6 +111,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         train_samples=400, val_samples=48, fresh_forgeries=True, batch_size=8, lr=2e-4, augment=True,
         val_clustering="kmeans", val_every=2, loss="nce-sym", authentic_weight=1.0, fuzzy_iters=0, workers=1,
     ),
+    # Half classic, half camera-trace forgeries, trained and validated under the native input
+    # policy (256-pixel crops at native resolution; validation as a native export at 1024 runs).
+    "lite-mixed": dict(
+        backbone="lite-residual", data="synthetic", forgeries="mixed", input_policy="native", input_size=256,
+        native_max_side=1024, max_points=4096, epochs=40, train_samples=400, val_samples=48, fresh_forgeries=True,
+        batch_size=8, lr=2e-4, augment=True, val_clustering="kmeans", val_every=2, loss="nce-sym",
+        authentic_weight=1.0, fuzzy_iters=0, workers=1,
+    ),
     "smoke": dict(
         backbone="tiny", data="synthetic", input_size=128, epochs=1, train_samples=8, val_samples=4,
         batch_size=2, max_side=256, workers=0,
