@@ -196,11 +196,21 @@ def pool_features(feature_map: np.ndarray, geometry: Geometry) -> np.ndarray:
     if g.pool == 1:
         return np.ascontiguousarray(cells, dtype=np.float32)
     rows, cols = g.grid
-    full = np.zeros((d, rows * g.pool, cols * g.pool), np.float32)
-    full[:, : g.cells_h, : g.cells_w] = cells
+    if (rows * g.pool, cols * g.pool) == (g.cells_h, g.cells_w):
+        full = np.asarray(cells, np.float32)
+    else:
+        full = np.zeros((d, rows * g.pool, cols * g.pool), np.float32)
+        full[:, : g.cells_h, : g.cells_w] = cells
     count = np.zeros((rows * g.pool, cols * g.pool), np.float32)
     count[: g.cells_h, : g.cells_w] = 1.0
-    sums = full.reshape(d, rows, g.pool, cols, g.pool).sum(axis=(2, 4))
+    # One strided add per offset in the pooling window: NumPy's reduction over two inner axes of a
+    # 5-D view (sum(axis=(2, 4))) is ~4x slower (7 vs 1.7 ms for 64 x 96 x 128 at pool 2).
+    blocks = full.reshape(d, rows, g.pool, cols, g.pool)
+    sums = blocks[:, :, 0, :, 0].copy()
+    for i in range(g.pool):
+        for j in range(g.pool):
+            if i or j:
+                sums += blocks[:, :, i, :, j]
     counts = count.reshape(rows, g.pool, cols, g.pool).sum(axis=(1, 3))
     return sums / counts[None]
 
