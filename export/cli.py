@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING
 
 from focal._cli import add_clustering, add_min_cluster_size, make_parser, positive_int
 from focal.calibration.methods import CALIBRATION_METHODS
-from focal.export.config import ExportConfig
-from focal.export.onnx import MIN_OPSET
+from focal.export.config import MIN_OPSET, ExportConfig
 
 if TYPE_CHECKING:
     from focal.serving.triton_repo import TritonRepoConfig

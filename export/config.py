@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from focal.calibration.methods import CALIBRATION_METHODS
-from focal.export.onnx import MIN_OPSET
 
-__all__ = ["ExportConfig", "SYNTHETIC"]
+__all__ = ["MIN_OPSET", "ExportConfig", "SYNTHETIC"]
+
+# Lowest ONNX opset the exporter writes (LayerNormalization as one op). Here, not in
+# focal.export.onnx, so that the CLI's argument parsing imports no onnx.
+MIN_OPSET = 17
 
 # `calib` value selecting the synthetic forgery generator (optionally "synthetic:PHOTO_DIR").
 SYNTHETIC = "synthetic"

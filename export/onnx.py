@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 
 from focal.export._graph import ensure_unique_names, op_counts, restore_node_names
+from focal.export.config import MIN_OPSET
 from focal.runtime.manifest import sha256_file
 
 if TYPE_CHECKING:  # torch is imported lazily: the module must load without it for type-only users
@@ -46,7 +47,6 @@ if TYPE_CHECKING:  # torch is imported lazily: the module must load without it f
 
 __all__ = [
     "INPUT_NAME",
-    "MIN_OPSET",
     "OUTPUT_NAME",
     "OnnxExport",
     "check_onnx",
@@ -57,7 +57,6 @@ __all__ = [
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "features"
-MIN_OPSET = 17
 # Protobuf refuses messages of 2 GiB; stay clear of it with headroom for the graph itself.
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 

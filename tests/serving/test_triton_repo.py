@@ -159,10 +159,13 @@ def test_refusals_are_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
 
 
-def test_cli_from_artifact_imports_no_torch(tmp_path: Path) -> None:
-    code = ("import sys, json; from focal.export.cli import main; "
+def test_cli_from_artifact_imports_no_torch_and_no_onnx(tmp_path: Path) -> None:
+    # A runtime-only install has neither: the packages are made unimportable, as there.
+    code = ("import sys, json; sys.modules.update(torch=None, onnx=None, timm=None); "
+            "from focal.export.cli import main; "
             f"rc = main(['--from-artifact', 'default', '--triton', {str(tmp_path / 'repo')!r}, '-q']); "
-            "print(json.dumps([rc, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'tritonclient', 'pytriton'))]))")
+            "print(json.dumps([rc, sorted(m for m in sys.modules if sys.modules[m] is not None and "
+            "m.split('.')[0] in ('torch', 'timm', 'onnx', 'tritonclient', 'pytriton'))]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.splitlines()[-1]) == [0, []]
