@@ -138,7 +138,8 @@ class _Member:
         if self.manifest.source.get("random_weights"):
             _log.warning("%s: exported with random weights (--random-weights): its masks mean nothing", artifact)
         limit = self.manifest.input.max_batch
-        if self.backend == "tensorrt" and limit is not None and cfg.batch_size > limit:
+        # The TensorRT EP gets the same profile as the artifact's engines (engines.trt_ep_profile).
+        if self.backend in ("tensorrt", "tensorrt-ep") and limit is not None and cfg.batch_size > limit:
             raise ValueError(f"{artifact}: batch_size {cfg.batch_size} is above the engine's profile maximum {limit} "
                              "(re-export with a larger --max-graph-batch, or lower --batch-size)")
         # A static batch axis takes exactly `batch` images per call; a dynamic one any number.

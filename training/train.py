@@ -123,15 +123,15 @@ TRACE_AUGMENT = AugmentConfig(p_downscale=0.0, p_blur=0.0, p_noise=0.0, p_jpeg=0
 
 def _generator_factory(cfg: TrainConfig, segmentations: str | None):
     """``photos -> generator`` for ``cfg.forgeries``, the same for training and validation."""
-    trace = TraceConfig(crop=cfg.input_size)
     syn = SyntheticConfig(max_side=cfg.max_side)
+    if cfg.forgeries == "classic":
+        return lambda photos: SyntheticForgeryGenerator(photos, syn, segmentations)
+    trace = TraceConfig(crop=cfg.input_size)
     if cfg.forgeries == "traces":
         return lambda photos: TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)
-    if cfg.forgeries == "mixed":
-        return lambda photos: MixedForgeryGenerator(
-            [SyntheticForgeryGenerator(photos, syn, segmentations),
-             TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)], [0.5, 0.5])
-    return lambda photos: SyntheticForgeryGenerator(photos, syn, segmentations)
+    return lambda photos: MixedForgeryGenerator(  # "mixed"
+        [SyntheticForgeryGenerator(photos, syn, segmentations),
+         TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)], [0.5, 0.5])
 
 
 def _check_photos(cfg: TrainConfig) -> None:
