@@ -28,6 +28,7 @@ import numpy as np
 
 from focal._datasets import FilePair, load_pairs
 from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE
+from focal.runtime.geometry import Geometry
 from focal.runtime.imageio import read_image, read_mask
 from focal.runtime.manifest import MANIFEST_NAME
 from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
@@ -41,9 +42,11 @@ PIXEL_KEYS: tuple[str, ...] = ("f1", "f1_macro", "iou", "auc", "f1_best", "iou_b
 
 
 class FeatureModel(Protocol):
-    """Anything that maps an RGB image to its raw ``[D, h, w]`` feature map."""
+    """Anything that maps an RGB image to its raw ``[D, h, w]`` feature map, and says how the map sits on it."""
 
     def feature_map(self, image: np.ndarray) -> np.ndarray: ...
+
+    def geometry(self, height: int, width: int) -> Geometry | None: ...
 
 
 @dataclass(frozen=True)
@@ -96,12 +99,14 @@ def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, metho
     """All metrics of one image for each clustering method, and the predicted masks."""
     feats = model.feature_map(image)
     h, w = image.shape[:2]
+    # Under the native policy the map covers the padded input: crop, pool and map back as the runtime does.
+    geometry = model.geometry(h, w)
     rec: dict[str, Any] = {}
     masks = {}
     for method in methods:
-        loc = localize(feats, h, w, method, min_cluster_size)
+        loc = localize(feats, h, w, method, min_cluster_size, geometry=geometry)
         pred = loc.mask > 0
-        soft = soft_map(loc.features, loc.labels, h, w)
+        soft = soft_map(loc.features, loc.labels, h, w, geometry)
         s = pixel_scores(pred, truth)
         f1_best, iou_best = best_threshold_scores(soft, truth)
         rec[method] = {

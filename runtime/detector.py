@@ -322,6 +322,15 @@ class Detector:
         return results
 
     # -- public API --------------------------------------------------------
+    def geometry(self, height: int, width: int) -> Geometry | None:
+        """Where an ``height x width`` image sits in the network input and its feature map.
+
+        None under the ``square`` policy (the map covers the image whole);
+        under ``native`` the plan that :func:`focal.runtime.postprocess.localize`
+        needs to crop, pool and map back :meth:`feature_map`'s output.
+        """
+        return self.members[0].geometry(height, width)
+
     def feature_map(self, image: np.ndarray) -> np.ndarray:
         """The network's raw output for one image.
 
@@ -330,7 +339,8 @@ class Detector:
 
         Returns:
             ``[D, h, w]`` float32, not normalised (as the PyTorch
-            reference's ``feature_map``).
+            reference's ``feature_map``). Under the ``native`` policy it
+            covers the padded input: localise it with :meth:`geometry`.
         """
         prep = self._prepare(image)
         if prep.error is not None:

@@ -136,7 +136,8 @@ def _native_mask(labels: np.ndarray, geometry: Geometry) -> np.ndarray:
     return np.ascontiguousarray(mask)
 
 
-def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int) -> np.ndarray:
+def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int,
+             geometry: Geometry | None = None) -> np.ndarray:
     """A continuous forgery map, for threshold-free metrics (pixel AUC, best-threshold F1).
 
     Each pixel's value is its cosine distance to the pristine cluster's mean
@@ -149,6 +150,9 @@ def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int) 
         labels: ``[h, w]`` uint8, 1 = forged.
         height: H of the image.
         width: W of the image.
+        geometry: the ``native`` policy's plan of the image (the map goes
+            back through its pad and resize, as the mask does); None: the
+            grid covers the image whole.
 
     Returns:
         ``[H, W]`` float32 in ``[0, 1]``.
@@ -158,4 +162,10 @@ def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int) 
     centre = (pristine if pristine.shape[0] else features).mean(axis=0)
     centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
     dist = ((1.0 - features @ centre) / 2.0).astype(np.float32).reshape(h, w)
-    return np.clip(cv2.resize(dist, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+    if geometry is not None:
+        ext_h, ext_w = labels_extent(geometry)
+        dist = cv2.resize(dist, (ext_w, ext_h), interpolation=cv2.INTER_LINEAR)[: geometry.in_height,
+                                                                                : geometry.in_width]
+    if dist.shape != (height, width):
+        dist = cv2.resize(np.ascontiguousarray(dist), (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(dist, 0.0, 1.0)

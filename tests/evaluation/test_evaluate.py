@@ -127,3 +127,28 @@ def test_perturbations_are_real_and_deterministic(rng: np.random.Generator) -> N
     assert np.abs(apply(img, "jpeg", 50).astype(int) - img).mean() > 0.1
     with pytest.raises(ValueError, match="unknown perturbation"):
         apply(img, "rotate", 1.0)
+
+
+def test_a_native_artifact_is_scored_on_the_masks_the_runtime_gives(tiny_extractor, sample_data: Path,
+                                                                    tmp_path: Path) -> None:
+    # The runtime crops the padded map, pools it to max_points cells and maps the mask back: the
+    # evaluation must score those masks, not the raw map stretched over the image.
+    from focal.evaluation.evaluate import EvalConfig, evaluate
+    from focal.export import ExportConfig, export
+    from focal.runtime import Detector
+    from focal.runtime.imageio import read_image
+
+    artifact = tmp_path / "native"
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(artifact), input_policy="native", max_side=256,
+                        max_points=256, clustering="kmeans", min_cluster_size=20), extractor=tiny_extractor)
+    data = _dataset(tmp_path, sample_data, n_forged=2, n_auth=1)
+    evaluate(EvalConfig(model=str(artifact), data=[str(data)], out=str(tmp_path / "eval"), backend="cpu",
+                        clustering=["kmeans"]))
+    records = [json.loads(line) for line in (tmp_path / "eval/records.jsonl").read_text().splitlines()]
+    with Detector(artifact, backend="cpu", exif_orientation=False) as det:
+        for r in records:
+            image = read_image(r["path"], apply_orientation=False)
+            assert det.geometry(*image.shape[:2]).pool > 1  # the pooling the raw map would skip
+            want = det(image).mask > 0
+            got = cv2.imread(str(tmp_path / "eval" / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
+            np.testing.assert_array_equal(got, want)
