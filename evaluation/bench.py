@@ -31,7 +31,7 @@ import numpy as np
 from focal._files import list_images
 from focal.runtime.imageio import read_image
 from focal.runtime.detector import STAGES
-from focal.runtime.manifest import load_manifest
+from focal.runtime.manifest import InputSpec, load_manifest
 
 
 
@@ -150,33 +150,37 @@ def _run_runtime(cfg: BenchConfig, backend: str, precision: str, paths: list[str
         queue.put({"backend": backend, "precision": precision, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _run_reference(cfg: BenchConfig, input_size: int, paths: list[str], queue: Any) -> None:
-    """Child process: the PyTorch reference on the same files, stage by stage."""
+def _run_reference(cfg: BenchConfig, spec: InputSpec, paths: list[str], queue: Any) -> None:
+    """Child process: the PyTorch reference on the same files, stage by stage, under the artifact's input policy."""
     try:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
         from focal.runtime.postprocess import localize
-        from focal.runtime.preprocess import to_input
+        from focal.runtime.preprocess import network_input
         from focal.training import ReferenceConfig, ReferenceDetector, build_extractor
 
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        ref = ReferenceDetector(build_extractor(weights=cfg.reference), ReferenceConfig(input_size=input_size))
+        input_size = spec.size
+        ref = ReferenceDetector(build_extractor(weights=cfg.reference), ReferenceConfig(
+            input_size=input_size, policy=spec.policy, max_side=spec.max_side, max_points=spec.max_points))
         per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
         for i, p in enumerate([*paths[: cfg.warmup], *paths * cfg.repeat]):
             t0 = time.perf_counter()
             img = read_image(p)
             t1 = time.perf_counter()
-            x = torch.from_numpy(to_input(img, input_size))[None]
+            geometry = ref.geometry(img.shape[0], img.shape[1])
+            x = torch.from_numpy(network_input(img, input_size, geometry))[None]
             t2 = time.perf_counter()
             with torch.inference_mode():
                 feats = ref.extractor(x)[0].float().numpy()
             t3 = time.perf_counter()
-            loc = localize(feats, img.shape[0], img.shape[1], cfg.clustering)
+            loc = localize(feats, img.shape[0], img.shape[1], cfg.clustering, geometry=geometry)
             if i >= cfg.warmup:
                 for s, v in zip(STAGES, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, loc.cluster_ms, loc.post_ms)):
                     per_stage[s].append(v)
+        # FLOPs at the nominal S x S input (under "native" each image has its own cost).
         flops = FlopCounterMode(display=False)
         with flops, torch.inference_mode():
             ref.extractor(torch.zeros(1, 3, input_size, input_size))
@@ -227,7 +231,7 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     reference = None
     if cfg.reference:
         print(f"focal-bench: [{len(plan) + 1}/{len(plan) + 1}] PyTorch reference ...", file=sys.stderr, flush=True)
-        reference = _in_subprocess(_run_reference, cfg, manifest.input.size, paths)
+        reference = _in_subprocess(_run_reference, cfg, manifest.input, paths)
     model_file = Path(cfg.artifact) / manifest.model("onnx", "fp32").file
     flops = (reference or {}).get("flops") or onnx_flops(model_file)
     gflops_machine = matmul_gflops()
