@@ -7,7 +7,7 @@ that build or run engines.
 """
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 # Names resolve on first use (PEP 562): `import focal.export.cli` or `focal.export.config` must not
 # import onnx and torch, so `focal-export --from-artifact` runs on a runtime-only install.
@@ -64,33 +64,6 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value  # resolved once
     return value
 
-
-if TYPE_CHECKING:  # the eager imports, for type checkers and IDEs
-    from focal.export.config import MIN_OPSET, SYNTHETIC, ExportConfig
-    from focal.export.model import model_from_manifest, model_source
-    from focal.export.onnx import INPUT_NAME, OUTPUT_NAME, OnnxExport, check_onnx, clean_graph, export_onnx, save_onnx
-    from focal.export.pipeline import FUSION_RULE, ExportResult, WrittenFile, calibration_reader, export
-    from focal.export.precision import (
-        FP16_KEPT_OPS,
-        FP16_MAX,
-        Fp16Config,
-        Int8Config,
-        LoweredGraph,
-        convert_fp16,
-        emulate_fp16_storage,
-        prepare_for_quantization,
-        quantize_int8,
-    )
-    from focal.export.sensitivity import BlockSensitivity, PrecisionReport, ReportConfig, Variant, precision_report
-    from focal.export.tensorrt import (
-        EngineBuild,
-        EngineConfig,
-        EngineUnavailable,
-        build_engine,
-        check_tensorrt,
-        engine_file_name,
-        gpu_info,
-    )
 
 __all__ = [
     "FP16_KEPT_OPS",

@@ -78,3 +78,13 @@ def test_the_check_catches_an_offender() -> None:
     # The same check on a module that does load torch must report it.
     pytest.importorskip("torch")
     assert "torch" in _offenders(_loaded_after_import("focal.training"), RUNTIME_FORBIDDEN)
+
+
+def test_the_export_package_loads_its_heavy_modules_only_when_a_name_is_used() -> None:
+    # focal.export's names resolve on first use: the package itself (and its CLI's parser for
+    # --from-artifact) must not load onnx or torch; every public name still resolves.
+    assert _offenders(_loaded_after_import("focal.export"), ("torch", "timm", "onnx")) == []
+    import focal.export
+
+    assert all(getattr(focal.export, name) is not None for name in focal.export.__all__)
+    assert focal.export.verify.__module__ == "focal.export.verify" and callable(focal.export.verify)
