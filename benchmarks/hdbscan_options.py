@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     same = total = 0  # the paper's variant against the runtime's own HDBSCAN labels
     with Detector(args.artifact, backend="cpu", clustering="kmeans", keep_features=True,
                   exif_orientation=False) as det:
-        member = det.members[0]
         for spec in args.data:
             pairs = load_pairs(spec)[: args.limit]
             stats = {v.name: dict(split=[], noise=[], iou=[], flag_f=[], flag_a=[]) for v in VARIANTS}
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 res = det(image)
                 feats = res.features
                 grid = res.labels.shape
-                geometry = member.geometry(h, w)
+                geometry = det.geometry(h, w)
                 truth = read_mask(pair.mask) > 0 if pair.mask is not None else None
                 forged = truth is not None and truth.any()
                 trees = {ms: mst(feats, ms)[:3] for ms in sorted({v.min_samples for v in VARIANTS})}
