@@ -88,3 +88,44 @@ def test_cluster_benchmark_times_the_reference_path_not_the_native_one(monkeypat
     bench._work("reference", feats, 1, 1)
     bench._work("reference_kmeans", feats, 1, 1)
     assert seen == ["reference", "reference"]
+
+
+def test_the_reference_is_timed_under_the_artifacts_input_policy(tiny_extractor, photos: Path, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    # Run in this process (the CLI spawns it) so that the inputs the reference is given can be seen.
+    import focal.runtime.preprocess as preprocess
+    from focal.evaluation.bench import BenchConfig, _run_reference
+    from focal.export import ExportConfig, export
+    from focal.runtime import Detector
+    from focal.runtime.imageio import read_image
+    from focal.runtime.manifest import load_manifest
+    from focal.training import save_checkpoint
+
+    art = tmp_path / "native"
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(art), input_policy="native", max_side=256,
+                        max_points=256), extractor=tiny_extractor)
+    ckpt = save_checkpoint(tiny_extractor, tmp_path / "tiny.safetensors")
+    paths = [str(p) for p in sorted(photos.glob("*.jpg"))[:2]]
+    shapes: list[tuple[int, ...]] = []
+    real = preprocess.network_input
+
+    def recording(image, size, geometry=None, *args, **kwargs):
+        out = real(image, size, geometry, *args, **kwargs)
+        shapes.append(out.shape)
+        return out
+
+    monkeypatch.setattr(preprocess, "network_input", recording)
+
+    class Queue(list):
+        put = list.append
+
+    queue = Queue()
+    _run_reference(BenchConfig(artifact=str(art), reference=str(ckpt), clustering="kmeans", warmup=0),
+                   load_manifest(art).input, paths, queue)
+    assert "error" not in queue[0], queue[0]
+    with Detector(art, backend="cpu") as det:
+        want = []
+        for p in paths:
+            g = det.geometry(*read_image(p).shape[:2])
+            want.append((3, g.pad_height, g.pad_width))
+    assert shapes == want and all(s != (3, 64, 64) for s in shapes)  # native inputs, not the 64 x 64 square
