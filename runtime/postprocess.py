@@ -130,10 +130,18 @@ def mask_from_labels(labels: np.ndarray, height: int, width: int, geometry: Geom
 def _native_mask(labels: np.ndarray, geometry: Geometry) -> np.ndarray:
     """Grid labels -> ``[H, W]`` uint8 mask through the native policy's pad and resize."""
     ext_h, ext_w = labels_extent(geometry)
-    mask = labels_to_mask(labels, ext_h, ext_w)[: geometry.in_height, : geometry.in_width]
-    if mask.shape != (geometry.height, geometry.width):
-        mask = cv2.resize(mask, (geometry.width, geometry.height), interpolation=cv2.INTER_NEAREST)
-    return np.ascontiguousarray(mask)
+    return _to_image(labels_to_mask(labels, ext_h, ext_w), geometry, cv2.INTER_NEAREST)
+
+
+def _to_image(covered: np.ndarray, geometry: Geometry, interpolation: int) -> np.ndarray:
+    """A map over the clustered grid's input extent (:func:`labels_extent`) -> ``[H, W]`` on the original image.
+
+    The pad is cropped off and the cap's downscale undone with ``interpolation``.
+    """
+    out = covered[: geometry.in_height, : geometry.in_width]
+    if out.shape != (geometry.height, geometry.width):
+        out = cv2.resize(np.ascontiguousarray(out), (geometry.width, geometry.height), interpolation=interpolation)
+    return np.ascontiguousarray(out)
 
 
 def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int,
@@ -162,10 +170,8 @@ def soft_map(features: np.ndarray, labels: np.ndarray, height: int, width: int,
     centre = (pristine if pristine.shape[0] else features).mean(axis=0)
     centre = centre / max(float(np.linalg.norm(centre)), 1e-12)
     dist = ((1.0 - features @ centre) / 2.0).astype(np.float32).reshape(h, w)
-    if geometry is not None:
-        ext_h, ext_w = labels_extent(geometry)
-        dist = cv2.resize(dist, (ext_w, ext_h), interpolation=cv2.INTER_LINEAR)[: geometry.in_height,
-                                                                                : geometry.in_width]
-    if dist.shape != (height, width):
-        dist = cv2.resize(np.ascontiguousarray(dist), (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(dist, 0.0, 1.0)
+    if geometry is None:
+        return np.clip(cv2.resize(dist, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+    ext_h, ext_w = labels_extent(geometry)
+    covered = cv2.resize(dist, (ext_w, ext_h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(_to_image(covered, geometry, cv2.INTER_LINEAR), 0.0, 1.0)
