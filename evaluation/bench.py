@@ -22,7 +22,7 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,11 @@ import numpy as np
 from focal._files import list_images
 from focal.runtime.imageio import read_image
 from focal.runtime.detector import STAGES
-from focal.runtime.manifest import InputSpec, load_manifest
+from focal.runtime.integrity import verify_file
+from focal.runtime.manifest import InputSpec, Manifest, load_manifest
 
+
+ARTIFACT_CHECKPOINT = "artifact"  # BenchConfig.reference: the checkpoint the artifact carries
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class BenchConfig:
 
     artifact: str  # artifact folder
     images: list[str] = field(default_factory=list)  # image files; empty = synthetic 640x480 photos-like images
-    reference: str | None = None  # checkpoint for the PyTorch reference on the same images
+    # checkpoint for the PyTorch reference on the same images; ARTIFACT_CHECKPOINT: the one the artifact carries
+    reference: str | None = None
     backends: list[str] | None = None  # None = every backend available here
     precisions: list[str] | None = None  # None = every ONNX precision in the artifact
     clustering: str = "hdbscan"  # clustering method timed
@@ -150,7 +154,8 @@ def _run_runtime(cfg: BenchConfig, backend: str, precision: str, paths: list[str
         queue.put({"backend": backend, "precision": precision, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def _run_reference(cfg: BenchConfig, spec: InputSpec, paths: list[str], queue: Any) -> None:
+def _run_reference(cfg: BenchConfig, spec: InputSpec, split_threshold: float | None, paths: list[str],
+                   queue: Any) -> None:
     """Child process: the PyTorch reference on the same files, stage by stage, under the artifact's input policy."""
     try:
         import torch
@@ -176,7 +181,8 @@ def _run_reference(cfg: BenchConfig, spec: InputSpec, paths: list[str], queue: A
             with torch.inference_mode():
                 feats = ref.extractor(x)[0].float().numpy()
             t3 = time.perf_counter()
-            loc = localize(feats, img.shape[0], img.shape[1], cfg.clustering, geometry=geometry)
+            loc = localize(feats, img.shape[0], img.shape[1], cfg.clustering, geometry=geometry,
+                           split_threshold=split_threshold)
             if i >= cfg.warmup:
                 for s, v in zip(STAGES, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, loc.cluster_ms, loc.post_ms)):
                     per_stage[s].append(v)
@@ -216,9 +222,24 @@ def available_backends() -> list[str]:
     return out
 
 
+def reference_checkpoint(artifact: str | Path, manifest: Manifest) -> Path:
+    """The checkpoint an artifact carries (its manifest's ``checkpoint``), its sha256 checked.
+
+    Raises:
+        ValueError: the artifact carries none, or the file is not the one the manifest names.
+    """
+    if manifest.checkpoint is None:
+        raise ValueError(f"{artifact}: the artifact carries no checkpoint; pass --reference CHECKPOINT")
+    path = Path(artifact) / manifest.checkpoint.file
+    verify_file(path, manifest.checkpoint.sha256)
+    return path
+
+
 def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     """Run every configuration and the reference; return the report (also the JSON written by the CLI)."""
     manifest = load_manifest(cfg.artifact)
+    if cfg.reference == ARTIFACT_CHECKPOINT:
+        cfg = replace(cfg, reference=str(reference_checkpoint(cfg.artifact, manifest)))
     paths = [str(p) for p in _encode_all(_images(cfg), workdir / "images")]
     backends = cfg.backends or available_backends()
     precisions = cfg.precisions or sorted({m.precision for m in manifest.models if m.kind == "onnx"})
@@ -231,7 +252,7 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     reference = None
     if cfg.reference:
         print(f"focal-bench: [{len(plan) + 1}/{len(plan) + 1}] PyTorch reference ...", file=sys.stderr, flush=True)
-        reference = _in_subprocess(_run_reference, cfg, manifest.input, paths)
+        reference = _in_subprocess(_run_reference, cfg, manifest.input, manifest.clustering.split_threshold, paths)
     model_file = Path(cfg.artifact) / manifest.model("onnx", "fp32").file
     flops = (reference or {}).get("flops") or onnx_flops(model_file)
     gflops_machine = matmul_gflops()

@@ -10,7 +10,7 @@ from pathlib import Path
 from focal._cli import (
     add_artifact, add_backend, add_batch_size, add_clustering, add_json, add_precision, make_parser, positive_int,
 )
-from focal.evaluation.bench import BenchConfig, bench, format_table, write_report
+from focal.evaluation.bench import ARTIFACT_CHECKPOINT, BenchConfig, bench, format_table, write_report
 
 __all__ = ["build_parser", "main"]
 
@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``focal-bench`` argument parser (choices from the runtime's registries)."""
     p = make_parser("focal-bench", "Benchmark the FOCAL runtime stage by stage against the PyTorch reference.")
     add_artifact(p, help="artifact folder (focal.json)")
-    p.add_argument("--reference", metavar="CHECKPOINT",
-                   help="checkpoint of the same model, run in eager PyTorch on the same images")
+    p.add_argument("--reference", metavar="CHECKPOINT", nargs="?", const=ARTIFACT_CHECKPOINT,
+                   help="checkpoint of the same model, run in eager PyTorch on the same images; without a value, "
+                        "the checkpoint the artifact carries (the embedded default carries one)")
     p.add_argument("--images", action="append", default=[], metavar="PATH",
                    help="image file or folder, repeatable (default: 4 synthetic 640x480)")
     add_backend(p, repeatable=True,

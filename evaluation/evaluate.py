@@ -103,8 +103,9 @@ def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, metho
     geometry = model.geometry(h, w)
     rec: dict[str, Any] = {}
     masks = {}
+    threshold = split_threshold_of(model)
     for method in methods:
-        loc = localize(feats, h, w, method, min_cluster_size, geometry=geometry)
+        loc = localize(feats, h, w, method, min_cluster_size, geometry=geometry, split_threshold=threshold)
         pred = loc.mask > 0
         soft = soft_map(loc.features, loc.labels, h, w, geometry)
         s = pixel_scores(pred, truth)
@@ -213,6 +214,12 @@ def _open_models(cfg: EvalConfig) -> tuple[FeatureModel, FeatureModel | None]:
     manifest = getattr(model, "manifest", None)
     size = cfg.input_size or (manifest.input.size if manifest is not None else None)
     return model, load_model(cfg.compare, replace(cfg, input_size=size))
+
+
+def split_threshold_of(model: FeatureModel) -> float | None:
+    """The ``split`` rule's threshold of an artifact (its manifest's); None for a checkpoint or an unfitted artifact."""
+    manifest = getattr(model, "manifest", None)
+    return manifest.clustering.split_threshold if manifest is not None else None
 
 
 def _min_cluster_size(cfg: EvalConfig, model: FeatureModel) -> int:
@@ -370,6 +377,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model, other = _open_models(cfg)
+    if "split" in cfg.clustering:
+        for spec, m in ((cfg.model, model), (cfg.compare, other)):
+            if m is not None and split_threshold_of(m) is None:
+                raise ValueError(f"{spec}: clustering 'split' needs an artifact with a fitted split threshold "
+                                 "(focal-calibrate ARTIFACT --photos UNTOUCHED_PHOTOS)")
     run = _Run(cfg, out, list(dict.fromkeys(cfg.clustering)), _min_cluster_size(cfg, model), model, other)
     datasets = {Path(d).name or d: load_pairs(d)[: cfg.limit] for d in cfg.data}
     records = _measure(run, datasets)

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="symbolic batch axis in the graph (height/width stay static)")
     model.add_argument("--opset", type=int, default=MIN_OPSET, metavar="N", help=f"ONNX opset (>= {MIN_OPSET})")
     model.add_argument("--seed", type=int, default=0, metavar="N", help="seed of random weights and of the parity input")
+    model.add_argument("--checkpoint", action="store_true",
+                       help="also write the weights into the artifact as checkpoint.safetensors (+ .json): "
+                            "fine-tune from the artifact, focal-bench --reference without a path")
     model.add_argument("--input-policy", choices=("square", "native"), default="square",
                        help="'square': stretch to --input-size (the release's); 'native': keep the aspect, cap the "
                             "long side at --max-side, pad to the stride (graphs with dynamic height and width; "
@@ -98,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk = parser.add_argument_group("checks")
     chk.add_argument("--verify", default=None, metavar="IMAGES", help="folder or file of images: parity of every artifact")
     chk.add_argument("--verify-limit", type=positive_int, default=16, metavar="N", help="at most N verification images")
-    add_clustering(chk, default=ExportConfig.clustering,
+    add_clustering(chk, default=ExportConfig.clustering, decisions=False,
                    help="clustering method: the artifact's default, and the one verification uses")
     add_min_cluster_size(chk, default=ExportConfig.min_cluster_size,
                          help="HDBSCAN's smallest cluster: the artifact's default, and verification's")
@@ -201,7 +204,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         workspace_gb=args.workspace,
         timing_cache=args.timing_cache, max_batch=args.max_graph_batch, verify=args.verify, verify_limit=args.verify_limit,
         clustering=args.clustering, min_cluster_size=args.min_cluster_size, precision_report=args.precision_report,
-        report_images=args.report_images,
+        report_images=args.report_images, checkpoint=args.checkpoint,
     )
 
 

@@ -55,6 +55,9 @@ class ExportConfig:
     clustering: str = "hdbscan"  # clustering used in the manifest default and by verification
     min_cluster_size: int = 200  # HDBSCAN's smallest cluster (manifest default, verification)
     precision_report: bool = False  # per-block sensitivity of FP16/INT8 (needs verify images or calib)
+    # also write the exported weights as checkpoint.safetensors (+ .json) into the artifact, listed in
+    # the manifest: fine-tuning from the artifact, `focal-bench --reference` without a path
+    checkpoint: bool = False
     report_images: int = 4  # images the precision report runs on
 
     def __post_init__(self) -> None:

@@ -57,6 +57,7 @@ from focal.export.tensorrt import (
 )
 from focal.runtime.geometry import input_profile
 from focal.runtime.manifest import (
+    CheckpointFile,
     ClusteringSpec,
     InputSpec,
     Manifest,
@@ -269,8 +270,19 @@ def _export_fp32(run: _Run) -> None:
             f"max |ORT - torch| = {run.onnx.max_abs_diff:.3g} in {run.onnx.seconds:.1f} s")
     run.files.append(WrittenFile(path, run.onnx.size_bytes, f"ONNX FP32, opset {run.onnx.opset}"))
     run.manifest = _first_manifest(run, run.onnx)
+    if cfg.checkpoint:
+        run.manifest = replace(run.manifest, checkpoint=_write_checkpoint(run))
     save_manifest(run.manifest, run.out)
     run.reader = calibration_reader(cfg, run.size, _native_input(run.manifest)) if cfg.calib else None
+
+
+def _write_checkpoint(run: _Run) -> CheckpointFile:
+    """The exported weights, in this project's format, beside the graphs (whatever format they came in)."""
+    from focal.training import save_checkpoint
+
+    path = save_checkpoint(run.model, run.out / "checkpoint.safetensors", extra={"source": run.source})
+    run.files.append(WrittenFile(path, path.stat().st_size, "PyTorch checkpoint (safetensors + json)"))
+    return CheckpointFile(file=path.name, sha256=sha256_file(path), origin="the exported weights")
 
 
 def _lower_fp16(run: _Run) -> None:
@@ -341,7 +353,8 @@ def _lower_int8(run: _Run) -> None:
         return
     cpu_path = run.out / "model.int8.cpu.onnx"
     check_onnx(cpu_path)
-    cpu_quant = {**entry["quantization"], "activations": "uint8 asymmetric per-tensor"}
+    weights = "int8 symmetric per-channel, 7-bit range" if Int8Config().reduce_range else entry["quantization"]["weights"]
+    cpu_quant = {**entry["quantization"], "activations": "uint8 asymmetric per-tensor", "weights": weights}
     run.add_model(
         ModelFile(cpu_path.name, "onnx", "int8", sha256_file(cpu_path), fp32_ops=list(cpu_rec.kept_ops),
                   excluded_nodes=list(cpu_rec.kept_nodes), calibration={**entry, "quantization": cpu_quant},

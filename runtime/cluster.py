@@ -26,7 +26,10 @@ import numpy as np
 from focal.runtime import _native_api
 
 ClusterMethod = Literal["hdbscan", "kmeans"]
-CLUSTER_METHODS: tuple[str, ...] = ("hdbscan", "kmeans")
+# What a user can ask for: the two labelings, and "split", the k-means split kept only when its
+# score passes the artifact's calibrated threshold (a decision over labels, made in postprocess.localize).
+CLUSTER_METHODS: tuple[str, ...] = ("hdbscan", "kmeans", "split")
+LABEL_METHODS: tuple[str, ...] = ("hdbscan", "kmeans")
 ClusterBackend = Literal["auto", "native", "reference"]
 CLUSTER_BACKENDS: tuple[str, ...] = ("auto", "native", "reference")
 
@@ -261,8 +264,8 @@ def cluster_features(
     Raises:
         ValueError: wrong shape, non-finite values, unknown method.
     """
-    if method not in CLUSTER_METHODS:
-        raise ValueError(f"unknown clustering method {method!r}; choose one of {CLUSTER_METHODS}")
+    if method not in LABEL_METHODS:
+        raise ValueError(f"unknown clustering method {method!r}; choose one of {LABEL_METHODS}")
     native = resolve_backend(backend) == "native"
     if normalized:
         rows = np.ascontiguousarray(_check(features, min_cluster_size), dtype=np.float32)

@@ -41,7 +41,7 @@ class DetectorConfig:
 
     backend: str = "auto"  # "auto", "cpu", "cuda", "tensorrt" (engine) or "tensorrt-ep" (ORT's TensorRT EP)
     precision: str = "fp32"  # which of the artifact's models: "fp32", "fp16", "int8"
-    clustering: str | None = None  # "hdbscan" / "kmeans"; None = the manifest's default
+    clustering: str | None = None  # "hdbscan" / "kmeans" / "split"; None = the manifest's default
     min_cluster_size: int | None = None  # None = the manifest's default (200 in the paper)
     cluster_backend: str = "auto"  # "native" (compiled core), "reference" (NumPy/hdbscan) or "auto"
     threads: int | None = None  # CPU threads for ONNX Runtime; None = all cores
@@ -249,6 +249,13 @@ class Detector:
         if self.clustering not in CLUSTER_METHODS:
             raise ValueError(f"unknown clustering {self.clustering!r}; choose one of {CLUSTER_METHODS}")
         self.min_cluster_size = int(cfg.min_cluster_size or self.manifest.clustering.min_cluster_size)
+        # "split" keeps a k-means split only above the threshold fitted on this artifact's features.
+        self.split_threshold = self.manifest.clustering.split_threshold
+        if self.clustering == "split" and (self.split_threshold is None or len(self.members) > 1):
+            self.close()
+            why = ("a fusion of artifacts has none (each threshold belongs to one artifact's features)"
+                   if len(self.members) > 1 else "fit one with focal-calibrate ARTIFACT --photos UNTOUCHED_PHOTOS")
+            raise ValueError(f"{self.artifact}: clustering 'split' needs the artifact's split threshold: {why}")
         self.cluster_backend = resolve_cluster_backend(cfg.cluster_backend)  # which implementation runs
         self.backend = self.members[0].backend
         self.engine = self.members[0].engine
@@ -312,7 +319,8 @@ class Detector:
                 results.append(p.error)
                 continue
             loc = localize(feats[k].astype(np.float32, copy=False), p.height, p.width, self.clustering,
-                           self.min_cluster_size, self.cluster_backend, geometry=p.geometry)
+                           self.min_cluster_size, self.cluster_backend, geometry=p.geometry,
+                           split_threshold=self.split_threshold)
             k += 1
             timings = {**p.timings, "infer": infer_ms, "cluster": loc.cluster_ms, "postprocess": loc.post_ms}
             results.append(Result(

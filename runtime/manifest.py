@@ -6,8 +6,8 @@ The export side writes it (``focal.export``), the runtime only reads it:
 input size, preprocessing, output shape and the clustering defaults are
 stated here once and never hard-coded a second time.
 
-Layout of ``focal.json`` (version 2; version 1, without ``target``, is
-read too)::
+Layout of ``focal.json`` (version 3; versions 1 and 2, without ``target``,
+``checkpoint`` or the split threshold, are read too)::
 
     {
       "format": "focal-artifact", "version": 2,
@@ -22,7 +22,9 @@ read too)::
                   "sha256": "...", "onnx_sha256": null, "fp32_ops": [], "excluded_nodes": [],
                   "tensorrt": null, "gpu": null, "compute_capability": null, "calibration": null,
                   "external_data": null, "external_sha256": null, "target": null}],
-      "clustering": {"method": "hdbscan", "min_cluster_size": 200},
+      "clustering": {"method": "hdbscan", "min_cluster_size": 200,
+                     "split_threshold": 0.41 | null, "split_calibration": {...} | null},
+      "checkpoint": {"file": "checkpoint.safetensors", "sha256": "...", "origin": "..."} | null,
       "tools": {"focal": "0.1.0", "torch": "...", "onnx": "...", "opset": 17},
       "source": {"weights": "...", "weights_sha256": "..."}
     }
@@ -41,7 +43,7 @@ from focal.runtime.geometry import INPUT_POLICIES, check_native
 
 MANIFEST_NAME = "focal.json"
 ARTIFACT_FORMAT = "focal-artifact"
-ARTIFACT_VERSION = 2  # 2: ModelFile.target
+ARTIFACT_VERSION = 3  # 2: ModelFile.target; 3: checkpoint, clustering.split_*
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 MODEL_KINDS: tuple[str, ...] = ("onnx", "tensorrt")
 TARGETS: tuple[str, ...] = ("cpu",)  # ModelFile.target values besides None
@@ -114,8 +116,21 @@ class ModelFile:
 class ClusteringSpec:
     """Defaults of the clustering step (overridable at run time)."""
 
-    method: str = "hdbscan"  # "hdbscan" or "kmeans"
+    method: str = "hdbscan"  # "hdbscan", "kmeans" or "split"
     min_cluster_size: int = 200  # HDBSCAN's smallest cluster
+    # "split": flag an image when its k-means split's score exceeds this, the (1 - alpha) quantile of
+    # the score over untouched photos (focal.calibration.decision); None: not fitted, "split" refused
+    split_threshold: float | None = None
+    split_calibration: dict[str, Any] | None = None  # what it was fitted on: photos, alpha, quantile
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """The PyTorch checkpoint an artifact carries (fine-tuning, ``focal-bench --reference``)."""
+
+    file: str  # relative to the artifact folder; its ``.json`` config lies beside it
+    sha256: str  # of the ``.safetensors`` file, checked before it loads
+    origin: str  # how it was made, e.g. "training" or "recovered from model.onnx"
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,7 @@ class Manifest:
     models: list[ModelFile]
     fusion: str | None = None
     clustering: ClusteringSpec = ClusteringSpec()
+    checkpoint: CheckpointFile | None = None
     tools: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     format: str = ARTIFACT_FORMAT
@@ -203,6 +219,15 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}: {exc}") from exc
 
 
+def _check_clustering(clustering: ClusteringSpec, where: str) -> None:
+    """A split threshold is a score (in [0, 1]); "split" as the default needs one."""
+    t = clustering.split_threshold
+    if t is not None and not (isinstance(t, (int, float)) and 0.0 <= t <= 1.0):
+        raise ValueError(f"{where}: clustering split_threshold must be a number in [0, 1], got {t!r}")
+    if clustering.method == "split" and t is None:
+        raise ValueError(f"{where}: clustering method 'split' needs a split_threshold")
+
+
 def _check_policy(inp: InputSpec, members: list[MemberSpec], clustering: ClusteringSpec, where: str) -> None:
     """Refuses input policies this runtime cannot run, before any model is opened."""
     if inp.policy not in INPUT_POLICIES:
@@ -238,9 +263,13 @@ def parse_manifest(raw: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
         out = _build(OutputSpec, raw.pop("output"), f"{where} output")
         models = [_build(ModelFile, m, f"{where} models") for m in raw.pop("models")]
         clustering = _build(ClusteringSpec, raw.pop("clustering", {}), f"{where} clustering")
+        checkpoint = raw.pop("checkpoint", None)
+        if checkpoint is not None:
+            checkpoint = _build(CheckpointFile, checkpoint, f"{where} checkpoint")
     except KeyError as exc:
         raise ValueError(f"{where}: missing field {exc}") from None
     _check_policy(inp, members, clustering, where)
+    _check_clustering(clustering, where)
     for m in models:
         if m.precision not in PRECISIONS:
             raise ValueError(f"{where}: {m.file}: unknown precision {m.precision!r}; allowed {PRECISIONS}")
@@ -250,7 +279,8 @@ def parse_manifest(raw: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
             raise ValueError(f"{where}: {m.file}: unknown target {m.target!r}; allowed {TARGETS} or null")
     return _build(
         Manifest,
-        dict(raw, members=members, input=inp, output=out, models=models, clustering=clustering),
+        dict(raw, members=members, input=inp, output=out, models=models, clustering=clustering,
+             checkpoint=checkpoint),
         where,
     )
 
@@ -273,7 +303,7 @@ def load_manifest(artifact_dir: str | Path) -> Manifest:
 
 
 def save_manifest(manifest: Manifest, artifact_dir: str | Path) -> Path:
-    """Write ``focal.json`` atomically (temporary file, then rename)."""
+    """Write ``focal.json`` atomically (temporary file, then rename), in this version's layout."""
     path = Path(artifact_dir) / MANIFEST_NAME
-    write_atomic(path, manifest.to_json().encode())
+    write_atomic(path, replace(manifest, version=ARTIFACT_VERSION).to_json().encode())
     return path

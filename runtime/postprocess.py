@@ -44,7 +44,8 @@ class Localization:
         mask: ``[H, W]`` uint8, 255 = forged, at the image's own size.
         labels: ``[h, w]`` uint8 at feature resolution, 1 = forged.
         features: ``[h * w, D]`` float32, rows L2-normalised (row-major pixels).
-        score: image-level forgery score in ``[0, 1]`` (:mod:`focal.runtime.score`).
+        score: image-level forgery score in ``[0, 1]`` (:mod:`focal.runtime.score`): of the
+            labels; under ``"split"``, of the k-means split whether or not it passed the threshold.
         forged_fraction: share of mask pixels flagged forged, in ``[0, 1]``.
         cluster_ms: time spent clustering.
         post_ms: time spent normalising, resizing the mask and scoring.
@@ -67,6 +68,7 @@ def localize(
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE,
     backend: str = "auto",
     geometry: Geometry | None = None,
+    split_threshold: float | None = None,
 ) -> Localization:
     """Method.md sections 1 and 4 after the network: normalise, cluster, mask, score.
 
@@ -78,7 +80,8 @@ def localize(
             normalised: rows are L2-normalised here).
         height: H of the original image.
         width: W of the original image.
-        method: ``"hdbscan"`` or ``"kmeans"``.
+        method: ``"hdbscan"``, ``"kmeans"`` or ``"split"`` (the k-means
+            split, kept only where its score exceeds ``split_threshold``).
         min_cluster_size: HDBSCAN's smallest cluster.
         backend: clustering implementation, "auto" (native where built),
             "native" or "reference"; the labels are the same.
@@ -92,6 +95,8 @@ def localize(
     """
     if feature_map.ndim != 3:
         raise ValueError(f"feature map must be [D, h, w], got shape {feature_map.shape}")
+    if method == "split" and split_threshold is None:
+        raise ValueError("clustering 'split' needs a split_threshold (fit one: focal.calibration.decision)")
     t0 = time.perf_counter()
     if geometry is not None:
         feature_map = pool_features(feature_map, geometry)
@@ -99,10 +104,15 @@ def localize(
     flat = normalize_rows(feature_map.reshape(d, h * w).T)
     t1 = time.perf_counter()
     # Rows are unit length already: checked, not normalised a second time.
-    labels = cluster_features(flat, method, min_cluster_size, backend=backend, normalized=True)  # type: ignore[arg-type]
+    labelling = "kmeans" if method == "split" else method
+    labels = cluster_features(flat, labelling, min_cluster_size, backend=backend, normalized=True)  # type: ignore[arg-type]
     t2 = time.perf_counter()
-    mask = mask_from_labels(labels.reshape(h, w), height, width, geometry)
     score = forgery_score(flat, labels)
+    # The score is computed on the split either way: it is the test statistic, and the
+    # image-level evidence a caller ranks by, even where it does not pass.
+    if method == "split" and not score > split_threshold:
+        labels = np.zeros_like(labels)
+    mask = mask_from_labels(labels.reshape(h, w), height, width, geometry)
     fraction = float(np.count_nonzero(mask)) / mask.size
     t3 = time.perf_counter()
     return Localization(

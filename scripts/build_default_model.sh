@@ -14,7 +14,10 @@
 #    for TensorRT, uint8 activations for ONNX Runtime CPU; min-max ranges on 64
 #    synthetic forgeries: the HDBSCAN "any forged cluster" decision of an
 #    image can flip under quantisation, so the parity table measures it),
-#    verifying parity on ../shared/data/real-samples.
+#    verifying parity on ../shared/data/real-samples, and the trained weights
+#    beside them (checkpoint.safetensors + .json: fine-tuning, focal-bench --reference);
+# 3. fits the `split` decision's threshold (a 10% false-alarm rate) on the
+#    photos training held out, which focal-synth lists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${EPOCHS:-19}  # the shipped model: best of epochs 1-19 was epoch 15
@@ -27,7 +30,12 @@ SEGMENTATIONS=${FOCAL_SEGMENTATIONS:-$PHOTOS/bsds500_groundTruth_mat}
 rm -rf runtime/default_model.new
 .venv/bin/focal-export --backbone lite --weights "$RUN/best.safetensors" --input-size 512 \
   --int8 --calib "synthetic:$PHOTOS" --calib-count 64 --calib-method minmax \
-  --verify ../shared/data/real-samples/images --clustering hdbscan \
+  --verify ../shared/data/real-samples/images --clustering hdbscan --checkpoint \
   --out runtime/default_model.new || echo "build_default_model: parity below a threshold: see the table above"
-rm -rf runtime/default_model && mv runtime/default_model.new runtime/default_model
+HELDOUT=$(mktemp -d)
+.venv/bin/focal-synth --photos "$PHOTOS" --segmentations "$SEGMENTATIONS" --count 1 --out "$HELDOUT/synval" \
+  --authentic-list "$HELDOUT/heldout.json"
+ROOT=$(pwd)  # the threshold records its photo list by the name given: heldout.json
+(cd "$HELDOUT" && "$ROOT/.venv/bin/focal-calibrate" "$ROOT/runtime/default_model.new" --photos heldout.json)
+rm -rf "$HELDOUT" runtime/default_model && mv runtime/default_model.new runtime/default_model
 echo "build_default_model: wrote runtime/default_model (reinstall the package to ship it)"

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--authentic-weight", type=float,
                    help="weight of the compactness term on untouched samples, 0 = the paper's recipe "
                         f"{_default('authentic_weight')}")
-    add_clustering(p, option="--val-clustering", default=None,
+    add_clustering(p, option="--val-clustering", default=None, decisions=False,
                    help=f"clustering method in validation {_default('val_clustering')}")
     p.add_argument("--workers", type=int, metavar="N", help=f"DataLoader worker processes {_default('workers')}")
     p.add_argument("--threads", type=positive_int, metavar="N", help="torch intra-op threads (default: torch's)")

@@ -27,8 +27,9 @@ Detection = Localization
 class ReferenceConfig:
     """How the reference turns features into a mask."""
 
-    clustering: str = "hdbscan"  # "hdbscan" (paper) or "kmeans" (authors' release)
+    clustering: str = "hdbscan"  # "hdbscan" (paper), "kmeans" (authors' release) or "split"
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE  # HDBSCAN's smallest cluster
+    split_threshold: float | None = None  # "split": the artifact's fitted threshold (required for it)
     input_size: int | None = None  # square input side; None = the extractor's own
     policy: str = "square"  # input policy, as the artifact's manifest (focal.runtime.geometry)
     max_side: int | None = None  # "native": cap of the longer side
@@ -75,4 +76,5 @@ class ReferenceDetector:
         """Detect forged regions in one ``[H, W, 3]`` uint8 RGB image."""
         feats = self.feature_map(image)
         return localize(feats, image.shape[0], image.shape[1], self.config.clustering, self.config.min_cluster_size,
-                        geometry=self.geometry(image.shape[0], image.shape[1]))
+                        geometry=self.geometry(image.shape[0], image.shape[1]),
+                        split_threshold=self.config.split_threshold)

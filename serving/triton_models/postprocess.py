@@ -38,7 +38,8 @@ class TritonPythonModel:
             raise ValueError(f"size must be positive, got {height} x {width}")
         geometry = image_geometry(height, width, spec.policy, spec.size, self.stride, spec.max_side, spec.max_points)
         return localize(feature_map.astype(np.float32, copy=False), height, width, clustering.method,
-                        clustering.min_cluster_size, self.cluster_backend, geometry=geometry)
+                        clustering.min_cluster_size, self.cluster_backend, geometry=geometry,
+                        split_threshold=clustering.split_threshold)
 
     def execute(self, requests: list) -> list:
         responses = []

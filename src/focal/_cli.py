@@ -119,18 +119,22 @@ def add_clustering(
     default: str | None = "hdbscan",
     repeatable: bool = False,
     option: str = "--clustering",
+    decisions: bool = True,
 ) -> None:
     """``--clustering`` (or another ``option`` name) with the runtime's methods.
 
     A repeatable option collects a list; its ``default`` is left for the caller
     to apply, since ``argparse`` appends to a default list rather than replacing it.
+    ``decisions=False`` offers only the labelings (``hdbscan``, ``kmeans``): for
+    tools that run before an artifact has a calibrated ``split`` threshold.
     """
-    from focal.runtime.cluster import CLUSTER_METHODS
+    from focal.runtime.cluster import CLUSTER_METHODS, LABEL_METHODS
 
+    choices = CLUSTER_METHODS if decisions else LABEL_METHODS
     if repeatable:
-        parser.add_argument(option, action="append", choices=CLUSTER_METHODS, default=None, help=help)
+        parser.add_argument(option, action="append", choices=choices, default=None, help=help)
     else:
-        parser.add_argument(option, choices=CLUSTER_METHODS, default=default, help=help)
+        parser.add_argument(option, choices=choices, default=default, help=help)
 
 
 def add_min_cluster_size(parser: argparse.ArgumentParser, help: str, *, default: int | None = None) -> None:

@@ -67,7 +67,6 @@ def test_cluster_benchmark_times_the_reference_path_not_the_native_one(monkeypat
     import importlib.util
     import sys
 
-    import numpy as np
 
     import focal.runtime.cluster as cluster
 
@@ -121,7 +120,7 @@ def test_the_reference_is_timed_under_the_artifacts_input_policy(tiny_extractor,
 
     queue = Queue()
     _run_reference(BenchConfig(artifact=str(art), reference=str(ckpt), clustering="kmeans", warmup=0),
-                   load_manifest(art).input, paths, queue)
+                   load_manifest(art).input, None, paths, queue)
     assert "error" not in queue[0], queue[0]
     with Detector(art, backend="cpu") as det:
         want = []
@@ -129,3 +128,21 @@ def test_the_reference_is_timed_under_the_artifacts_input_policy(tiny_extractor,
             g = det.geometry(*read_image(p).shape[:2])
             want.append((3, g.pad_height, g.pad_width))
     assert shapes == want and all(s != (3, 64, 64) for s in shapes)  # native inputs, not the 64 x 64 square
+
+
+def test_reference_without_a_value_runs_the_checkpoint_the_artifact_carries(tiny_artifact: Path, photos: Path,
+                                                                             tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from focal.training.from_onnx import checkpoint_from_artifact
+
+    art = Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
+    args = [str(art), "--reference", "--backend", "cpu", "--warmup", "0", "--clustering", "kmeans",
+            "--report", str(tmp_path / "bench.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "carries no checkpoint" in err and "Traceback" not in err
+    checkpoint_from_artifact(art, sorted(photos.glob("*.jpg"))[:2])
+    assert main(args) == 0
+    ref = json.loads((tmp_path / "bench.json").read_text())["reference"]
+    assert "error" not in ref and ref["backend"] == "pytorch-eager", ref

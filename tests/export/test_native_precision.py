@@ -34,6 +34,10 @@ MAX_SIDE, MAX_POINTS, STRIDE = 512, 1024, 8  # tiny's stride; 512 caps all but 3
 # INT8 with every layer quantized (stem and head too, so the check is not vacuous): test_precision.py's
 # level for tiny with the same policy; the artifact-level FP16 level is verify's own.
 INT8_COSINE = 0.98
+# The CPU graph's 7-bit weights (Int8Config.reduce_range: VPMADDUBSW cannot saturate on CPUs without
+# VNNI) cost lite's native parity at 256 x 384: 0.979 on an AVX2-only EPYC; with 8-bit weights the same
+# graph measured 0.891 there (saturation), 0.982 on a VNNI Xeon. This level fails a saturating graph.
+INT8_CPU_COSINE = 0.97
 FP16_COSINE = PARITY_THRESHOLDS["fp16"].cosine
 
 
@@ -90,7 +94,7 @@ def _check_every_precision(artifact: Path, extractor, images, max_side: int) -> 
                                                        input_size=extractor.input_size, policy="native",
                                                        max_side=max_side, max_points=MAX_POINTS))
     lower = {"model.fp16.onnx": ("fp16", FP16_COSINE), "model.int8.onnx": ("int8", INT8_COSINE),
-             "model.int8.cpu.onnx": ("int8", INT8_COSINE)}
+             "model.int8.cpu.onnx": ("int8", INT8_CPU_COSINE)}
     figures = []
     with Detector(artifact, backend="cpu", keep_features=True) as fp32:
         others = {f: Detector(artifact, backend="cpu", precision=p, model_file=f, keep_features=True)

@@ -74,6 +74,16 @@ def test_int8_for_the_cpu_provider_has_uint8_activations(tiny_artifact):
     sym, asym = activation_zero_points(trt.file), activation_zero_points(cpu.file)
     assert sym and all(z.dtype == np.int8 and not z.any() for z in sym)  # what TensorRT needs
     assert asym and all(z.dtype == np.uint8 for z in asym) and any(z.any() for z in asym)
+
+    def weight_extremes(name: str) -> int:
+        model = onnx.load(str(out / name))
+        dq_inputs = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+        ws = [numpy_helper.to_array(i) for i in model.graph.initializer
+              if i.name in dq_inputs and i.data_type == onnx.TensorProto.INT8 and i.dims]
+        return int(max(np.abs(w.astype(np.int32)).max() for w in ws))
+
+    # 7-bit weights in the CPU graph: u8 x s8 pair sums fit VPMADDUBSW's int16 on CPUs without VNNI
+    assert weight_extremes(trt.file) == 127 and weight_extremes(cpu.file) <= 64
     # ONNX Runtime's CPU provider takes the CPU variant, every other backend the general graph
     assert manifest.model_for("cpu", "int8").file == "model.int8.cpu.onnx"
     assert manifest.model_for("cuda", "int8").file == "model.int8.onnx"
@@ -149,6 +159,22 @@ def test_weights_round_trip_through_our_checkpoint(tmp_path, tiny_extractor):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), tiny_extractor(x))
+
+
+def test_the_artifact_can_carry_its_checkpoint(tmp_path, tiny_extractor):
+    from focal.evaluation.bench import reference_checkpoint
+    from focal.training import build_extractor
+
+    out = tmp_path / "a"
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(out), checkpoint=True), extractor=tiny_extractor)
+    manifest = load_manifest(out)
+    path = reference_checkpoint(out, manifest)  # listed, and its digest checked
+    assert path == out / "checkpoint.safetensors" and (out / "checkpoint.json").is_file()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(build_extractor(weights=path)(x), tiny_extractor(x))
+    export(ExportConfig(backbone="tiny", input_size=64, out=str(tmp_path / "b")), extractor=tiny_extractor)
+    assert load_manifest(tmp_path / "b").checkpoint is None and not (tmp_path / "b" / "checkpoint.safetensors").exists()
 
 
 

@@ -75,3 +75,25 @@ def test_default_finds_held_out_synthetic_forgeries_and_spares_untouched_photos(
             alarms.append(bool(det(path).mask.any()))
     assert np.mean(ious) >= MIN_SYNTHETIC_IOU, ious
     assert np.mean(alarms) <= MAX_FALSE_ALARMS, alarms
+
+
+def test_the_default_carries_its_checkpoint_and_a_fitted_split_decision(default_present: None) -> None:
+    from focal.runtime.integrity import verify_file
+    from focal.runtime.manifest import load_manifest
+
+    manifest = load_manifest(DEFAULT_DIR)
+    assert manifest.checkpoint is not None and (DEFAULT_DIR / "checkpoint.json").is_file()
+    verify_file(DEFAULT_DIR / manifest.checkpoint.file, manifest.checkpoint.sha256, use_cache=False)
+    spec = manifest.clustering
+    assert spec.method == "hdbscan"  # the paper's rule stays the default
+    assert 0.0 < spec.split_threshold < 1.0 and spec.split_calibration["false_alarm"] == 0.1
+    assert spec.split_calibration["flagged"] <= 0.1 and spec.split_calibration["photos"] >= 10
+
+
+def test_split_on_the_default_flags_what_passes_its_threshold(default_present: None, shared_data: Path) -> None:
+    images = sorted((shared_data / "real-samples/images").iterdir())[:4] + \
+        sorted((shared_data / "natural/bsds500").glob("test_*.jpg"))[:4]
+    with Detector(backend="cpu", clustering="split") as det:
+        tau = det.split_threshold
+        for r in det.detect_many(images):
+            assert r.mask.any() == (r.score > tau), (r.path, r.score, tau)
