@@ -21,15 +21,6 @@ def artifact(tmp_path: Path, tiny_artifact: Path) -> Path:
     return Path(shutil.copytree(tiny_artifact, tmp_path / "artifact"))
 
 
-@pytest.fixture
-def twelve_photos(tmp_path: Path, photos: Path) -> Path:
-    folder = tmp_path / "untouched"
-    folder.mkdir()
-    for p in sorted(photos.glob("*.jpg"))[:12]:
-        (folder / p.name).write_bytes(p.read_bytes())
-    return folder
-
-
 def test_the_threshold_lets_at_most_alpha_of_the_fitting_scores_pass(rng):
     for n, alpha in ((10, 0.1), (56, 0.1), (200, 0.05), (33, 0.2)):
         scores = rng.uniform(0, 1, n)
