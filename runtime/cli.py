@@ -347,7 +347,9 @@ def open_detector(cfg: DetectConfig) -> tuple[Detector, str]:
         raise SetupError(f"{cfg.artifact}: cannot open the model ({type(exc).__name__}: {text})") from None
     which = f"default model ({cfg.artifact})" if cfg.default_model else f"artifact {cfg.artifact}"
     return det, (f"focal-detect: {which}: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
-                 f"clustering {det.clustering} ({det.cluster_backend})")
+                 f"clustering {det.clustering}"
+                 + (f" above {det.split_threshold:.4f}" if det.clustering == "split" else "")
+                 + f" ({det.cluster_backend})")
 
 
 def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:

@@ -101,3 +101,15 @@ def test_cli_refuses_too_few_photos(artifact: Path, twelve_photos: Path, capsys)
                            "--backend", "cpu"]) == 2
     assert "at least 100 photos" in capsys.readouterr().err
     assert (artifact / MANIFEST_NAME).read_bytes() == before
+
+
+def test_focal_detect_refuses_split_on_an_unfitted_artifact_before_any_work(artifact: Path, twelve_photos: Path,
+                                                                         tmp_path: Path, capsys):
+    from focal.serving.detect_cli import main as detect_main
+
+    out = tmp_path / "out"
+    assert detect_main([str(artifact), str(twelve_photos), "--clustering", "split", "--out", str(out),
+                        "--backend", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "focal-calibrate" in err and len(err.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
