@@ -6,7 +6,9 @@
 # Forgeries are generated on the machine's CPU cores (one DataLoader worker
 # per core but two), AMP runs where CUDA is present (TrainConfig.amp), and a
 # large batch keeps the GPU busy. Writes OUT/best.safetensors (+ .json) and
-# OUT/artifact (native input policy, FP32 ONNX). The run folder resumes if
+# OUT/artifact (native input policy, FP32 ONNX, the checkpoint inside, and the
+# `split` decision's threshold fitted on the photos training held out, where
+# they are at least the 10 a 10% rate needs). The run folder resumes if
 # stopped. TOY=1 runs the same script at toy scale on a CPU (what the test
 # suite does), so it is known to work before a GPU is at hand.
 set -euo pipefail
@@ -29,5 +31,13 @@ SEG_ARGS=()
 "$PY" -m focal.training.cli --preset lite-traces --photos "$PHOTOS" "${SEG_ARGS[@]}" "${ARGS[@]}" --out "$OUT"
 BACKBONE=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['extractor'])" "$OUT/best.json")
 "$PY" -m focal.export.cli --backbone "$BACKBONE" --weights "$OUT/best.safetensors" --input-size "$EXPORT_SIZE" \
-  --input-policy native --max-side 1024 --out "$OUT/artifact" -q
+  --input-policy native --max-side 1024 --checkpoint --out "$OUT/artifact" -q
+"$PY" -m focal.training.synth_cli --photos "$PHOTOS" "${SEG_ARGS[@]}" --count 1 --out "$OUT/heldout-sample" \
+  --authentic-list "$OUT/heldout.json"
+HELD=$("$PY" -c "import json,sys; print(len(json.load(open(sys.argv[1]))))" "$OUT/heldout.json")
+if [ "$HELD" -ge 10 ]; then
+  "$PY" -m focal.calibration.cli "$OUT/artifact" --photos "$OUT/heldout.json"
+else
+  echo "train_gpu: $HELD held-out photos, fewer than the 10 a 10% false-alarm rate needs: no split threshold"
+fi
 echo "train_gpu: checkpoint $OUT/best.safetensors, artifact $OUT/artifact"

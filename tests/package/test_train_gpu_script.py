@@ -23,3 +23,6 @@ def test_train_gpu_script_at_toy_scale(photos: Path, tmp_path: Path) -> None:
     assert (out / "best.safetensors").is_file()
     manifest = json.loads((out / "artifact/focal.json").read_text())
     assert manifest["input"]["policy"] == "native" and manifest["extractor"] == "tiny"
+    assert (out / "artifact" / manifest["checkpoint"]["file"]).is_file()
+    held = len(json.loads((out / "heldout.json").read_text()))
+    assert (manifest["clustering"]["split_threshold"] is not None) == (held >= 10), (held, run.stdout[-500:])
