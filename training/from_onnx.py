@@ -107,6 +107,13 @@ def load_folded_onnx(model: nn.Module, onnx_path: str | Path, images: Iterable[t
                 raise ValueError(f"{path}: a BatchNorm of {cur.num_features} channels follows a convolution of "
                                  f"{prev.out_channels}")
             bn_after[id(prev)] = cur
+    # Only convolutions and the BatchNorms folded into them are recovered: any other weight
+    # (a Linear, a LayerNorm, a lone BatchNorm) would keep its fresh value, silently.
+    covered = {id(p) for m in [*convs, *bn_after.values()] for p in m.parameters(recurse=False)}
+    others = [name for name, p in model.named_parameters() if id(p) not in covered]
+    if others:
+        raise ValueError(f"{path}: only convolutions and their BatchNorms are recovered; this model also has "
+                         f"{len(others)} other weights ({', '.join(others[:3])}, ...)")
     with torch.no_grad():
         for conv, (name, weight, bias, groups) in zip(convs, graph):
             if tuple(conv.weight.shape) != weight.shape or conv.groups != groups:
@@ -158,6 +165,20 @@ def load_folded_onnx(model: nn.Module, onnx_path: str | Path, images: Iterable[t
     return {"convs": len(convs), "batchnorms": len(bns), "images": sum(int(b.shape[0]) for b in batches)}
 
 
+def _check_parity(model: nn.Module, onnx_file: Path, x: torch.Tensor, input_name: str,
+                  tolerance: float = 1e-3) -> None:
+    """Raises ValueError unless the module's features equal the graph's (max difference relative to the largest)."""
+    import onnxruntime as ort
+
+    graph = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).run(None, {input_name: x.numpy()})[0]
+    with torch.no_grad():
+        got = model(x).numpy()
+    err = float(np.abs(got - graph).max() / max(float(np.abs(graph).max()), 1e-12))
+    if err > tolerance:
+        raise ValueError(f"{onnx_file}: the recovered module differs from the graph by {err:.2g} of its largest "
+                         f"feature (more than {tolerance:g})")
+
+
 def checkpoint_from_artifact(artifact: str | Path, photos: list[str | Path], out: str | Path | None = None,
                              batch: int = 8) -> Path:
     """Recover the PyTorch checkpoint of an artifact's FP32 graph and record it in the artifact.
@@ -178,7 +199,8 @@ def checkpoint_from_artifact(artifact: str | Path, photos: list[str | Path], out
         when it lies inside the artifact.
 
     Raises:
-        ValueError: a fusion, an artifact of another architecture, no photos.
+        ValueError: a fusion, an artifact of another architecture, no photos,
+            or a recovered module whose features differ from the graph's.
     """
     from dataclasses import replace
 
@@ -214,6 +236,7 @@ def checkpoint_from_artifact(artifact: str | Path, photos: list[str | Path], out
         batches += [torch.stack(group[i: i + batch]) for i in range(0, len(group), batch)]
     onnx_file = folder / manifest.model("onnx", "fp32").file
     stats = load_folded_onnx(model, onnx_file, batches)
+    _check_parity(model, onnx_file, batches[0][:1], spec.name)
     target = Path(out) if out is not None else folder / "checkpoint.safetensors"
     origin = f"recovered from {onnx_file.name} (sha256 {sha256_file(onnx_file)[:16]}), BatchNorm statistics of " \
              f"{stats['images']} photos"

@@ -107,3 +107,20 @@ def test_the_defaults_checkpoint_computes_the_defaults_graph(shared_data: Path) 
     with torch.no_grad():
         got = build_extractor(weights=DEFAULT_DIR / "checkpoint.safetensors")(torch.from_numpy(x)).numpy()
     assert np.abs(got - graph).max() < 1e-4 * np.abs(graph).max()
+
+
+def test_weights_other_than_convolutions_and_their_batchnorms_are_refused(tmp_path: Path) -> None:
+    class WithLinearHead(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.head = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.conv(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    model = WithLinearHead().eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (_images(1)[:, :, :16, :16],), str(path), dynamo=False)
+    with pytest.raises(ValueError, match="other weights .*head"):
+        load_folded_onnx(WithLinearHead(), path, [_images(1)[:, :, :16, :16]])
