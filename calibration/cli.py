@@ -4,8 +4,9 @@
 
 Writes ``clustering.split_threshold`` (and what it was fitted on) into
 ``ARTIFACT/focal.json``; ``--default`` also makes ``split`` the artifact's
-default clustering. Exit codes: 0 fitted; 2 bad arguments or inputs (one
-line naming the file; the manifest is left as it was).
+default clustering. Exit codes: 0 fitted; 2 bad arguments or inputs, or a
+manifest that cannot be written (one line naming the file; the manifest is
+left as it was).
 """
 
 from __future__ import annotations
@@ -55,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
                              make_default=args.default, backend=args.backend, precision=args.precision,
                              limit=args.limit)
         record = fit_split(cfg, progress=progress)
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        print(f"focal-calibrate: {exc}", file=sys.stderr)
-        return 2
-    finally:
+    except (OSError, ValueError, ImportError) as exc:  # OSError: also a manifest that cannot be rewritten
         if bar is not None:
             bar.close()
+        print(f"focal-calibrate: {exc}", file=sys.stderr)  # the last line, after the progress
+        return 2
+    if bar is not None:
+        bar.close()
     if args.json:
         print(json.dumps(record, indent=2))
     else:

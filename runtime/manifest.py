@@ -10,7 +10,7 @@ Layout of ``focal.json`` (version 3; versions 1 and 2, without ``target``,
 ``checkpoint`` or the split threshold, are read too)::
 
     {
-      "format": "focal-artifact", "version": 2,
+      "format": "focal-artifact", "version": 3,
       "extractor": "vit+hrnet",                 # registry name(s), '+' = fusion
       "members": [{"name": "vit", "feature_dim": 256, "stride": 16}, ...],
       "fusion": "concat-l2-nearest" | null,      # fused inside the graph

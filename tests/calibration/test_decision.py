@@ -113,3 +113,18 @@ def test_focal_detect_refuses_split_on_an_unfitted_artifact_before_any_work(arti
     err = capsys.readouterr().err.strip()
     assert "focal-calibrate" in err and len(err.splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_reports_a_manifest_it_cannot_write_in_one_line(artifact: Path, twelve_photos: Path, capsys,
+                                                           monkeypatch):
+    import focal.calibration.decision as decision
+
+    def read_only(*_args):  # as an installed package's folder is for a user
+        raise PermissionError(13, "Permission denied", str(artifact / MANIFEST_NAME))
+
+    monkeypatch.setattr(decision, "save_manifest", read_only)
+    assert calibrate_main([str(artifact), "--photos", str(twelve_photos), "--false-alarm", "0.25",
+                           "--backend", "cpu"]) == 2
+    *progress, last = capsys.readouterr().err.strip().splitlines()
+    assert last.startswith("focal-calibrate: ") and "Permission denied" in last and "focal.json" in last
+    assert all("photos" in line for line in progress)  # nothing but progress before it: no traceback
