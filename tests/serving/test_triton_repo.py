@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -204,7 +205,14 @@ def server(tmp_path_factory):
     # Its Python models go through EXECUTION_ENV_PATH (this interpreter's venv, unpacked: it has bin/activate),
     # the route documented for servers whose own Python lacks focal.
     ort_repo = write_repository(None, root / "ort", TritonRepoConfig(prefix="focalort", python_env=sys.prefix))
-    launch = LaunchConfig(repositories=(python_repo, ort_repo), load=tuple(model_names().values()))
+    # The default with "split" as its default decision: the postprocess model applies its threshold.
+    split_artifact = Path(shutil.copytree(default_artifact(), root / "split-artifact"))
+    manifest = load_manifest(split_artifact)
+    save_manifest(replace(manifest, clustering=replace(manifest.clustering, method="split")), split_artifact)
+    split_repo = write_repository(split_artifact, root / "split",
+                                  TritonRepoConfig(prefix="focalsplit", features="python"))
+    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo),
+                          load=(*model_names().values(), *model_names("focalsplit").values()))
     try:
         srv = BundledServer(launch).start()
     except ServeUnavailable as exc:
@@ -223,7 +231,7 @@ def _infer_http(client, data: bytes, model: str = "focal"):
     """One image to the ensemble (``[1]``), or straight to a preprocess model (batched: ``[1, 1]``)."""
     import tritonclient.http as httpclient
 
-    value = np.array([data] if model == "focal" else [[data]], dtype=np.object_)
+    value = np.array([[data]] if model.endswith("_preprocess") else [data], dtype=np.object_)
     inp = httpclient.InferInput("image", list(value.shape), "BYTES")
     inp.set_data_from_numpy(value)
     return client.infer(model, [inp])
@@ -249,6 +257,20 @@ def test_ensemble_over_http_matches_detector(server, images, expected) -> None:
             assert got[0].tobytes() == mask.tobytes(), path.name
             assert float(result.as_numpy("score")[0, 0]) == np.float32(score), path.name
             assert result.as_numpy("pre_ms").shape == (1, 2) and result.as_numpy("post_ms").shape == (1, 2)
+    finally:
+        client.close()
+
+
+def test_a_split_default_is_served_with_its_threshold(server, images) -> None:
+    with Detector(clustering="split") as det:
+        want = {p.name: r for p, r in zip(images, det.detect_many(images))}
+    assert any(r.mask.any() for r in want.values()) or len(images) < 11  # the real samples: one passes
+    client = _http(server)
+    try:
+        for path in images:
+            result = _infer_http(client, path.read_bytes(), model="focalsplit")
+            assert result.as_numpy("mask")[0].tobytes() == want[path.name].mask.tobytes(), path.name
+            assert float(result.as_numpy("score")[0, 0]) == np.float32(want[path.name].score), path.name
     finally:
         client.close()
 
