@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The runtime on the lowest ONNX Runtime pyproject.toml allows: a fresh venv
-# with onnxruntime==FLOOR, the base dependencies and this checkout, then
-# focal-detect with the embedded default on IMAGES, its masks compared byte
-# for byte with the development venv's. Exit 1 on any difference.
+# with onnxruntime==FLOOR, the base dependencies at the development venv's
+# versions and this checkout, then focal-detect with the embedded default on
+# IMAGES, its masks compared byte for byte with the development venv's. Exit
+# 1 on any difference. Only ONNX Runtime differs between the two: NumPy's
+# argsort orders tied HDBSCAN tree weights by its own version's (and CPU's)
+# sort, which the hdbscan package, and so the native core, follow; on an
+# AVX2-only CPU NumPy 1.26 and 2.4 flip one point of one real sample.
 #   bash scripts/check_ort_floor.sh [IMAGES]      (needs .venv from scripts/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +16,9 @@ FLOOR=$(sed -n 's/^cpu = \["onnxruntime>=\([0-9.]*\)"\]/\1/p' pyproject.toml)
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 python3 -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install -q "onnxruntime==$FLOOR" "numpy>=1.24" "opencv-python-headless>=4.8" "hdbscan>=0.8.33"
+PINS=$(.venv/bin/python -c 'from importlib.metadata import version as v
+print(" ".join(f"{p}=={v(p)}" for p in ("numpy", "opencv-python-headless", "hdbscan")))')
+"$WORK/venv/bin/pip" install -q "onnxruntime==$FLOOR" $PINS
 "$WORK/venv/bin/pip" install -q --no-deps .
 echo "[ort-floor] onnxruntime $("$WORK/venv/bin/python" -c 'import onnxruntime; print(onnxruntime.__version__)'), numpy $("$WORK/venv/bin/python" -c 'import numpy; print(numpy.__version__)')"
 (cd "$WORK" && "$WORK/venv/bin/focal-detect" "$OLDPWD/$IMAGES" --out floor --backend cpu >/dev/null)
