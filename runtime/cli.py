@@ -60,6 +60,7 @@ from focal._progress import Progress
 from focal.runtime.default import default_artifact
 from focal.runtime.detector import Detector, DetectorConfig, Result
 from focal.runtime.imageio import read_image
+from focal.runtime.integrity import IntegrityError
 from focal.runtime.inputs import DetectJob, collect_inputs
 from focal.runtime.journal import JOURNAL_NAME, Journal, RunLock, read_journal_state
 from focal.runtime.manifest import MANIFEST_NAME
@@ -344,6 +345,9 @@ def open_detector(cfg: DetectConfig) -> tuple[Detector, str]:
         det = Detector(cfg.artifact, cfg.detector)
     except Exception as exc:  # ONNX Runtime's own errors (InvalidProtobuf, ...) derive from Exception only
         text = error_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "", cfg.artifact)
+        if isinstance(exc, ValueError) and not isinstance(exc, IntegrityError):
+            # The artifact opens but cannot run as asked (a precision it lacks, split without a threshold).
+            raise SetupError(f"{cfg.artifact}: {text}") from None
         raise SetupError(f"{cfg.artifact}: cannot open the model ({type(exc).__name__}: {text})") from None
     which = f"default model ({cfg.artifact})" if cfg.default_model else f"artifact {cfg.artifact}"
     return det, (f"focal-detect: {which}: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
