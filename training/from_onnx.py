@@ -69,7 +69,7 @@ def _execution_order(model: nn.Module, example: torch.Tensor) -> list[nn.Module]
     return order
 
 
-def load_folded_onnx(model: nn.Module, onnx_path: str | Path, images: Iterable[torch.Tensor]) -> dict[str, float]:
+def load_folded_onnx(model: nn.Module, onnx_path: str | Path, images: Iterable[torch.Tensor]) -> dict[str, int]:
     """Load an FP32 ONNX export of ``model``'s architecture into ``model``, in place.
 
     Args:
@@ -114,11 +114,12 @@ def load_folded_onnx(model: nn.Module, onnx_path: str | Path, images: Iterable[t
     if others:
         raise ValueError(f"{path}: only convolutions and their BatchNorms are recovered; this model also has "
                          f"{len(others)} other weights ({', '.join(others[:3])}, ...)")
+    for conv, (name, weight, _, groups) in zip(convs, graph):  # every pair checked before any weight is set
+        if tuple(conv.weight.shape) != weight.shape or conv.groups != groups:
+            raise ValueError(f"{path}: Conv {name!r} has weight {weight.shape} groups {groups}, the model's "
+                             f"convolution there {tuple(conv.weight.shape)} groups {conv.groups}")
     with torch.no_grad():
         for conv, (name, weight, bias, groups) in zip(convs, graph):
-            if tuple(conv.weight.shape) != weight.shape or conv.groups != groups:
-                raise ValueError(f"{path}: Conv {name!r} has weight {weight.shape} groups {groups}, the model's "
-                                 f"convolution there {tuple(conv.weight.shape)} groups {conv.groups}")
             conv.weight.copy_(torch.from_numpy(weight.copy()))
             b = torch.from_numpy(bias.copy()) if bias is not None else torch.zeros(conv.out_channels)
             bn = bn_after.get(id(conv))
