@@ -12,6 +12,7 @@ left as it was).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from focal._cli import add_artifact, add_backend, add_json, add_precision, make_parser, positive_int
@@ -41,8 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point of ``focal-calibrate``."""
-    import json
-
     args = build_parser().parse_args(argv)
     bar: Progress | None = None
 

@@ -353,7 +353,8 @@ def _lower_int8(run: _Run) -> None:
         return
     cpu_path = run.out / "model.int8.cpu.onnx"
     check_onnx(cpu_path)
-    weights = "int8 symmetric per-channel, 7-bit range" if Int8Config().reduce_range else entry["quantization"]["weights"]
+    seven_bit = replace(Int8Config(), activations="uint8-asymmetric").seven_bit_weights  # the config _quantize uses
+    weights = entry["quantization"]["weights"] + (", 7-bit range" if seven_bit else "")
     cpu_quant = {**entry["quantization"], "activations": "uint8 asymmetric per-tensor", "weights": weights}
     run.add_model(
         ModelFile(cpu_path.name, "onnx", "int8", sha256_file(cpu_path), fp32_ops=list(cpu_rec.kept_ops),

@@ -157,6 +157,11 @@ class Int8Config:
     # measured cosine 0.94 to FP32 on an AVX2-only EPYC, 0.98 on VNNI. 7-bit weights cannot saturate it.
     reduce_range: bool = True
 
+    @property
+    def seven_bit_weights(self) -> bool:
+        """Whether weights are quantized to 7 bits: ``reduce_range`` with uint8 activations only."""
+        return self.reduce_range and self.activations != "int8-symmetric"
+
     def outputs_quantized(self) -> bool:
         """Whether op_types outputs get Q/DQ: ``quantize_outputs``, or by target when it is None."""
         return self.activations != "int8-symmetric" if self.quantize_outputs is None else self.quantize_outputs
@@ -620,7 +625,7 @@ def _run_quantizer(
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(config.op_types),
             per_channel=config.per_channel,
-            reduce_range=not symmetric and config.reduce_range,
+            reduce_range=config.seven_bit_weights,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,

@@ -235,11 +235,12 @@ def checkpoint_from_artifact(artifact: str | Path, photos: list[str | Path], out
         by_shape.setdefault(tuple(x.shape), []).append(x)
     for group in by_shape.values():
         batches += [torch.stack(group[i: i + batch]) for i in range(0, len(group), batch)]
-    onnx_file = folder / manifest.model("onnx", "fp32").file
+    fp32 = manifest.model("onnx", "fp32")
+    onnx_file = folder / fp32.file
     stats = load_folded_onnx(model, onnx_file, batches)
     _check_parity(model, onnx_file, batches[0][:1], spec.name)
     target = Path(out) if out is not None else folder / "checkpoint.safetensors"
-    origin = f"recovered from {onnx_file.name} (sha256 {sha256_file(onnx_file)[:16]}), BatchNorm statistics of " \
+    origin = f"recovered from {onnx_file.name} (sha256 {fp32.sha256[:16]}), BatchNorm statistics of " \
              f"{stats['images']} photos"
     save_checkpoint(model, target, extra={"origin": origin, "artifact_source": manifest.source})
     if target.resolve().parent == folder.resolve():
