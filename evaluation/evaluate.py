@@ -85,7 +85,8 @@ def load_model(spec: str, cfg: EvalConfig) -> FeatureModel:
     raise FileNotFoundError(f"{spec}: neither an artifact folder (with {MANIFEST_NAME}) nor a checkpoint file")
 
 
-def _truth(pair: FilePair, shape: tuple[int, int]) -> np.ndarray:
+def truth_mask(pair: FilePair, shape: tuple[int, int]) -> np.ndarray:
+    """``[H, W]`` bool ground truth of ``pair`` on an image of ``shape`` (all False for an authentic one)."""
     if pair.mask is None:
         return np.zeros(shape, bool)
     mask = read_mask(pair.mask)
@@ -278,7 +279,7 @@ def _record(run: _Run, ds: str, pair: FilePair) -> dict[str, Any]:
     """One image's line of ``records.jsonl`` (an ``error`` one if unreadable); its headline mask goes to ``masks/``."""
     try:
         image = read_image(pair.image)
-        truth = _truth(pair, image.shape[:2])
+        truth = truth_mask(pair, image.shape[:2])
         rec, masks = score_image(run.model, image, truth, run.methods, run.min_cluster_size)
         rec.update(dataset=ds, path=str(pair.image), authentic=not truth.any())
         mask_file = run.out / "masks" / ds / f"{pair.image.stem}.png"
@@ -364,7 +365,7 @@ def _write_grids(run: _Run, records: list[dict[str, Any]], datasets: dict[str, l
             image = read_image(r["path"])
             pair = next(p for p in datasets[r["dataset"]] if str(p.image) == r["path"])
             pred = cv2.imread(str(run.out / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
-            items.append((image, _truth(pair, image.shape[:2]), pred))
+            items.append((image, truth_mask(pair, image.shape[:2]), pred))
         _grid(items, run.out / name)
 
 
