@@ -47,8 +47,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", action="append", required=True, help="a focal-eval dataset spec (repeatable)")
     parser.add_argument("--eval", type=Path, help="a focal-eval --out folder of the same datasets: adds the union")
+    parser.add_argument("--max-cost", type=lambda v: None if v == "none" else float(v), default=CopyMoveConfig.max_cost,
+                        help=f"CopyMoveConfig.max_cost, or 'none' (default: {CopyMoveConfig.max_cost})")
     args = parser.parse_args()
-    config = CopyMoveConfig()
+    config = CopyMoveConfig(max_cost=args.max_cost)
     other = _eval_masks(args.eval) if args.eval else {}
     print(f"| dataset | images (forged / authentic) | IoU | overlapping (IoU > 0.1) | authentic flagged | s / image |"
           f"{' IoU, union | authentic flagged, union |' if other else ''}")

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robustness", action="store_true", help="also under JPEG, blur, noise and down-scaling")
     p.add_argument("--compare", metavar="MODEL",
                    help="a second model (checkpoint or artifact) compared on the same images")
+    p.add_argument("--copy-move", action="store_true",
+                   help="also score each clustering joined with the copy-move search, as focal-detect --copy-move "
+                        "(rows METHOD+copy-move)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="at most N images per dataset (default: all)")
     add_json(p, "the summary written to metrics.json, instead of the Markdown table")
     return p
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = EvalConfig(
         model=args.artifact, data=args.data, out=args.out, clustering=methods, min_cluster_size=args.min_cluster_size,
         backend=args.backend, precision=args.precision, backbone=args.backbone, robustness=args.robustness,
-        compare=args.compare, limit=args.limit, input_size=args.input_size,
+        compare=args.compare, limit=args.limit, input_size=args.input_size, copy_move=args.copy_move,
     )
     try:
         summary = evaluate(cfg)

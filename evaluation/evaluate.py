@@ -28,6 +28,7 @@ import numpy as np
 
 from focal._datasets import FilePair, load_pairs
 from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE
+from focal.runtime.copymove import detect_copy_move
 from focal.runtime.geometry import Geometry
 from focal.runtime.imageio import read_image, read_mask
 from focal.runtime.manifest import MANIFEST_NAME
@@ -49,6 +50,9 @@ class FeatureModel(Protocol):
     def geometry(self, height: int, width: int) -> Geometry | None: ...
 
 
+# A clustering's row joined with the copy-move search (EvalConfig.copy_move): "hdbscan+copy-move".
+COPY_MOVE_SUFFIX = "+copy-move"
+
 @dataclass(frozen=True)
 class EvalConfig:
     """What ``focal-eval`` measures."""
@@ -65,6 +69,9 @@ class EvalConfig:
     compare: str | None = None  # second model (checkpoint or artifact) compared image by image
     limit: int | None = None  # at most this many images per dataset
     input_size: int | None = None  # checkpoint input size (None: the backbone's)
+    # Also score each clustering's mask joined with the copy-move search (focal.runtime.copymove),
+    # as `focal-detect --copy-move` gives it: extra rows "METHOD+copy-move", pixel AUC the features'.
+    copy_move: bool = False
 
 
 def load_model(spec: str, cfg: EvalConfig) -> FeatureModel:
@@ -105,9 +112,15 @@ def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, metho
     rec: dict[str, Any] = {}
     masks = {}
     threshold = split_threshold_of(model)
+    copies = None
     for method in methods:
-        loc = localize(feats, h, w, method, min_cluster_size, geometry=geometry, split_threshold=threshold)
+        base = method.removesuffix(COPY_MOVE_SUFFIX)
+        loc = localize(feats, h, w, base, min_cluster_size, geometry=geometry, split_threshold=threshold)
         pred = loc.mask > 0
+        if method != base:
+            if copies is None:  # one search per image, whatever the clustering
+                copies = detect_copy_move(image) > 0
+            pred = pred | copies
         soft = soft_map(loc.features, loc.labels, h, w, geometry)
         s = pixel_scores(pred, truth)
         f1_best, iou_best = best_threshold_scores(soft, truth)
@@ -383,7 +396,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             if m is not None and split_threshold_of(m) is None:
                 raise ValueError(f"{spec}: clustering 'split' needs an artifact with a fitted split threshold "
                                  "(focal-calibrate ARTIFACT --photos UNTOUCHED_PHOTOS)")
-    run = _Run(cfg, out, list(dict.fromkeys(cfg.clustering)), _min_cluster_size(cfg, model), model, other)
+    methods = list(dict.fromkeys(cfg.clustering))
+    methods += [m + COPY_MOVE_SUFFIX for m in methods] if cfg.copy_move else []
+    run = _Run(cfg, out, methods, _min_cluster_size(cfg, model), model, other)
     datasets = {Path(d).name or d: load_pairs(d)[: cfg.limit] for d in cfg.data}
     records = _measure(run, datasets)
     summary = _summary(run, records)

@@ -19,8 +19,10 @@ Cozzolino, Poggi and Verdoliva (2015), in NumPy and OpenCV, torch-free:
    neighbours' (a rigid copy moves every pixel by the same or a smoothly
    varying offset). Random matches on natural texture do not agree. Cells
    within ``tolerance`` pixels of their 5 x 5 median offset are kept, flat
-   cells are dropped (they match anything), and so is any connected patch
-   under ``min_area`` of the image;
+   cells are dropped (they match anything), so are cells whose match is
+   not close (``max_cost``: propagation makes PatchMatch fields agree by
+   construction, so agreement alone keeps poor matches on self-similar
+   texture), and so is any connected patch under ``min_area`` of the image;
 4. the mask is the kept cells and the cells their offsets point at: the
    source and the target, which a copy-move's ground truth marks alike.
 """
@@ -45,6 +47,12 @@ class CopyMoveConfig:
     min_offset: int = 24  # matches closer than this, pixels, are the region's own neighbourhood
     min_std: float = 4.0  # cells whose 9 x 9 grey-level std is below this are flat: never flagged
     tolerance: float = 3.0  # pixels a kept cell's offset may differ from its 5 x 5 median offset
+    # Largest mean squared descriptor difference (per value) of a kept cell's match. PatchMatch
+    # hands offsets on to neighbours, so its fields agree by construction: agreement alone also
+    # keeps poor matches on self-similar texture; a copy matches closely.
+    # 4.0: the largest of 0.5-16 at which none of 82 training-side natural photos is flagged
+    # (docs/evaluation.md, "Copy-moves"); None: no limit.
+    max_cost: float | None = 4.0
     min_area: float = 0.003  # smallest flagged patch, share of the image (one side of the copy)
     iterations: int = 6  # PatchMatch rounds (each: jump-flooding propagation, then random search)
     seed: int = 0  # seeds the PatchMatch search: the same image and seed give the same mask
@@ -57,6 +65,8 @@ class CopyMoveConfig:
             )
         if self.min_offset < 1 or self.min_std < 0.0 or self.tolerance < 0.0:
             raise ValueError("CopyMoveConfig: min_offset >= 1, min_std >= 0 and tolerance >= 0 needed")
+        if self.max_cost is not None and self.max_cost < 0.0:
+            raise ValueError(f"CopyMoveConfig.max_cost must be None or >= 0, got {self.max_cost}")
         if not 0.0 < self.min_area < 0.5:
             raise ValueError(f"CopyMoveConfig.min_area must be in (0, 0.5), got {self.min_area}")
 
@@ -167,8 +177,9 @@ def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(
         copy found, 0 elsewhere (all 0: no copy-move).
 
     Raises:
-        ValueError: ``image`` is not ``[H, W, 3]`` uint8 or is smaller than
-            ``2 * min_offset`` on its longer side.
+        ValueError: ``image`` is not ``[H, W, 3]`` uint8. An image under
+            ``2 * min_offset`` on its longer side (after shrinking) has no
+            room for a copy: its mask is empty.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"detect_copy_move needs an [H, W, 3] uint8 image, got {image.shape} {image.dtype}")
@@ -177,12 +188,12 @@ def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(
     if factor < 1.0:
         size = (max(1, round(w0 * factor)), max(1, round(h0 * factor)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if max(image.shape[:2]) < 2 * config.min_offset:
-        raise ValueError(
-            f"detect_copy_move: a {w0} x {h0} image is too small to hold a copy {config.min_offset} px away"
-        )
+    if max(image.shape[:2]) < 2 * config.min_offset:  # no room for a copy that far from its source
+        return np.zeros((h0, w0), np.uint8)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    field = _match(ring_descriptors(gray, config.radius), config)
+    desc = ring_descriptors(gray, config.radius)
+    desc_size = desc.shape[-1]
+    field = _match(desc, config)
 
     mean = cv2.blur(gray, (9, 9))
     std = np.sqrt(np.maximum(cv2.blur(gray * gray, (9, 9)) - mean * mean, 0.0))
@@ -191,7 +202,8 @@ def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(
     # A 5 x 5 median is the local offset of a rigid copy (translation exactly, a rotation or
     # scaling to first order); a random match on texture lies far from its neighbours' median.
     spread = np.hypot(oy - cv2.medianBlur(oy, 5), ox - cv2.medianBlur(ox, 5))
-    agree = (textured & np.isfinite(field.cost) & (spread <= config.tolerance)).astype(np.uint8)
+    limit = np.inf if config.max_cost is None else config.max_cost * desc_size
+    agree = (textured & (field.cost <= limit) & (spread <= config.tolerance)).astype(np.uint8)
     agree = cv2.morphologyEx(agree, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
 
     _, labels, stats, _ = cv2.connectedComponentsWithStats(agree, connectivity=8)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from focal.runtime.cluster import CLUSTER_METHODS
+from focal.runtime.copymove import detect_copy_move
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
 from focal.runtime.default import default_artifact
 from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engine, resolve_backend
@@ -54,6 +55,9 @@ class DetectorConfig:
     overlap_clustering: str = "auto"
     model_file: str | None = None  # an ONNX entry of the artifact by file name; None = the backend's choice
     verify: bool = True  # check the model file's sha256 against the manifest before running it (cached)
+    # Also search each image for copy-moves (focal.runtime.copymove): a repeat the features cannot
+    # see, since a copy carries its own image's traces. The mask is then the union of both.
+    copy_move: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,10 @@ class Result:
         features: ``[h*w, D]`` float32 L2-normalised features when
             ``keep_features`` is set, else ``None``.
         path: the file it came from, if any.
+        copy_move: under ``copy_move``, ``[H, W]`` uint8 mask of the
+            copy-moves found (255 = source or target of a copy; already in
+            ``mask``, and timed as ``timings["copy_move"]``), else ``None``.
+            ``score`` and ``labels`` stay the features'.
     """
 
     mask: np.ndarray
@@ -79,6 +87,7 @@ class Result:
     timings: dict[str, float]
     features: np.ndarray | None = None
     path: str | None = None
+    copy_move: np.ndarray | None = None
 
 
 @dataclass
@@ -92,6 +101,7 @@ class _Prepared:
     geometry: Geometry | None = None  # "native" policy: where the image sits in the input; None = square
     error: Exception | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = None  # [H, W, 3] uint8, kept only for the copy-move search
 
 
 def _check_item(item: object) -> None:
@@ -288,6 +298,8 @@ class Detector:
             prep.geometry = self.members[0].geometry(prep.height, prep.width)
             prep.tensors = [m.preprocess(image, prep.geometry) for m in self.members]
             prep.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (time.perf_counter() - t1) * 1e3}
+            if self.config.copy_move:
+                prep.image = image
         except (OSError, ValueError) as exc:
             prep.error = exc
         return prep
@@ -323,9 +335,18 @@ class Detector:
                            split_threshold=self.split_threshold)
             k += 1
             timings = {**p.timings, "infer": infer_ms, "cluster": loc.cluster_ms, "postprocess": loc.post_ms}
+            mask, fraction, copies = loc.mask, loc.forged_fraction, None
+            if p.image is not None:
+                t0 = time.perf_counter()
+                copies = detect_copy_move(p.image)
+                p.image = None  # the batch may be long: do not hold decoded images past their use
+                timings["copy_move"] = (time.perf_counter() - t0) * 1e3
+                mask = np.maximum(mask, copies)
+                fraction = float(np.count_nonzero(mask)) / mask.size
             results.append(Result(
-                mask=loc.mask, labels=loc.labels, score=loc.score, forged_fraction=loc.forged_fraction,
+                mask=mask, labels=loc.labels, score=loc.score, forged_fraction=fraction,
                 timings=timings, features=loc.features if self.config.keep_features else None, path=p.source,
+                copy_move=copies,
             ))
         return results
 

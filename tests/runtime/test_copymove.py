@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -94,15 +96,85 @@ def test_descriptors_do_not_change_under_rotation() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [dict(stride=0), dict(max_side=32), dict(min_area=0.0), dict(min_area=0.5), dict(tolerance=-1.0),
-     dict(iterations=0)],
+     dict(iterations=0), dict(max_cost=-1.0)],
 )
 def test_bad_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="CopyMoveConfig"):
         CopyMoveConfig(**kwargs)
 
 
-def test_bad_images_are_refused() -> None:
+def test_bad_images_are_refused_and_tiny_ones_hold_no_copy() -> None:
     with pytest.raises(ValueError, match="uint8"):
         detect_copy_move(np.zeros((64, 64), np.uint8))
-    with pytest.raises(ValueError, match="too small"):
-        detect_copy_move(np.zeros((20, 30, 3), np.uint8))
+    tiny = detect_copy_move(np.full((20, 30, 3), 7, np.uint8))  # no room for a copy 24 px away
+    assert tiny.shape == (20, 30) and not tiny.any()
+
+
+def _copied(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A texture with a 60 x 60 block copied 130 px away, and the truth (source and target)."""
+    image = _texture(seed)
+    image[150:210, 140:200] = image[30:90, 20:80]
+    truth = np.zeros(image.shape[:2], bool)
+    truth[150:210, 140:200] = truth[30:90, 20:80] = True
+    return image, truth
+
+
+def test_the_detector_adds_copy_moves_to_the_features_mask(tiny_artifact) -> None:
+    from focal.runtime import Detector
+
+    image, truth = _copied(9)
+    with Detector(tiny_artifact, backend="cpu") as plain, Detector(tiny_artifact, backend="cpu", copy_move=True) as both:
+        alone, joint = plain(image), both(image)
+    assert alone.copy_move is None and "copy_move" not in alone.timings
+    assert np.array_equal(joint.copy_move, detect_copy_move(image))
+    assert np.array_equal(joint.mask, np.maximum(alone.mask, joint.copy_move))
+    assert pixel_scores(joint.copy_move > 0, truth).iou > 0.7
+    assert joint.score == alone.score and np.array_equal(joint.labels, alone.labels)  # the features' own
+    assert joint.forged_fraction == pytest.approx(np.count_nonzero(joint.mask) / joint.mask.size)
+    assert joint.timings["copy_move"] > 0
+
+
+def test_focal_detect_copy_move_records_what_it_found(tiny_artifact, tmp_path) -> None:
+    from focal.runtime.cli import main
+
+    photos = tmp_path / "in"
+    photos.mkdir()
+    copied, _ = _copied(10)
+    cv2.imwrite(str(photos / "copied.png"), copied[:, :, ::-1])
+    cv2.imwrite(str(photos / "plain.png"), _texture(11)[:, :, ::-1])
+    out = tmp_path / "out"
+    assert main([str(tiny_artifact), str(photos), "--out", str(out), "--backend", "cpu", "--copy-move"]) == 0
+    records = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert records["copied.png"]["copy_move"] is True and records["plain.png"]["copy_move"] is False
+    mask = cv2.imread(str(out / records["copied.png"]["mask"]), cv2.IMREAD_GRAYSCALE)
+    assert mask[150:210, 140:200].mean() > 200
+    assert "copy_move" in records["copied.png"]["timings_ms"]
+    assert main([str(tiny_artifact), str(photos), "--out", str(tmp_path / "o2"), "--backend", "cpu"]) == 0
+    plain = [json.loads(line) for line in (tmp_path / "o2" / "results.jsonl").read_text().splitlines()]
+    assert all("copy_move" not in r for r in plain)
+
+
+def test_focal_eval_scores_the_copy_move_rows_beside_the_plain_ones(tiny_artifact, tmp_path) -> None:
+    from focal.evaluation.eval_cli import main
+
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    for k, seed in enumerate((12, 13)):
+        image, truth = _copied(seed)
+        cv2.imwrite(str(data / "images" / f"cm{k}.png"), image[:, :, ::-1])
+        cv2.imwrite(str(data / "masks" / f"cm{k}.png"), truth.astype(np.uint8) * 255)
+    out = tmp_path / "eval"
+    assert main([str(tiny_artifact), "--data", str(data), "--out", str(out), "--backend", "cpu",
+                 "--clustering", "kmeans", "--copy-move"]) == 0
+    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    for row in rows:
+        image = cv2.imread(row["path"])[:, :, ::-1]
+        truth = cv2.imread(row["path"].replace("images", "masks"), cv2.IMREAD_GRAYSCALE) > 0
+        plain, joint = row["kmeans"], row["kmeans+copy-move"]
+        assert joint["auc"] == plain["auc"]  # the features' ranking, untouched
+        copies = detect_copy_move(np.ascontiguousarray(image)) > 0
+        assert pixel_scores(copies, truth).iou > 0.7
+        assert joint["iou"] > plain["iou"]
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["clustering"] == ["kmeans", "kmeans+copy-move"]
