@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from focal._cli import (
-    add_artifact, add_backend, add_clustering, add_json, add_min_cluster_size, add_precision, make_parser,
-    positive_int,
+    add_artifact, add_backend, add_clustering, add_copy_move, add_json, add_min_cluster_size, add_precision,
+    make_parser, positive_int,
 )
 from focal.evaluation.evaluate import EvalConfig, evaluate
 
@@ -33,9 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--robustness", action="store_true", help="also under JPEG, blur, noise and down-scaling")
     p.add_argument("--compare", metavar="MODEL",
                    help="a second model (checkpoint or artifact) compared on the same images")
-    p.add_argument("--copy-move", action="store_true",
-                   help="also score each clustering joined with the copy-move search, as focal-detect --copy-move "
-                        "(rows METHOD+copy-move)")
+    add_copy_move(p, "each clustering is also scored joined with it, rows METHOD+copy-move")
     p.add_argument("--limit", type=positive_int, metavar="N", help="at most N images per dataset (default: all)")
     add_json(p, "the summary written to metrics.json, instead of the Markdown table")
     return p

@@ -52,8 +52,8 @@ import cv2
 import numpy as np
 
 from focal._cli import (
-    add_artifact, add_backend, add_batch_size, add_clustering, add_json, add_min_cluster_size, add_precision,
-    make_parser, positive_int,
+    add_artifact, add_backend, add_batch_size, add_clustering, add_copy_move, add_json, add_min_cluster_size,
+    add_precision, make_parser, positive_int,
 )
 from focal._files import list_images, write_atomic
 from focal._progress import Progress
@@ -629,9 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_clustering(parser, default=None, help="clustering method (default: the artifact's)")
     add_min_cluster_size(parser, help="HDBSCAN's smallest cluster, >= 2 (default: the artifact's)")
     add_batch_size(parser, help="images per engine call (more than 1 needs a dynamic-batch model)")
-    parser.add_argument("--copy-move", action="store_true",
-                        help="also search each image for copy-moves (a region repeated in the image, source and "
-                             "target marked): about 0.3-0.8 s more per image on a CPU core")
+    add_copy_move(parser, "the mask is the union")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--low-memory", action="store_true",

@@ -33,6 +33,7 @@ SPELLING = {
     "json": "--json",
     "photos": "--photos",
     "segmentations": "--segmentations",
+    "copy_move": "--copy-move",
 }
 # Every spelling with "batch" in it: images per call, the exported graph's batch axis, or Triton's
 # max_batch_size (the largest batch its dynamic batcher forms, in Triton's own words).

@@ -123,8 +123,10 @@ def test_the_detector_adds_copy_moves_to_the_features_mask(tiny_artifact) -> Non
     from focal.runtime import Detector
 
     image, truth = _copied(9)
-    with Detector(tiny_artifact, backend="cpu") as plain, Detector(tiny_artifact, backend="cpu", copy_move=True) as both:
-        alone, joint = plain(image), both(image)
+    with Detector(tiny_artifact, backend="cpu") as plain:
+        alone = plain(image)
+    with Detector(tiny_artifact, backend="cpu", copy_move=True) as both:
+        joint = both(image)
     assert alone.copy_move is None and "copy_move" not in alone.timings
     assert np.array_equal(joint.copy_move, detect_copy_move(image))
     assert np.array_equal(joint.mask, np.maximum(alone.mask, joint.copy_move))
@@ -144,7 +146,8 @@ def test_focal_detect_copy_move_records_what_it_found(tiny_artifact, tmp_path) -
     cv2.imwrite(str(photos / "plain.png"), _texture(11)[:, :, ::-1])
     out = tmp_path / "out"
     assert main([str(tiny_artifact), str(photos), "--out", str(out), "--backend", "cpu", "--copy-move"]) == 0
-    records = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    lines = (out / "results.jsonl").read_text().splitlines()
+    records = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, lines)}
     assert records["copied.png"]["copy_move"] is True and records["plain.png"]["copy_move"] is False
     mask = cv2.imread(str(out / records["copied.png"]["mask"]), cv2.IMREAD_GRAYSCALE)
     assert mask[150:210, 140:200].mean() > 200
