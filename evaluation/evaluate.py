@@ -53,6 +53,7 @@ class FeatureModel(Protocol):
 # A clustering's row joined with the copy-move search (EvalConfig.copy_move): "hdbscan+copy-move".
 COPY_MOVE_SUFFIX = "+copy-move"
 
+
 @dataclass(frozen=True)
 class EvalConfig:
     """What ``focal-eval`` measures."""

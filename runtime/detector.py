@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from focal.runtime.cluster import CLUSTER_METHODS
-from focal.runtime.copymove import detect_copy_move
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
+from focal.runtime.copymove import detect_copy_move
 from focal.runtime.default import default_artifact
 from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
