@@ -203,7 +203,8 @@ def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(
     # scaling to first order); a random match on texture lies far from its neighbours' median.
     spread = np.hypot(oy - cv2.medianBlur(oy, 5), ox - cv2.medianBlur(ox, 5))
     limit = np.inf if config.max_cost is None else config.max_cost * desc_size
-    agree = (textured & (field.cost <= limit) & (spread <= config.tolerance)).astype(np.uint8)
+    matched = np.isfinite(field.cost) & (field.cost <= limit)  # inf: no valid match was ever offered
+    agree = (textured & matched & (spread <= config.tolerance)).astype(np.uint8)
     agree = cv2.morphologyEx(agree, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
 
     _, labels, stats, _ = cv2.connectedComponentsWithStats(agree, connectivity=8)
