@@ -5,8 +5,7 @@ scores 0), the share of forged images whose mask overlaps the truth
 (IoU > 0.1), the share of authentic images flagged, and seconds per image.
 With ``--eval DIR`` (a `focal-eval --out` folder of the same datasets) it
 adds the union of the copy-move mask with that run's mask (its first
-``--clustering``) per image: what a
-detector reporting both would score.
+``--clustering``) per image: what a detector reporting both would score.
 
 Usage::
 
@@ -41,6 +40,10 @@ def _eval_masks(eval_dir: Path) -> dict[str, Path]:
         if record.get("mask"):
             masks[str(Path(record["path"]).resolve())] = eval_dir / record["mask"]
     return masks
+
+
+def _mean_text(values: list) -> str:
+    return f"{np.mean(values):.3f}" if values else "-"
 
 
 def main() -> int:
@@ -78,13 +81,11 @@ def main() -> int:
             progress.step()
         progress.close()
         forged, authentic = len(ious), len(flags)
-        fmt = lambda values: f"{np.mean(values):.3f}" if values else "-"  # noqa: E731
-
         overlap = f"{np.mean(np.array(ious) > 0.1):.2f}" if ious else "-"
-        row = (f"| {Path(spec).name} | {forged} / {authentic} | {fmt(ious)} | {overlap} | {fmt(flags)} | "
+        row = (f"| {Path(spec).name} | {forged} / {authentic} | {_mean_text(ious)} | {overlap} | {_mean_text(flags)} | "
                f"{np.median(seconds):.2f} |")
         if other:
-            row += f" {fmt(union_ious)} | {fmt(union_flags)} |"
+            row += f" {_mean_text(union_ious)} | {_mean_text(union_flags)} |"
         print(row, flush=True)
     return 0
 

@@ -108,7 +108,6 @@ class _Field:
     """The PatchMatch state: for each grid cell, an offset (pixels) and its descriptor distance."""
 
     def __init__(self, desc: np.ndarray, stride: int, min_offset: int) -> None:
-        self.desc = desc
         self.h, self.w = desc.shape[:2]
         ys, xs = np.mgrid[0 : self.h : stride, 0 : self.w : stride]
         self.ys, self.xs = ys.astype(np.int32), xs.astype(np.int32)

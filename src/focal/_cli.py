@@ -151,7 +151,7 @@ def add_copy_move(parser: argparse.ArgumentParser, what: str) -> None:
     """``--copy-move``: a flag (dest ``copy_move``) joining the copy-move search (focal.runtime.copymove)."""
     parser.add_argument("--copy-move", action="store_true",
                         help=f"also search each image for copy-moves (a region repeated in it; source and target "
-                             f"marked, about 0.4-0.8 s per image on a CPU core): {what}")
+                             f"marked, about 0.5-1.2 s per image on a CPU core): {what}")
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
