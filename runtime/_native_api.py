@@ -34,7 +34,21 @@ try:  # the extension is optional: a source checkout without a build has none
 except ImportError:  # pragma: no cover - exercised on machines without a build
     _native = None
 
-__all__ = ["DENSE_MAX_POINTS", "available", "build_info", "hdbscan_raw_labels", "kmeans_cosine", "mst"]
+__all__ = [
+    "BACKENDS",
+    "DENSE_MAX_POINTS",
+    "available",
+    "build_info",
+    "hdbscan_raw_labels",
+    "kmeans_cosine",
+    "mst",
+    "patchmatch",
+    "resolve_backend",
+    "ring_descriptors",
+]
+
+# What a caller of a kernel with a NumPy reference may ask for.
+BACKENDS: tuple[str, ...] = ("auto", "native", "reference")
 
 # Above this many points the extension keeps no N x N matrix (bounded memory:
 # O(N * D) plus per-thread buffers); below it, one N x N matrix (float32:
@@ -62,6 +76,32 @@ def build_info() -> dict[str, Any] | None:
         ``half_matrix``: the dense path can store its matrix as IEEE half.
     """
     return None if _native is None else dict(_native.build_info())
+
+
+def resolve_backend(backend: str = "auto") -> str:
+    """Which implementation a kernel with a NumPy reference runs (clustering, the copy-move search).
+
+    Returns:
+        ``"native"`` (the compiled core, ``focal.runtime._native``) or
+        ``"reference"`` (the calling module's NumPy / ``hdbscan`` code);
+        ``"auto"`` is native where the extension is built.
+
+    Raises:
+        ValueError: unknown backend.
+        RuntimeError: ``"native"`` asked for where the extension is not built.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend == "reference":
+        return "reference"
+    if available():
+        return "native"
+    if backend == "native":
+        raise RuntimeError(
+            "the native core (focal.runtime._native) is not built; "
+            "reinstall with a C++17 compiler (pip install .) or use backend='reference'"
+        )
+    return "reference"
 
 
 def _require() -> Any:
@@ -189,3 +229,45 @@ def kmeans_cosine(rows: np.ndarray, k: int = 2, seed: int = 0, max_iter: int = 1
     first = int(np.random.default_rng(seed).integers(n))
     assign, _ = nat.kmeans_cosine(feats, int(k), first, int(max_iter), 0)
     return assign
+
+
+def ring_descriptors(smooth: np.ndarray, magnitude: np.ndarray, radius: int, *, num_threads: int = 0) -> np.ndarray:
+    """Ring descriptors, bit-identical to :func:`focal.runtime.copymove.ring_descriptors_reference`.
+
+    Args:
+        smooth: ``[H, W]`` float32 smoothed grey levels.
+        magnitude: ``[H, W]`` float32 gradient magnitudes of ``smooth``.
+        radius: outermost ring, pixels, ``1 <= radius < min(H, W)``.
+        num_threads: worker threads, 0 for the default.
+
+    Returns:
+        ``[H, W, P]`` float32, P = ``2 * radius + 1`` rounded up to a multiple
+        of 16, the padding 0.
+    """
+    return _require().ring_descriptors(
+        np.ascontiguousarray(smooth, np.float32), np.ascontiguousarray(magnitude, np.float32), int(radius),
+        int(num_threads),
+    )
+
+
+def patchmatch(
+    descriptors: np.ndarray, stride: int, min_offset: int, iterations: int, seed: int, *, num_threads: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The PatchMatch field, bit-identical to :func:`focal.runtime.copymove.patchmatch_reference`.
+
+    Args:
+        descriptors: ``[H, W, P]`` float32, P a multiple of 16.
+        stride: grid step of the matched cells, pixels.
+        min_offset: shortest offset a match may have, pixels.
+        iterations: propagation and random-search rounds.
+        seed: any int (taken modulo 2**64).
+        num_threads: worker threads, 0 for the default; the field does not depend on it.
+
+    Returns:
+        ``(oy, ox, cost)``: ``[ceil(H / stride), ceil(W / stride)]`` int32
+        offsets and float32 squared descriptor distances (+inf: never matched).
+    """
+    return _require().patchmatch(
+        np.ascontiguousarray(descriptors, np.float32), int(stride), int(min_offset), int(iterations),
+        int(seed) % 2**64, int(num_threads),
+    )

@@ -31,33 +31,22 @@ ClusterMethod = Literal["hdbscan", "kmeans"]
 CLUSTER_METHODS: tuple[str, ...] = ("hdbscan", "kmeans", "split")
 LABEL_METHODS: tuple[str, ...] = ("hdbscan", "kmeans")
 ClusterBackend = Literal["auto", "native", "reference"]
-CLUSTER_BACKENDS: tuple[str, ...] = ("auto", "native", "reference")
+CLUSTER_BACKENDS: tuple[str, ...] = _native_api.BACKENDS
 
 
 def resolve_backend(backend: ClusterBackend = "auto") -> str:
     """Which implementation ``cluster_features(..., backend=backend)`` runs.
 
     Returns:
-        ``"native"`` (the compiled core, ``focal.runtime._native``) or
-        ``"reference"`` (this module's NumPy / ``hdbscan`` code); ``"auto"``
-        is native where the extension is built.
+        ``"native"`` (the compiled core) or ``"reference"`` (this module's
+        NumPy / ``hdbscan`` code): :func:`focal.runtime._native_api.resolve_backend`.
 
     Raises:
         ValueError: unknown backend.
         RuntimeError: ``"native"`` asked for where the extension is not built.
     """
-    if backend not in CLUSTER_BACKENDS:
-        raise ValueError(f"unknown clustering backend {backend!r}; choose one of {CLUSTER_BACKENDS}")
-    if backend == "reference":
-        return "reference"
-    if _native_api.available():
-        return "native"
-    if backend == "native":
-        raise RuntimeError(
-            "the native clustering core (focal.runtime._native) is not built; "
-            "reinstall with a C++17 compiler (pip install .) or use backend='reference'"
-        )
-    return "reference"
+    return _native_api.resolve_backend(backend)
+
 
 # The paper's HDBSCAN setting (Section IV / method.md section 4).
 DEFAULT_MIN_CLUSTER_SIZE = 200

@@ -5,16 +5,19 @@ compression, resampling). A copy-move carries the traces of its own image,
 and its source is untouched in every sense, so FOCAL cannot mark the source
 and marks the target only where resampling left a trace. This module finds
 copy-moves by what they are, a repeat: the dense-field approach of
-Cozzolino, Poggi and Verdoliva (2015), in NumPy and OpenCV, torch-free:
+Cozzolino, Poggi and Verdoliva (2015), torch-free. Steps 1 and 2 run in the
+native core where it is built; their NumPy references here give the same
+bits (``backend="reference"``, the oracle of the parity tests):
 
 1. every pixel gets a rotation-invariant descriptor: the means of the grey
    level on rings of radius 0..R around it and of the gradient magnitude on
-   rings 1..R (``2R + 1`` values);
+   rings 1..R (``2R + 1`` values, padded with zeros to 16-lane blocks);
 2. a PatchMatch search gives each cell of a grid (step ``stride``) the
    offset to its most similar pixel at least ``min_offset`` away. The
-   search is seeded, so the same image gives the same mask. Propagation
-   jumps 8, 4, 2 and 1 cells ("jump flooding"), so one lucky cell fills its
-   region in a few rounds;
+   search is seeded by a counter-based stream (each draw a hash of seed,
+   round and cell), so the same image gives the same mask on any thread
+   count. Propagation jumps 8, 4, 2 and 1 cells ("jump flooding"), so one
+   lucky cell fills its region in a few rounds;
 3. a copy shows up as a patch of cells whose offsets agree with their
    neighbours' (a rigid copy moves every pixel by the same or a smoothly
    varying offset). Random matches on natural texture do not agree. Cells
@@ -34,7 +37,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["CopyMoveConfig", "detect_copy_move", "ring_descriptors"]
+from focal.runtime import _native_api
+from focal.runtime._native_api import resolve_backend
+
+__all__ = [
+    "CopyMoveConfig",
+    "descriptor_width",
+    "detect_copy_move",
+    "patchmatch_reference",
+    "ring_descriptors",
+    "ring_descriptors_reference",
+]
 
 
 @dataclass(frozen=True)
@@ -50,11 +63,13 @@ class CopyMoveConfig:
     # Largest mean squared descriptor difference (per value) of a kept cell's match. PatchMatch
     # hands offsets on to neighbours, so its fields agree by construction: agreement alone also
     # keeps poor matches on self-similar texture; a copy matches closely.
-    # 4.0: the largest of 0.5-16 at which none of 82 training-side natural photos is flagged
+    # 4.0: the largest of 0.5-16 at which none of 82 training-side natural photos is flagged at 3 rounds
     # (docs/evaluation.md, "Copy-moves"); None: no limit.
     max_cost: float | None = 4.0
     min_area: float = 0.003  # smallest flagged patch, share of the image (one side of the copy)
-    iterations: int = 6  # PatchMatch rounds (each: jump-flooding propagation, then random search)
+    # PatchMatch rounds (each: jump-flooding propagation, then random search). 3: at max_cost 4
+    # CoMoFoD's IoU is 0.210 at 3 rounds, 0.212 at 4 and 6, at half the time of 6 (docs/evaluation.md).
+    iterations: int = 3
     seed: int = 0  # seeds the PatchMatch search: the same image and seed give the same mask
 
     def __post_init__(self) -> None:
@@ -71,69 +86,116 @@ class CopyMoveConfig:
             raise ValueError(f"CopyMoveConfig.min_area must be in (0, 0.5), got {self.min_area}")
 
 
-def _ring_kernels(radius: int) -> list[np.ndarray]:
-    """Normalised ring kernels of radius 0..radius (pixels at distance in [r - 0.5, r + 0.5))."""
-    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
-    dist = np.sqrt(yy**2 + xx**2)
-    kernels = []
-    for r in range(radius + 1):
-        ring = ((dist >= r - 0.5) & (dist < r + 0.5)).astype(np.float32)
-        kernels.append(ring / ring.sum())
-    return kernels
+_MASK64 = 2**64 - 1
+# The lane width the descriptors are padded to (one 64-byte line per pixel up to radius 7).
+_LANES = 16
 
 
-def ring_descriptors(gray: np.ndarray, radius: int = 6) -> np.ndarray:
-    """Rotation-invariant per-pixel descriptors.
+def descriptor_width(radius: int) -> int:
+    """Values per pixel of :func:`ring_descriptors`: ``2 * radius + 1`` padded to a multiple of 16."""
+    return -(-(2 * radius + 1) // _LANES) * _LANES
 
-    Args:
-        gray: ``[H, W]`` float32 grey levels in [0, 255].
-        radius: outermost ring, pixels.
 
-    Returns:
-        ``[H, W, 2 * radius + 1]`` float32: ring means of the grey level
-        (radius 0..R), then half the ring means of the gradient magnitude
-        (1..R), which puts both on a similar scale.
-    """
+def _half_width(r: int, dy: int) -> int:
+    """Largest dx >= 0 with dx^2 + dy^2 < (r + 0.5)^2, in integers (the disk's row run)."""
+    limit = (2 * r + 1) ** 2 - (2 * dy) ** 2
+    dx = 0
+    while (2 * (dx + 1)) ** 2 < limit:
+        dx += 1
+    return dx
+
+
+def _planes(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two planes the rings average: smoothed grey levels and their gradient magnitude."""
     smooth = cv2.GaussianBlur(gray, (0, 0), 0.8)  # damps noise and recompression, keeps structure
     gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
-    magnitude = np.sqrt(gx * gx + gy * gy)
-    kernels = _ring_kernels(radius)
-    planes = [cv2.filter2D(smooth, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT) for k in kernels]
-    planes += [0.5 * cv2.filter2D(magnitude, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT) for k in kernels[1:]]
-    return np.stack(planes, axis=-1)
+    return smooth, np.sqrt(gx * gx + gy * gy)
 
 
-class _Field:
-    """The PatchMatch state: for each grid cell, an offset (pixels) and its descriptor distance."""
+def ring_descriptors_reference(smooth: np.ndarray, magnitude: np.ndarray, radius: int) -> np.ndarray:
+    """Ring means, the NumPy reference of the native core's kernel (bit-identical).
 
-    def __init__(self, desc: np.ndarray, stride: int, min_offset: int) -> None:
-        self.h, self.w = desc.shape[:2]
-        ys, xs = np.mgrid[0 : self.h : stride, 0 : self.w : stride]
-        self.ys, self.xs = ys.astype(np.int32), xs.astype(np.int32)
-        self.flat_desc = np.ascontiguousarray(desc.reshape(-1, desc.shape[-1]))  # [H * W, D]
-        self.flat_query = desc[self.ys, self.xs].reshape(-1, desc.shape[-1])  # [gh * gw, D]
-        self.min_offset2 = min_offset * min_offset
-        self.oy = np.zeros(self.ys.shape, np.int32)
-        self.ox = np.zeros(self.ys.shape, np.int32)
-        self.cost = np.full(self.ys.shape, np.inf, np.float32)
+    A ring of radius r holds the pixels at a distance in [r - 0.5, r + 0.5)
+    (the disk of radius r + 0.5 minus that of r - 0.5), the planes mirrored
+    at their border (OpenCV's BORDER_REFLECT). A disk sum is a sum of row runs
+    of a float64 row prefix sum, added in row order; ring means are rounded
+    to float32 last.
 
-    def _costs(self, oy: np.ndarray, ox: np.ndarray) -> np.ndarray:
-        ty, tx = self.ys + oy, self.xs + ox
-        valid = (ty >= 0) & (ty < self.h) & (tx >= 0) & (tx < self.w) & (oy * oy + ox * ox >= self.min_offset2)
-        # Gather every cell's target (clipped into the image) in one flat take, then void the
-        # invalid ones: cheaper than a masked gather.
-        flat = np.clip(ty, 0, self.h - 1) * self.w + np.clip(tx, 0, self.w - 1)
-        diff = np.take(self.flat_desc, flat.ravel(), axis=0) - self.flat_query
-        cost = np.einsum("nd,nd->n", diff, diff).reshape(oy.shape)
-        cost[~valid] = np.inf
-        return cost
+    Args:
+        smooth: ``[H, W]`` float32 smoothed grey levels in [0, 255].
+        magnitude: ``[H, W]`` float32 gradient magnitudes of ``smooth``.
+        radius: outermost ring, ``1 <= radius < min(H, W)``.
 
-    def offer(self, oy: np.ndarray, ox: np.ndarray) -> None:
-        """Takes the candidate offsets wherever they match better."""
-        cost = self._costs(oy, ox)
-        better = cost < self.cost
-        self.oy[better], self.ox[better], self.cost[better] = oy[better], ox[better], cost[better]
+    Returns:
+        ``[H, W, descriptor_width(radius)]`` float32: ring means of ``smooth``
+        (radius 0..R), half the ring means of ``magnitude`` (1..R), which puts
+        both on a similar scale, then zeros.
+    """
+    h, w = smooth.shape
+    if not 1 <= radius < min(h, w):
+        raise ValueError(f"ring_descriptors: need 1 <= radius < min(H, W), got {radius} for {h} x {w}")
+    out = np.zeros((h, w, descriptor_width(radius)), np.float32)
+    runs = [[_half_width(r, dy) for dy in range(-r, r + 1)] for r in range(radius + 1)]
+    disk_sizes = [sum(2 * hw + 1 for hw in run) for run in runs]
+    counts = [float(disk_sizes[0])] + [float(disk_sizes[r] - disk_sizes[r - 1]) for r in range(1, radius + 1)]
+    for channel, (plane, scale) in enumerate(((smooth, 1.0), (magnitude, 0.5))):
+        padded = np.pad(plane, radius, mode="symmetric").astype(np.float64)
+        prefix = np.zeros((h + 2 * radius, w + 2 * radius + 1))
+        prefix[:, 1:] = np.cumsum(padded, axis=1)
+        previous = np.zeros((h, w))
+        for r in range(radius + 1):
+            disk = np.zeros((h, w))
+            for dy, hw in zip(range(-r, r + 1), runs[r]):
+                rows = prefix[radius + dy : radius + dy + h]
+                disk = disk + (rows[:, radius + hw + 1 : radius + hw + 1 + w] - rows[:, radius - hw : radius - hw + w])
+            if channel == 0 or r > 0:
+                out[:, :, r if channel == 0 else radius + r] = ((disk - previous) / counts[r] * scale).astype(np.float32)
+            previous = disk
+    return out
+
+
+def ring_descriptors(gray: np.ndarray, radius: int = 6, *, backend: str = "auto") -> np.ndarray:
+    """Rotation-invariant per-pixel descriptors.
+
+    Args:
+        gray: ``[H, W]`` float32 grey levels in [0, 255], ``min(H, W) > radius``.
+        radius: outermost ring, pixels.
+        backend: ``"native"`` (compiled core), ``"reference"`` (NumPy) or
+            ``"auto"``; both give the same bits.
+
+    Returns:
+        ``[H, W, descriptor_width(radius)]`` float32: ring means of the grey
+        level (radius 0..R), then half the ring means of the gradient
+        magnitude (1..R), which puts both on a similar scale, then zeros.
+    """
+    smooth, magnitude = _planes(np.asarray(gray, np.float32))
+    if resolve_backend(backend) == "native":
+        return _native_api.ring_descriptors(smooth, magnitude, radius)
+    return ring_descriptors_reference(smooth, magnitude, radius)
+
+
+def _mix(z: int) -> int:
+    """splitmix64's finaliser on a Python int (mod 2**64)."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def _mix_array(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (NumPy's uint64 products wrap mod 2**64)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _draw(seed: int, stream: int, cells: np.ndarray, low: int, count: int) -> np.ndarray:
+    """Per cell a uniform integer in [low, low + count): a counter-based draw, so any cell order
+    or thread split gives the same numbers (the native core draws the same)."""
+    key = _mix((_mix(seed & _MASK64) + stream) & _MASK64)
+    return low + (_mix_array(np.uint64(key) ^ cells) % np.uint64(count)).astype(np.int64)
 
 
 def _shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -144,32 +206,85 @@ def _shifted(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return a[rows][:, cols]
 
 
-def _match(desc: np.ndarray, config: CopyMoveConfig) -> _Field:
-    """PatchMatch over the grid: random start, jump-flooding propagation, random search."""
-    rng = np.random.default_rng(config.seed)
-    field = _Field(desc, config.stride, config.min_offset)
-    h, w = field.h, field.w
-    shape = field.ys.shape
-    field.offer(rng.integers(0, h, shape) - field.ys, rng.integers(0, w, shape) - field.xs)
-    for _ in range(config.iterations):
+def patchmatch_reference(
+    desc: np.ndarray, stride: int, min_offset: int, iterations: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The PatchMatch field, the NumPy reference of the native core's kernel (bit-identical).
+
+    Cells are the pixels ``(i * stride, j * stride)``. A random start, then
+    per round: jump-flooding propagation (jumps 8, 4, 2, 1; at each jump a
+    cell tries its neighbour's offset below, above, right and left in turn,
+    each on the field the previous direction left)
+    and a random search, each candidate drawn around the best offset so far,
+    at radii halving from ``max(H, W)``. A candidate counts only if its target lies inside the image
+    at least ``min_offset`` pixels away; it is taken only when strictly
+    closer. The distance sums the squared differences in a fixed tree (the
+    16-lane blocks lane-wise, then halving), in float32.
+
+    Args:
+        desc: ``[H, W, P]`` float32 descriptors, P a multiple of 16.
+        stride: grid step, pixels. min_offset: pixels. iterations: rounds.
+        seed: any int (mod 2**64).
+
+    Returns:
+        ``(oy, ox, cost)``: ``[ceil(H / stride), ceil(W / stride)]`` int32
+        offsets and float32 squared distances, +inf where no valid match was
+        ever offered.
+    """
+    h, w, p = desc.shape
+    if p % _LANES or p == 0:
+        raise ValueError(f"patchmatch: the descriptor width must be a multiple of {_LANES}, got {p}")
+    ys, xs = np.mgrid[0:h:stride, 0:w:stride]
+    shape = ys.shape
+    ys, xs = ys.ravel().astype(np.int64), xs.ravel().astype(np.int64)
+    cells = np.arange(ys.size, dtype=np.uint64)
+    flat_desc = desc.reshape(-1, p)
+    query = flat_desc[ys * w + xs]
+    min_offset2 = int(min_offset) ** 2
+    oy = np.zeros(ys.size, np.int64)
+    ox = np.zeros(ys.size, np.int64)
+    cost = np.full(ys.size, np.inf, np.float32)
+
+    def offer(cy: np.ndarray, cx: np.ndarray) -> None:
+        ty, tx = ys + cy, xs + cx
+        valid = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w) & (cy * cy + cx * cx >= min_offset2)
+        diff = flat_desc[np.clip(ty, 0, h - 1) * w + np.clip(tx, 0, w - 1)] - query
+        sq = diff * diff
+        s = sq[:, :_LANES]
+        for k in range(_LANES, p, _LANES):
+            s = s + sq[:, k : k + _LANES]
+        s = s[:, :8] + s[:, 8:16]
+        s = s[:, :4] + s[:, 4:8]
+        s = s[:, :2] + s[:, 2:4]
+        c = s[:, 0] + s[:, 1]
+        c[~valid] = np.inf
+        better = c < cost
+        oy[better], ox[better], cost[better] = cy[better], cx[better], c[better]
+
+    offer(_draw(seed, 0, cells, 0, h) - ys, _draw(seed, 1, cells, 0, w) - xs)
+    for it in range(iterations):
         for jump in (8, 4, 2, 1):
-            for dy, dx in ((jump, 0), (-jump, 0), (0, jump), (0, -jump)):
-                field.offer(_shifted(field.oy, dy, dx), _shifted(field.ox, dy, dx))
-        radius = max(h, w)
-        while radius >= 1:
-            field.offer(
-                field.oy + rng.integers(-radius, radius + 1, shape), field.ox + rng.integers(-radius, radius + 1, shape)
-            )
-            radius //= 2
-    return field
+            for dy, dx in ((jump, 0), (-jump, 0), (0, jump), (0, -jump)):  # each on the field the last left
+                offer(_shifted(oy.reshape(shape), dy, dx).ravel(), _shifted(ox.reshape(shape), dy, dx).ravel())
+        radius, step = max(h, w), 0
+        while radius >= 1:  # each draw around the best offset so far (offer updates oy, ox)
+            stream = 2 + 64 * it + 2 * step
+            offer(oy + _draw(seed, stream, cells, -radius, 2 * radius + 1),
+                  ox + _draw(seed, stream + 1, cells, -radius, 2 * radius + 1))
+            radius, step = radius // 2, step + 1
+    return oy.reshape(shape).astype(np.int32), ox.reshape(shape).astype(np.int32), cost.reshape(shape)
 
 
-def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig()) -> np.ndarray:
+def detect_copy_move(
+    image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(), *, backend: str = "auto"
+) -> np.ndarray:
     """Copy-move mask of one image.
 
     Args:
         image: ``[H, W, 3]`` uint8 RGB.
         config: search settings.
+        backend: ``"native"`` (compiled core), ``"reference"`` (NumPy) or
+            ``"auto"`` (native where built); both give the same mask.
 
     Returns:
         ``[H, W]`` uint8 mask, 255 on both the source and the target of every
@@ -177,8 +292,10 @@ def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(
 
     Raises:
         ValueError: ``image`` is not ``[H, W, 3]`` uint8. An image under
-            ``2 * min_offset`` on its longer side (after shrinking) has no
-            room for a copy: its mask is empty.
+            ``2 * min_offset`` on its longer side, or at most ``radius`` on
+            its shorter side (after shrinking), has no room for a copy: its
+            mask is empty.
+        RuntimeError: ``backend="native"`` where the native core is not built.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"detect_copy_move needs an [H, W, 3] uint8 image, got {image.shape} {image.dtype}")
@@ -187,22 +304,28 @@ def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(
     if factor < 1.0:
         size = (max(1, round(w0 * factor)), max(1, round(h0 * factor)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if max(image.shape[:2]) < 2 * config.min_offset:  # no room for a copy that far from its source
+    # No room for a copy that far from its source, or for the descriptors' rings.
+    if max(image.shape[:2]) < 2 * config.min_offset or min(image.shape[:2]) <= config.radius:
         return np.zeros((h0, w0), np.uint8)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    desc = ring_descriptors(gray, config.radius)
-    desc_size = desc.shape[-1]
-    field = _match(desc, config)
+    desc = ring_descriptors(gray, config.radius, backend=backend)
+    args = (config.stride, config.min_offset, config.iterations, config.seed)
+    if resolve_backend(backend) == "native":
+        oy, ox, cost = _native_api.patchmatch(desc, *args)
+    else:
+        oy, ox, cost = patchmatch_reference(desc, *args)
+    h, w = gray.shape
+    ys, xs = np.mgrid[0:h : config.stride, 0:w : config.stride]
 
     mean = cv2.blur(gray, (9, 9))
     std = np.sqrt(np.maximum(cv2.blur(gray * gray, (9, 9)) - mean * mean, 0.0))
-    textured = std[field.ys, field.xs] >= config.min_std
-    oy, ox = field.oy.astype(np.float32), field.ox.astype(np.float32)
+    textured = std[ys, xs] >= config.min_std
+    oyf, oxf = oy.astype(np.float32), ox.astype(np.float32)
     # A 5 x 5 median is the local offset of a rigid copy (translation exactly, a rotation or
     # scaling to first order); a random match on texture lies far from its neighbours' median.
-    spread = np.hypot(oy - cv2.medianBlur(oy, 5), ox - cv2.medianBlur(ox, 5))
-    limit = np.inf if config.max_cost is None else config.max_cost * desc_size
-    matched = np.isfinite(field.cost) & (field.cost <= limit)  # inf: no valid match was ever offered
+    spread = np.hypot(oyf - cv2.medianBlur(oyf, 5), oxf - cv2.medianBlur(oxf, 5))
+    limit = np.inf if config.max_cost is None else config.max_cost * (2 * config.radius + 1)
+    matched = np.isfinite(cost) & (cost <= limit)  # inf: no valid match was ever offered
     agree = (textured & matched & (spread <= config.tolerance)).astype(np.uint8)
     agree = cv2.morphologyEx(agree, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
 
@@ -214,8 +337,8 @@ def detect_copy_move(image: np.ndarray, config: CopyMoveConfig = CopyMoveConfig(
     rows, cols = np.nonzero(kept)
     gh, gw = kept.shape
     stride = config.stride
-    target_rows = np.clip(np.rint((field.ys[rows, cols] + field.oy[rows, cols]) / stride).astype(int), 0, gh - 1)
-    target_cols = np.clip(np.rint((field.xs[rows, cols] + field.ox[rows, cols]) / stride).astype(int), 0, gw - 1)
+    target_rows = np.clip(np.rint((ys[rows, cols] + oy[rows, cols]) / stride).astype(int), 0, gh - 1)
+    target_cols = np.clip(np.rint((xs[rows, cols] + ox[rows, cols]) / stride).astype(int), 0, gw - 1)
     mask[target_rows, target_cols] = 1
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     return cv2.resize(mask * 255, (w0, h0), interpolation=cv2.INTER_NEAREST)

@@ -44,7 +44,9 @@ class DetectorConfig:
     precision: str = "fp32"  # which of the artifact's models: "fp32", "fp16", "int8"
     clustering: str | None = None  # "hdbscan" / "kmeans" / "split"; None = the manifest's default
     min_cluster_size: int | None = None  # None = the manifest's default (200 in the paper)
-    cluster_backend: str = "auto"  # "native" (compiled core), "reference" (NumPy/hdbscan) or "auto"
+    # "native" (compiled core), "reference" (NumPy/hdbscan) or "auto": the clustering's and the
+    # copy-move search's kernels (both give the same labels and masks either way)
+    cluster_backend: str = "auto"
     threads: int | None = None  # CPU threads for ONNX Runtime; None = all cores
     mem_arena: bool = True  # ONNX Runtime's CPU arena: faster; off saves peak memory on big models
     batch_size: int = 1  # images per engine call (models with a dynamic batch axis)
@@ -338,7 +340,7 @@ class Detector:
             mask, fraction, copies = loc.mask, loc.forged_fraction, None
             if p.image is not None:
                 t0 = time.perf_counter()
-                copies = detect_copy_move(p.image)
+                copies = detect_copy_move(p.image, backend=self.cluster_backend)
                 p.image = None  # the batch may be long: do not hold decoded images past their use
                 timings["copy_move"] = (time.perf_counter() - t0) * 1e3
                 mask = np.maximum(mask, copies)

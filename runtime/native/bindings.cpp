@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "copymove.hpp"
 #include "dmatrix.hpp"
 #include "gemm.hpp"
 #include "hdbscan.hpp"
@@ -115,6 +116,47 @@ py::tuple kmeans(const CArray<float>& x, int k, i64 first, int max_iter, int num
   return py::make_tuple(to_numpy(out), it);
 }
 
+py::array_t<float> ring_descriptors(const CArray<float>& smooth, const CArray<float>& magnitude, int radius,
+                                    int num_threads) {
+  require_2d(smooth, "smooth");
+  require_2d(magnitude, "magnitude");
+  if (smooth.shape(0) != magnitude.shape(0) || smooth.shape(1) != magnitude.shape(1))
+    throw std::invalid_argument("smooth and magnitude must have one shape, got " + str(smooth.shape(0)) + " x " +
+                                str(smooth.shape(1)) + " and " + str(magnitude.shape(0)) + " x " + str(magnitude.shape(1)));
+  const int h = static_cast<int>(smooth.shape(0)), w = static_cast<int>(smooth.shape(1));
+  if (radius < 1 || radius >= std::min(h, w))
+    throw std::invalid_argument("radius must be in [1, min(h, w)), got " + str(radius) + " for " + str(h) + " x " + str(w));
+  const int p = focal::ring_descriptor_width(radius);
+  py::array_t<float> out({static_cast<py::ssize_t>(h), static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(p)});
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    focal::ring_descriptors(smooth.data(), magnitude.data(), h, w, radius, num_threads, o);
+  }
+  return out;
+}
+
+py::tuple patchmatch(const CArray<float>& desc, int stride, int min_offset, int iterations, std::uint64_t seed,
+                     int num_threads) {
+  if (desc.ndim() != 3) throw std::invalid_argument("descriptors must be [H, W, P], got " + str(desc.ndim()) + " dimensions");
+  const int p = static_cast<int>(desc.shape(2));
+  if (p < 16 || p % 16 != 0) throw std::invalid_argument("descriptor width must be a multiple of 16, got " + str(p));
+  if (stride < 1 || min_offset < 0 || iterations < 0)
+    throw std::invalid_argument("need stride >= 1, min_offset >= 0, iterations >= 0; got " + str(stride) + ", " +
+                                str(min_offset) + ", " + str(iterations));
+  focal::PatchMatchField f;
+  {
+    py::gil_scoped_release nogil;
+    f = focal::patchmatch(desc.data(), static_cast<int>(desc.shape(0)), static_cast<int>(desc.shape(1)), p, stride,
+                          min_offset, iterations, seed, num_threads);
+  }
+  auto grid = [&](auto a) {
+    a.resize({static_cast<py::ssize_t>(f.gh), static_cast<py::ssize_t>(f.gw)});
+    return a;
+  };
+  return py::make_tuple(grid(to_numpy(f.oy)), grid(to_numpy(f.ox)), grid(to_numpy(f.cost)));
+}
+
 // The selection kernel on its own, for tests against np.partition.
 float kth_smallest(const CArray<float>& v, i64 k) {
   if (v.ndim() != 1) throw std::invalid_argument("values must be 1-D, got " + str(v.ndim()) + " dimensions");
@@ -155,7 +197,7 @@ py::dict build_info() {
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-  m.doc() = "FOCAL native core: exact HDBSCAN and cosine k-means (see focal.runtime._native_api)";
+  m.doc() = "FOCAL native core: exact HDBSCAN, cosine k-means and the copy-move search (see focal.runtime._native_api)";
   m.def("build_info", &build_info);
   m.def("mst", &mst, py::arg("features"), py::arg("min_samples"), py::arg("num_threads") = 0,
         py::arg("dense_max_points") = 8192, py::arg("path") = 0, py::arg("allow_half") = true);
@@ -163,6 +205,10 @@ PYBIND11_MODULE(_native, m) {
         py::arg("order"), py::arg("min_cluster_size"));
   m.def("kmeans_cosine", &kmeans, py::arg("features"), py::arg("k"), py::arg("first"), py::arg("max_iter"),
         py::arg("num_threads") = 0);
+  m.def("ring_descriptors", &ring_descriptors, py::arg("smooth"), py::arg("magnitude"), py::arg("radius"),
+        py::arg("num_threads") = 0);
+  m.def("patchmatch", &patchmatch, py::arg("descriptors"), py::arg("stride"), py::arg("min_offset"),
+        py::arg("iterations"), py::arg("seed"), py::arg("num_threads") = 0);
   m.def("kth_smallest", &kth_smallest, py::arg("values"), py::arg("k"));
   m.def("half_to_float", &half_to_float, py::arg("bits"));
 }

@@ -1,0 +1,53 @@
+// Copy-move search of focal.runtime.copymove: rotation-invariant ring
+// descriptors and a seeded PatchMatch field. Plain C++17, no Python headers.
+//
+// Both kernels repeat the NumPy reference in focal/runtime/copymove.py
+// operation for operation (same summation order, no fused multiply-adds,
+// the same counter-based random numbers), so their outputs are bit-identical
+// to it whatever the thread count.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common.hpp"
+
+namespace focal {
+
+// Descriptor width: 2 * radius + 1 values padded with zeros to a multiple of
+// 16 floats (one 64-byte line per pixel at radius <= 7).
+int ring_descriptor_width(int radius);
+
+// Ring means of `smooth` (radius 0..R) and half the ring means of
+// `magnitude` (radius 1..R) around every pixel, rings being the pixels at a
+// distance in [r - 0.5, r + 0.5), the image mirrored at its border
+// (OpenCV's BORDER_REFLECT, "fedcba|abcdef"). Each disk sum is a sum of row
+// runs of a float64 row prefix sum, in row order; ring = disk(r) - disk(r-1),
+// divided by its pixel count, then rounded to float32.
+// smooth, magnitude: [h, w] float32. out: [h, w, ring_descriptor_width(radius)].
+// Needs radius < min(h, w) (one mirror fold).
+void ring_descriptors(const float* smooth, const float* magnitude, int h, int w, int radius, int num_threads,
+                      float* out);
+
+struct PatchMatchField {
+  std::vector<std::int32_t> oy, ox;  // [gh * gw] offsets to the match, pixels
+  std::vector<float> cost;           // [gh * gw] squared descriptor distance, +inf: never matched
+  int gh = 0, gw = 0;
+};
+
+// PatchMatch over the cells (i * stride, j * stride) of a [h, w, p]
+// descriptor image (p a multiple of 16): random start, then `iterations`
+// rounds of jump-flooding propagation (jumps 8, 4, 2, 1; per jump each cell
+// tries its four neighbours' offsets of the field before that jump) and a
+// random search around the cell's offset at the start of that search, at
+// radii halving from max(h, w). A candidate counts only
+// if its target lies inside the image at least `min_offset` pixels away, and
+// is taken only when strictly closer.
+PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, int min_offset, int iterations,
+                           std::uint64_t seed, int num_threads);
+
+// The counter-based generator both implementations draw from: splitmix64's
+// finaliser of `key ^ counter`, key = mix(mix(seed) + stream).
+std::uint64_t splitmix64(std::uint64_t z);
+
+}  // namespace focal

@@ -1,0 +1,93 @@
+"""The native copy-move kernels against their NumPy references, bit for bit.
+
+``ring_descriptors`` and ``patchmatch`` of the native core must give the
+same bits as ``ring_descriptors_reference`` and ``patchmatch_reference``
+(same operations in the same order, a counter-based random stream), for any
+thread count, so ``detect_copy_move`` gives one mask whichever backend runs.
+Skipped, with the reason, where the extension is not built.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from focal.runtime import _native_api as na
+from focal.runtime import copymove as cm
+
+pytestmark = pytest.mark.skipif(
+    not na.available(), reason="focal.runtime._native is not built (pip install . with a C++17 compiler)"
+)
+
+
+def _grey(seed: int, h: int, w: int) -> np.ndarray:
+    """[h, w] float32 grey levels in [0, 255]: smoothed noise, a little structure at several scales."""
+    rng = np.random.default_rng(seed)
+    grey = np.zeros((h, w), np.float32)
+    for sigma, weight in ((1.0, 40.0), (4.0, 70.0)):
+        grey += weight * cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma)
+    return np.clip(128 + grey, 0, 255).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape,radius", [((40, 57), 1), ((64, 48), 6), ((33, 90), 9)])
+def test_descriptors_are_the_references_bits(shape: tuple[int, int], radius: int) -> None:
+    grey = _grey(1, *shape)
+    native = cm.ring_descriptors(grey, radius, backend="native")
+    reference = cm.ring_descriptors(grey, radius, backend="reference")
+    assert native.shape == (*shape, cm.descriptor_width(radius)) and native.dtype == np.float32
+    assert np.array_equal(native, reference)
+    assert not native[:, :, 2 * radius + 1 :].any()  # the padding is zeros
+
+
+def test_descriptors_do_not_depend_on_the_thread_count() -> None:
+    smooth, magnitude = cm._planes(_grey(2, 70, 61))
+    one = na.ring_descriptors(smooth, magnitude, 6, num_threads=1)
+    two = na.ring_descriptors(smooth, magnitude, 6, num_threads=2)
+    assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize(
+    "shape,stride,min_offset,iterations,seed",
+    [((64, 80), 2, 24, 3, 0), ((50, 37), 1, 10, 2, 7), ((72, 72), 3, 30, 4, 2**64 - 1), ((40, 40), 2, 0, 1, 5)],
+)
+def test_the_field_is_the_references_bits(shape, stride, min_offset, iterations, seed) -> None:
+    desc = cm.ring_descriptors(_grey(3, *shape), 6, backend="reference")
+    reference = cm.patchmatch_reference(desc, stride, min_offset, iterations, seed)
+    for threads in (1, 2):
+        native = na.patchmatch(desc, stride, min_offset, iterations, seed, num_threads=threads)
+        for a, b in zip(native, reference):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert np.array_equal(a, b)
+    oy, ox, cost = reference
+    assert oy.shape == (-(-shape[0] // stride), -(-shape[1] // stride))
+    finite = np.isfinite(cost)
+    assert finite.mean() > 0.9  # the search found valid matches, so the comparison covers them
+    assert (oy[finite].astype(np.int64) ** 2 + ox[finite].astype(np.int64) ** 2 >= min_offset**2).all()
+
+
+def test_the_seed_changes_the_field() -> None:
+    desc = cm.ring_descriptors(_grey(4, 48, 48), 6, backend="native")
+    a = na.patchmatch(desc, 2, 16, 1, 0)
+    b = na.patchmatch(desc, 2, 16, 1, 1)
+    assert not np.array_equal(a[0], b[0])
+
+
+def test_both_backends_give_the_same_mask() -> None:
+    rng = np.random.default_rng(5)
+    grey = np.clip(_grey(5, 128, 160) + rng.normal(0, 3, (128, 160)), 0, 255).astype(np.uint8)
+    image = np.dstack([grey, np.roll(grey, 2, axis=1), grey // 2 + 60])
+    image[70:110, 100:140] = image[10:50, 15:55]
+    native = cm.detect_copy_move(image, backend="native")
+    reference = cm.detect_copy_move(image, backend="reference")
+    assert native.any() and np.array_equal(native, reference)
+
+
+def test_bad_arguments_are_refused() -> None:
+    smooth, magnitude = cm._planes(_grey(6, 20, 20))
+    with pytest.raises(ValueError, match="radius"):
+        na.ring_descriptors(smooth, magnitude, 20)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        na.patchmatch(np.zeros((8, 8, 13), np.float32), 1, 1, 1, 0)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        cm.patchmatch_reference(np.zeros((8, 8, 13), np.float32), 1, 1, 1, 0)
