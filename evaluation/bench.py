@@ -36,6 +36,7 @@ from focal.runtime.manifest import InputSpec, Manifest, load_manifest
 
 
 ARTIFACT_CHECKPOINT = "artifact"  # BenchConfig.reference: the checkpoint the artifact carries
+COPY_MOVE_STAGE = "copy_move"  # the copy-move search's timing key (Result.timings), under BenchConfig.copy_move
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class BenchConfig:
     warmup: int = 2  # untimed runs first
     repeat: int = 1  # passes over the images
     threads: int | None = None  # ONNX Runtime / torch CPU threads
+    # also time each backend/precision with the copy-move search on, beside the plain run (one
+    # report, so the end-to-end ratio is measured side by side); its time is the "copy_move" column
+    copy_move: bool = False
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -125,33 +129,37 @@ def _encode_all(images: list[np.ndarray], folder: Path) -> list[Path]:
     return paths
 
 
-def _run_runtime(cfg: BenchConfig, backend: str, precision: str, paths: list[str], queue: Any) -> None:
-    """Child process: time one backend/precision and report through ``queue``."""
+def _run_runtime(cfg: BenchConfig, backend: str, precision: str, copy_move: bool, paths: list[str],
+                 queue: Any) -> None:
+    """Child process: time one backend/precision (with or without the copy-move search) and report
+    through ``queue``."""
     try:
         from focal.runtime import cluster
         from focal.runtime.detector import Detector
 
+        stages = STAGES + (COPY_MOVE_STAGE,) if copy_move else STAGES
         with Detector(cfg.artifact, backend=backend, precision=precision, clustering=cfg.clustering,
-                      threads=cfg.threads, batch_size=cfg.batch) as det:
+                      threads=cfg.threads, batch_size=cfg.batch, copy_move=copy_move) as det:
             for p in paths[: cfg.warmup]:
                 det(p)
-            per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+            per_stage: dict[str, list[float]] = {s: [] for s in stages}
             for _ in range(cfg.repeat):
                 for p in paths:
                     r = det(p)
-                    for s in STAGES:
+                    for s in stages:
                         per_stage[s].append(r.timings[s])
             t0 = time.perf_counter()
             n = sum(1 for _ in det.detect_many(paths, batch_size=cfg.batch))
             throughput = n / (time.perf_counter() - t0)
             queue.put({
-                "backend": backend, "precision": precision, "engine": det.engine.name,
+                "backend": backend, "precision": precision, "copy_move": copy_move, "engine": det.engine.name,
                 "clustering_impl": cluster.resolve_backend("auto"),
                 "stages": {s: _stats(v) for s, v in per_stage.items()},
                 "throughput": throughput, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             })
     except Exception as exc:  # reported as a row of the table, the benchmark goes on
-        queue.put({"backend": backend, "precision": precision, "error": f"{type(exc).__name__}: {exc}"})
+        queue.put({"backend": backend, "precision": precision, "copy_move": copy_move,
+                   "error": f"{type(exc).__name__}: {exc}"})
 
 
 def _run_reference(cfg: BenchConfig, spec: InputSpec, split_threshold: float | None, paths: list[str],
@@ -244,11 +252,12 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     backends = cfg.backends or available_backends()
     precisions = cfg.precisions or sorted({m.precision for m in manifest.models if m.kind == "onnx"})
     rows = []
-    plan = [(b, p) for b in backends for p in precisions
+    plan = [(b, p, c) for b in backends for p in precisions for c in ((False, True) if cfg.copy_move else (False,))
             if b != "tensorrt" or any(m.kind == "tensorrt" and m.precision == p for m in manifest.models)]
-    for i, (b, p) in enumerate(plan, 1):
-        print(f"focal-bench: [{i}/{len(plan) + bool(cfg.reference)}] {b} {p} ...", file=sys.stderr, flush=True)
-        rows.append(_in_subprocess(_run_runtime, cfg, b, p, paths))
+    for i, (b, p, c) in enumerate(plan, 1):
+        print(f"focal-bench: [{i}/{len(plan) + bool(cfg.reference)}] {b} {p}{' + copy-move' if c else ''} ...",
+              file=sys.stderr, flush=True)
+        rows.append(_in_subprocess(_run_runtime, cfg, b, p, c, paths))
     reference = None
     if cfg.reference:
         print(f"focal-bench: [{len(plan) + 1}/{len(plan) + 1}] PyTorch reference ...", file=sys.stderr, flush=True)
@@ -265,7 +274,8 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
             row["share_of_matmul_peak"] = row["achieved_gflops"] / gflops_machine
         if reference and "error" not in reference:
             row["vs_reference"] = {s: reference["stages"][s]["median"] / max(row["stages"][s]["median"], 1e-9) for s in STAGES}
-        total = sum(row["stages"][s]["median"] for s in STAGES)
+        total = sum(stage["median"] for stage in row["stages"].values())
+        row["total_ms"] = total
         row["cluster_share"] = row["stages"]["cluster"]["median"] / total
         row["io_share_of_infer"] = sum(row["stages"][s]["median"] for s in ("decode", "preprocess", "postprocess")) / max(
             row["stages"]["infer"]["median"], 1e-9)
@@ -278,18 +288,23 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (medians in ms; p90 in brackets)."""
-    head = "| backend | precision | " + " | ".join(STAGES) + " | img/s | peak MB | infer vs torch | cluster share |"
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     rows = list(report["runs"]) + ([report["reference"]] if report.get("reference") else [])
+    stages = STAGES + ((COPY_MOVE_STAGE,) if any(r.get("copy_move") for r in rows) else ())
+    head = ("| backend | precision | " + " | ".join(stages)
+            + " | total | img/s | peak MB | infer vs torch | cluster share |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
+        precision = r["precision"] + (" + copy-move" if r.get("copy_move") else "")
         if "error" in r:
-            lines.append(f"| {r['backend']} | {r['precision']} | {r['error']} |")
+            lines.append(f"| {r['backend']} | {precision} | {r['error']} |")
             continue
-        cells = [f"{r['stages'][s]['median']:.1f} ({r['stages'][s]['p90']:.1f})" for s in STAGES]
+        cells = [f"{r['stages'][s]['median']:.1f} ({r['stages'][s]['p90']:.1f})" if s in r["stages"] else "-"
+                 for s in stages]
+        cells.append(f"{r['total_ms']:.1f}" if "total_ms" in r else "-")
         speed = f"{r['vs_reference']['infer']:.2f}x" if "vs_reference" in r else "-"
         share = f"{r['cluster_share']:.0%}" if "cluster_share" in r else "-"
         thr = f"{r['throughput']:.2f}" if "throughput" in r else "-"
-        lines.append(f"| {r['backend']} | {r['precision']} | " + " | ".join(cells)
+        lines.append(f"| {r['backend']} | {precision} | " + " | ".join(cells)
                      + f" | {thr} | {r['peak_rss_mb']:.0f} | {speed} | {share} |")
     extra = [f"model: {report['extractor']} at {report['input_size']} px, "
              + (f"{report['model_gflops']:.2f} GFLOP per image; " if report.get("model_gflops") else "")

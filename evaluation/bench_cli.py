@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=positive_int, default=1, metavar="N", help="timed passes over the images")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="ONNX Runtime and torch CPU threads (default: all cores)")
+    p.add_argument("--copy-move", action="store_true",
+                   help="also time every backend/precision with the copy-move search on, beside the plain run")
     p.add_argument("--report", type=Path, default=Path("bench.json"), metavar="PATH",
                    help="where to write the JSON report")
     add_json(p, "the report, instead of the Markdown table")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = BenchConfig(
         artifact=args.artifact, images=args.images, reference=args.reference, backends=args.backend,
         precisions=args.precision, clustering=args.clustering, batch=args.batch_size, warmup=args.warmup,
-        repeat=args.repeat, threads=args.threads,
+        repeat=args.repeat, threads=args.threads, copy_move=args.copy_move,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="focal-bench-") as tmp:

@@ -54,6 +54,29 @@ def test_bench_reports_stages_ratios_and_rates(tiny_artifact: Path, tiny_extract
     assert any(line.startswith("| pytorch-eager | fp32 |") for line in table.splitlines())
 
 
+def test_copy_move_runs_are_timed_beside_the_plain_ones(tiny_artifact: Path, photos: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    out = tmp_path / "bench.json"
+    image = sorted(photos.glob("*.jpg"))[0]
+    assert main([str(tiny_artifact), "--backend", "cpu", "--precision", "fp32", "--warmup", "0", "--images",
+                 str(image), "--copy-move", "--report", str(out)]) == 0
+    table = capsys.readouterr().out
+    plain, searched = json.loads(out.read_text())["runs"]
+    assert "error" not in plain and "error" not in searched, (plain, searched)
+    assert (plain["copy_move"], searched["copy_move"]) == (False, True)
+    assert set(plain["stages"]) == set(STAGES) and set(searched["stages"]) == {*STAGES, "copy_move"}
+    assert searched["stages"]["copy_move"]["median"] > 0  # the search ran on the image
+    for run in (plain, searched):  # the total is the stages' sum, the search's time included
+        assert run["total_ms"] == pytest.approx(sum(v["median"] for v in run["stages"].values()))
+    lines = table.splitlines()
+    assert "| copy_move | total |" in lines[0]
+    row = next(line for line in lines if line.startswith("| cpu | fp32 + copy-move |"))
+    assert f"{searched['stages']['copy_move']['median']:.1f} (" in row and f"| {searched['total_ms']:.1f} |" in row
+    column = [c.strip() for c in lines[0].split("|")].index("copy_move")
+    plain_row = next(line for line in lines if line.startswith("| cpu | fp32 |"))
+    assert [c.strip() for c in plain_row.split("|")][column] == "-"  # no search in the plain run
+
+
 def test_onnx_flop_count_matches_the_convolutions(tiny_artifact: Path) -> None:
     # tiny at 128: three 3x3 convs 3->16 (64x64 out), 16->16 (32x32), 16->16 (16x16).
     expected = 2 * (64 * 64 * 16 * 3 * 9 + 32 * 32 * 16 * 16 * 9 + 16 * 16 * 16 * 16 * 9)
