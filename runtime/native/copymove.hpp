@@ -38,9 +38,10 @@ struct PatchMatchField {
 // PatchMatch over the cells (i * stride, j * stride) of a [h, w, p]
 // descriptor image (p a multiple of 16): random start, then `iterations`
 // rounds of jump-flooding propagation (jumps 8, 4, 2, 1; per jump each cell
-// tries its four neighbours' offsets of the field before that jump) and a
-// random search around the cell's offset at the start of that search, at
-// radii halving from max(h, w). A candidate counts only
+// tries its neighbour's offset below, above, right and left in turn, each
+// pass reading the field the previous one left) and a random search, each
+// candidate drawn around the best offset so far, at radii halving from
+// max(h, w). A candidate counts only
 // if its target lies inside the image at least `min_offset` pixels away, and
 // is taken only when strictly closer.
 PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, int min_offset, int iterations,
