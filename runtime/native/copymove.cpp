@@ -71,10 +71,9 @@ struct Grid {
   const float* at(int y, int x) const { return desc + (static_cast<i64>(y) * w + x) * p; }
 
   // Cost of cell (r, c) matching the pixel `offset` away; +inf when the
-  // target is outside the image or closer than min_offset. Branch-free: the
-  // distance to a clamped target is always computed and then discarded, so
-  // that a miss in the cache is never followed by a mispredicted branch that
-  // throws away the loads already in flight for the next candidates.
+  // target is outside the image or closer than min_offset. Without branches
+  // (the distance to a clamped target is computed and discarded): the
+  // validity test then never stalls on a mispredict behind a cache miss.
   float cost(int r, int c, std::int32_t oy, std::int32_t ox) const {
     const int y = r * stride, x = c * stride;
     const i64 ty = static_cast<i64>(y) + oy, tx = static_cast<i64>(x) + ox;
@@ -229,8 +228,7 @@ PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, i
         for (int c = 0; c < f.gw; ++c) {
           const i64 i = r * f.gw + c;
           // Each candidate is drawn around the best offset so far, so a far
-          // lucky hit is refined by the nearer radii of the same round (what
-          // finds rotated and scaled copies, whose offsets vary).
+          // lucky hit is refined by the nearer radii of the same round.
           std::int32_t by = f.oy[i], bx = f.ox[i];
           float best = f.cost[i];
           for (int step = 0; step < steps; ++step) {
