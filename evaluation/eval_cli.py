@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from focal._cli import (
-    add_artifact, add_backend, add_clustering, add_copy_move, add_json, add_min_cluster_size, add_precision,
+    add_artifact, add_backend, add_clustering, add_copy_move, add_double_jpeg, add_json, add_min_cluster_size, add_precision,
     make_parser, positive_int,
 )
 from focal.evaluation.evaluate import EvalConfig, evaluate
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", metavar="MODEL",
                    help="a second model (checkpoint or artifact) compared on the same images")
     add_copy_move(p, "each clustering is also scored joined with it, rows METHOD+copy-move")
+    add_double_jpeg(p, "each clustering is also scored joined with it, rows METHOD+double-jpeg")
     p.add_argument("--limit", type=positive_int, metavar="N", help="at most N images per dataset (default: all)")
     add_json(p, "the summary written to metrics.json, instead of the Markdown table")
     return p
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         model=args.artifact, data=args.data, out=args.out, clustering=methods, min_cluster_size=args.min_cluster_size,
         backend=args.backend, precision=args.precision, backbone=args.backbone, robustness=args.robustness,
         compare=args.compare, limit=args.limit, input_size=args.input_size, copy_move=args.copy_move,
+        double_jpeg=args.double_jpeg,
     )
     try:
         summary = evaluate(cfg)

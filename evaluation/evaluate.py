@@ -29,8 +29,9 @@ import numpy as np
 from focal._datasets import FilePair, load_pairs
 from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE
 from focal.runtime.copymove import detect_copy_move
+from focal.runtime.doublejpeg import detect_double_jpeg
 from focal.runtime.geometry import Geometry
-from focal.runtime.imageio import read_image, read_mask
+from focal.runtime.imageio import decode_image, read_bytes, read_image, read_mask
 from focal.runtime.manifest import MANIFEST_NAME
 from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
 from focal.evaluation.plots import line_panel, write_png
@@ -52,6 +53,9 @@ class FeatureModel(Protocol):
 
 # A clustering's row joined with the copy-move search (EvalConfig.copy_move): "hdbscan+copy-move".
 COPY_MOVE_SUFFIX = "+copy-move"
+# Joined with the double-JPEG cue (EvalConfig.double_jpeg): "hdbscan+double-jpeg"; with both cues on,
+# also "hdbscan+copy-move+double-jpeg".
+DOUBLE_JPEG_SUFFIX = "+double-jpeg"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class EvalConfig:
     # Also score each clustering's mask joined with the copy-move search (focal.runtime.copymove),
     # as `focal-detect --copy-move` gives it: extra rows "METHOD+copy-move", pixel AUC the features'.
     copy_move: bool = False
+    # Likewise the double-JPEG cue (focal.runtime.doublejpeg) on each file's bytes: rows "METHOD+double-jpeg".
+    double_jpeg: bool = False
 
 
 def load_model(spec: str, cfg: EvalConfig) -> FeatureModel:
@@ -104,8 +110,12 @@ def truth_mask(pair: FilePair, shape: tuple[int, int]) -> np.ndarray:
 
 
 def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, methods: list[str],
-                min_cluster_size: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """All metrics of one image for each clustering method, and the predicted masks."""
+                min_cluster_size: int, data: bytes | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """All metrics of one image for each clustering method, and the predicted masks.
+
+    ``data`` is the image file's bytes, which rows ``+double-jpeg`` need (the
+    cue reads the file's own blocks and table; pixels as stored, as ``image``).
+    """
     feats = model.feature_map(image)
     h, w = image.shape[:2]
     # Under the native policy the map covers the padded input: crop, pool and map back as the runtime does.
@@ -113,15 +123,21 @@ def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, metho
     rec: dict[str, Any] = {}
     masks = {}
     threshold = split_threshold_of(model)
-    copies = None
+    copies = requantised = None
     for method in methods:
-        base = method.removesuffix(COPY_MOVE_SUFFIX)
+        base = method.removesuffix(DOUBLE_JPEG_SUFFIX).removesuffix(COPY_MOVE_SUFFIX)
         loc = localize(feats, h, w, base, min_cluster_size, geometry=geometry, split_threshold=threshold)
         pred = loc.mask > 0
-        if method != base:
+        if COPY_MOVE_SUFFIX in method:
             if copies is None:  # one search per image, whatever the clustering
                 copies = detect_copy_move(image) > 0
             pred = pred | copies
+        if DOUBLE_JPEG_SUFFIX in method:
+            if requantised is None:
+                found = detect_double_jpeg(data) if data is not None else None
+                usable = found is not None and found.mask is not None and found.mask.shape == (h, w)
+                requantised = found.mask > 0 if usable else np.zeros((h, w), bool)
+            pred = pred | requantised
         soft = soft_map(loc.features, loc.labels, h, w, geometry)
         s = pixel_scores(pred, truth)
         f1_best, iou_best = best_threshold_scores(soft, truth)
@@ -292,9 +308,10 @@ def _robustness(run: _Run, image: np.ndarray, truth: np.ndarray) -> dict[str, di
 def _record(run: _Run, ds: str, pair: FilePair) -> dict[str, Any]:
     """One image's line of ``records.jsonl`` (an ``error`` one if unreadable); its headline mask goes to ``masks/``."""
     try:
-        image = read_image(pair.image)
+        data = read_bytes(pair.image)
+        image = decode_image(data, str(pair.image))
         truth = truth_mask(pair, image.shape[:2])
-        rec, masks = score_image(run.model, image, truth, run.methods, run.min_cluster_size)
+        rec, masks = score_image(run.model, image, truth, run.methods, run.min_cluster_size, data)
         rec.update(dataset=ds, path=str(pair.image), authentic=not truth.any())
         mask_file = run.out / "masks" / ds / f"{pair.image.stem}.png"
         mask_file.parent.mkdir(parents=True, exist_ok=True)
@@ -398,7 +415,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 raise ValueError(f"{spec}: clustering 'split' needs an artifact with a fitted split threshold "
                                  "(focal-calibrate ARTIFACT --photos UNTOUCHED_PHOTOS)")
     methods = list(dict.fromkeys(cfg.clustering))
-    methods += [m + COPY_MOVE_SUFFIX for m in methods] if cfg.copy_move else []
+    base_methods = list(methods)
+    methods += [m + COPY_MOVE_SUFFIX for m in base_methods] if cfg.copy_move else []
+    methods += [m + DOUBLE_JPEG_SUFFIX for m in base_methods] if cfg.double_jpeg else []
+    methods += [m + COPY_MOVE_SUFFIX + DOUBLE_JPEG_SUFFIX for m in base_methods] if cfg.copy_move and cfg.double_jpeg else []
     run = _Run(cfg, out, methods, _min_cluster_size(cfg, model), model, other)
     datasets = {Path(d).name or d: load_pairs(d)[: cfg.limit] for d in cfg.data}
     records = _measure(run, datasets)

@@ -5,7 +5,7 @@ and pycuda; never torch.
 """
 
 from focal.runtime.cluster import CLUSTER_METHODS, cluster_features, normalize_rows
-from focal.runtime.detector import STAGES, Detector, DetectorConfig, Result
+from focal.runtime.detector import STAGES, Detector, DetectorConfig, EncodedImage, Result
 from focal.runtime.manifest import Manifest, load_manifest
 from focal.runtime.postprocess import Localization, labels_to_mask, localize
 from focal.runtime.preprocess import to_input
@@ -15,6 +15,7 @@ __all__ = [
     "CLUSTER_METHODS",
     "STAGES",
     "Detector",
+    "EncodedImage",
     "DetectorConfig",
     "Localization",
     "Manifest",

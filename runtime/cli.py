@@ -52,14 +52,14 @@ import cv2
 import numpy as np
 
 from focal._cli import (
-    add_artifact, add_backend, add_batch_size, add_clustering, add_copy_move, add_json, add_min_cluster_size,
+    add_artifact, add_backend, add_batch_size, add_clustering, add_copy_move, add_double_jpeg, add_json, add_min_cluster_size,
     add_precision, make_parser, positive_int,
 )
 from focal._files import list_images, write_atomic
 from focal._progress import Progress
 from focal.runtime.default import default_artifact
-from focal.runtime.detector import Detector, DetectorConfig, Result
-from focal.runtime.imageio import read_image
+from focal.runtime.detector import Detector, DetectorConfig, EncodedImage, Result
+from focal.runtime.imageio import decode_image, read_bytes, read_image
 from focal.runtime.integrity import IntegrityError
 from focal.runtime.inputs import DetectJob, collect_inputs
 from focal.runtime.journal import JOURNAL_NAME, Journal, RunLock, read_journal_state
@@ -131,10 +131,12 @@ class ImageOutputs:
     width: int  # image columns (W)
     timings: dict[str, float]  # ms per stage (focal.runtime.detector.STAGES, + "copy_move" when searched)
     copy_move: bool | None = None  # under --copy-move: whether a copy-move was found; None: not searched
+    # under --double-jpeg: whether a region missed the first compression; None: off, or no evidence
+    double_jpeg: bool | None = None
 
 
 def render_outputs(job: DetectJob, result: Result, cfg: DetectorConfig, err: StderrCapture,
-                   image: np.ndarray | None = None) -> ImageOutputs | Exception:
+                   image: np.ndarray | EncodedImage | None = None) -> ImageOutputs | Exception:
     """Encodes one result's mask and overlay as PNG.
 
     Args:
@@ -153,11 +155,14 @@ def render_outputs(job: DetectJob, result: Result, cfg: DetectorConfig, err: Std
             image, error, _ = decode_input(job, cfg, err)
             if image is None:
                 raise ValueError(error)
+        if isinstance(image, EncodedImage):
+            image = image.pixels
         return ImageOutputs(
             mask_png=_png(result.mask), overlay_png=_png(overlay(image, result.mask)[:, :, ::-1]),
             score=result.score, forged_fraction=result.forged_fraction,
             height=int(result.mask.shape[0]), width=int(result.mask.shape[1]), timings=dict(result.timings),
             copy_move=None if result.copy_move is None else bool(result.copy_move.any()),
+            double_jpeg=None if result.double_jpeg is None else bool(result.double_jpeg.any()),
         )
     except (OSError, ValueError) as exc:
         return exc
@@ -180,6 +185,8 @@ def _record(job: DetectJob, result: ImageOutputs | Exception | str, notes: list[
         })
         if result.copy_move is not None:
             rec["copy_move"] = result.copy_move
+        if result.double_jpeg is not None:
+            rec["double_jpeg"] = result.double_jpeg
     if notes:
         rec["decoder_messages"] = notes
     return rec
@@ -290,10 +297,18 @@ def _remove_created(created: list[Path]) -> None:
 
 
 def decode_input(job: DetectJob, cfg: DetectorConfig,
-                 err: StderrCapture) -> tuple[np.ndarray | None, str | None, list[str]]:
-    """Reads one input with its decoder messages captured: (image, error, messages)."""
+                 err: StderrCapture) -> tuple[np.ndarray | EncodedImage | None, str | None, list[str]]:
+    """Reads one input with its decoder messages captured: (image, error, messages).
+
+    The image is the ``[H, W, 3]`` uint8 array, or under ``double_jpeg`` an
+    :class:`EncodedImage` holding it with the file's bytes (the cue reads them).
+    """
     with err.capture() as notes:
         try:
+            if cfg.double_jpeg:
+                data = read_bytes(job.source)
+                pixels = decode_image(data, str(job.source), cfg.max_pixels, cfg.exif_orientation)
+                return EncodedImage(pixels, data, str(job.source)), None, notes
             image = read_image(job.source, max_pixels=cfg.max_pixels, apply_orientation=cfg.exif_orientation)
             return image, None, notes
         except (OSError, ValueError) as exc:
@@ -357,7 +372,8 @@ def open_detector(cfg: DetectConfig) -> tuple[Detector, str]:
     return det, (f"focal-detect: {which}: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
                  f"clustering {det.clustering}"
                  + (f" above {det.split_threshold:.4f}" if det.clustering == "split" else "")
-                 + f" ({det.cluster_backend})" + (" + copy-move search" if cfg.detector.copy_move else ""))
+                 + f" ({det.cluster_backend})" + (" + copy-move search" if cfg.detector.copy_move else "")
+                 + (" + double-JPEG cue" if cfg.detector.double_jpeg else ""))
 
 
 def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
@@ -630,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_min_cluster_size(parser, help="HDBSCAN's smallest cluster, >= 2 (default: the artifact's)")
     add_batch_size(parser, help="images per engine call (more than 1 needs a dynamic-batch model)")
     add_copy_move(parser, "the mask is the union")
+    add_double_jpeg(parser, "the mask is the union; records say double_jpeg true/false where a JPEG shows the trace")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--low-memory", action="store_true",
@@ -680,6 +697,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[list[str], DetectConfig]
             backend=args.backend, precision=args.precision, clustering=args.clustering,
             min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch_size,
             mem_arena=not args.low_memory, verify=not args.no_verify, copy_move=args.copy_move,
+            double_jpeg=args.double_jpeg,
         ),
         overwrite=args.overwrite,
         json_stdout=args.json,

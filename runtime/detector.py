@@ -23,8 +23,9 @@ from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
 from focal.runtime.copymove import detect_copy_move
 from focal.runtime.default import default_artifact
+from focal.runtime.doublejpeg import detect_double_jpeg, exif_orientation, orient
 from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engine, resolve_backend
-from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_image
+from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_bytes, decode_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
 from focal.runtime.fusion import fuse_feature_maps
 from focal.runtime.postprocess import localize
@@ -60,6 +61,10 @@ class DetectorConfig:
     # Also search each image for copy-moves (focal.runtime.copymove): a repeat the features cannot
     # see, since a copy carries its own image's traces. The mask is then the union of both.
     copy_move: bool = False
+    # Also look in each JPEG file for regions that missed the compression the rest went through
+    # (focal.runtime.doublejpeg): the trace most real edits leave, which a network input at 512 px
+    # no longer holds. Needs file paths (arrays carry no JPEG header); the mask is the union.
+    double_jpeg: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,12 @@ class Result:
             copy-moves found (255 = source or target of a copy; already in
             ``mask``, and timed as ``timings["copy_move"]``), else ``None``.
             ``score`` and ``labels`` stay the features'.
+        double_jpeg: under ``double_jpeg``, ``[H, W]`` uint8 mask of the
+            regions that missed the file's first JPEG compression (already in
+            ``mask``; timed as ``timings["double_jpeg"]``, with the decode), all
+            zero when the file shows double compression but no such region;
+            ``None`` when the cue is off or the input gives no evidence (an
+            array, a file that is not a JPEG, or one compressed once).
     """
 
     mask: np.ndarray
@@ -90,6 +101,7 @@ class Result:
     features: np.ndarray | None = None
     path: str | None = None
     copy_move: np.ndarray | None = None
+    double_jpeg: np.ndarray | None = None
 
 
 @dataclass
@@ -104,10 +116,27 @@ class _Prepared:
     error: Exception | None = None
     timings: dict[str, float] = field(default_factory=dict)
     image: np.ndarray | None = None  # [H, W, 3] uint8, kept only for the copy-move search
+    double_jpeg: np.ndarray | None = None  # [H, W] uint8 double-JPEG mask (see Result)
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image its caller decoded, with the file's bytes, for cues that read the file itself.
+
+    ``focal-detect`` decodes each file itself (to capture decoder messages);
+    under ``double_jpeg`` it hands the detector this, so the cue reads the
+    header and blocks of the very bytes that were decoded.
+    """
+
+    pixels: np.ndarray  # [H, W, 3] uint8 RGB, as decoded (EXIF orientation as DetectorConfig says)
+    data: bytes  # the file's bytes
+    name: str  # the file's path, for messages and Result.path
 
 
 def _check_item(item: object) -> None:
     """A clear ValueError for what can be neither read nor run, before OpenCV sees it."""
+    if isinstance(item, EncodedImage):
+        item = item.pixels
     if isinstance(item, np.ndarray):
         if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8 or item.shape[0] == 0 or item.shape[1] == 0:
             raise ValueError(f"image array must be [H, W, 3] uint8 with H, W >= 1, got shape {item.shape} "
@@ -285,26 +314,50 @@ class Detector:
             member.engine.close()
 
     # -- stages ----------------------------------------------------------
-    def _prepare(self, item: str | Path | np.ndarray) -> _Prepared:
+    def _prepare(self, item: str | Path | np.ndarray | EncodedImage) -> _Prepared:
         """Decode (if a path) and preprocess one image, catching per-image errors."""
-        source = None if isinstance(item, np.ndarray) else str(item)
+        source = item.name if isinstance(item, EncodedImage) else None if isinstance(item, np.ndarray) else str(item)
         prep = _Prepared(source=source)
         try:
             _check_item(item)
             t0 = time.perf_counter()
-            image = item if isinstance(item, np.ndarray) else read_image(
-                item, max_pixels=self.config.max_pixels, apply_orientation=self.config.exif_orientation
-            )
+            data = None
+            if isinstance(item, np.ndarray):
+                image = item
+            elif isinstance(item, EncodedImage):
+                image, data = item.pixels, item.data
+            else:  # the bytes are read once: the double-JPEG cue reads the same file's header and blocks
+                data = read_bytes(item)
+                image = decode_image(data, str(item), self.config.max_pixels, self.config.exif_orientation)
+            if data is not None and self.config.double_jpeg:
+                t_dq = time.perf_counter()
+                prep.double_jpeg = self._double_jpeg(data, source, image.shape[:2])
+                prep.timings["double_jpeg"] = (time.perf_counter() - t_dq) * 1e3
             t1 = time.perf_counter()
             prep.height, prep.width = image.shape[:2]
             prep.geometry = self.members[0].geometry(prep.height, prep.width)
             prep.tensors = [m.preprocess(image, prep.geometry) for m in self.members]
-            prep.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (time.perf_counter() - t1) * 1e3}
+            dq_ms = prep.timings.pop("double_jpeg", None)
+            prep.timings = {"decode": (t1 - t0) * 1e3 - (dq_ms or 0.0), "preprocess": (time.perf_counter() - t1) * 1e3}
+            if dq_ms is not None:
+                prep.timings["double_jpeg"] = dq_ms
             if self.config.copy_move:
                 prep.image = image
         except (OSError, ValueError) as exc:
             prep.error = exc
         return prep
+
+    def _double_jpeg(self, data: bytes, name: str, shape: tuple[int, int]) -> np.ndarray | None:
+        """The double-JPEG mask of a file's bytes, oriented as the decoded image; None without evidence."""
+        found = detect_double_jpeg(data, name=name, max_pixels=self.config.max_pixels)
+        if found.mask is None:
+            return None
+        mask = orient(found.mask, exif_orientation(data)) if self.config.exif_orientation else found.mask
+        if mask.shape != shape:  # OpenCV read an orientation this header parse did not: say so, keep no mask
+            _log.warning("%s: double-JPEG mask %s does not match the decoded image %s; cue skipped",
+                         name, mask.shape, shape)
+            return None
+        return mask
 
     def _infer(self, preps: list[_Prepared]) -> np.ndarray | list[np.ndarray]:
         """Feature maps of a batch, ``[B, D, h, w]`` (a list of maps under ``native``); several members are fused."""
@@ -344,12 +397,16 @@ class Detector:
                 p.image = None  # the batch may be long: do not hold decoded images past their use
                 timings["copy_move"] = (time.perf_counter() - t0) * 1e3
                 mask = np.maximum(mask, copies)
+            if p.double_jpeg is not None:
+                mask = np.maximum(mask, p.double_jpeg)
+            if copies is not None or p.double_jpeg is not None:
                 fraction = float(np.count_nonzero(mask)) / mask.size
             results.append(Result(
                 mask=mask, labels=loc.labels, score=loc.score, forged_fraction=fraction,
                 timings=timings, features=loc.features if self.config.keep_features else None, path=p.source,
-                copy_move=copies,
+                copy_move=copies, double_jpeg=p.double_jpeg,
             ))
+            p.double_jpeg = None
         return results
 
     # -- public API --------------------------------------------------------
@@ -378,7 +435,7 @@ class Detector:
             raise prep.error
         return self._infer([prep])[0].astype(np.float32, copy=False)
 
-    def __call__(self, image: str | Path | np.ndarray) -> Result:
+    def __call__(self, image: str | Path | np.ndarray | EncodedImage) -> Result:
         """Detect forged regions in one image.
 
         Args:
@@ -393,7 +450,7 @@ class Detector:
         return result
 
     def detect_many(
-        self, images: Iterable[str | Path | np.ndarray], batch_size: int | None = None
+        self, images: Iterable[str | Path | np.ndarray | EncodedImage], batch_size: int | None = None
     ) -> Iterator[Result | Exception]:
         """Detect on many images, in order, overlapping I/O with inference.
 
@@ -402,7 +459,7 @@ class Detector:
         and preprocesses the next one (OpenCV and ONNX Runtime release the GIL).
 
         Args:
-            images: paths or ``[H, W, 3]`` uint8 RGB arrays.
+            images: paths, ``[H, W, 3]`` uint8 RGB arrays, or :class:`EncodedImage`.
             batch_size: images per engine call; default ``config.batch_size``.
 
         Yields:

@@ -24,6 +24,7 @@ from focal.runtime._headers import HeaderError, declared_size
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "decode_image",
+    "read_bytes",
     "read_image",
     "read_mask",
 ]
@@ -114,7 +115,7 @@ def decode_image(
     raise ValueError(f"{name}: unsupported image layout {image.shape} (expected gray, RGB or RGBA)")
 
 
-def _read_bytes(path: str | Path) -> bytes:
+def read_bytes(path: str | Path) -> bytes:
     """Reads a whole file, turning OS errors into ``ValueError`` naming it."""
     try:
         return Path(path).read_bytes()
@@ -139,7 +140,7 @@ def read_image(
         ValueError: if the file cannot be read or decoded, or is too large;
             the message names the file.
     """
-    return decode_image(_read_bytes(path), str(path), max_pixels, apply_orientation)
+    return decode_image(read_bytes(path), str(path), max_pixels, apply_orientation)
 
 
 def read_mask(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -154,6 +154,13 @@ def add_copy_move(parser: argparse.ArgumentParser, what: str) -> None:
                              f"marked, about 0.5-1.2 s per image on a CPU core): {what}")
 
 
+def add_double_jpeg(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--double-jpeg``: a flag (dest ``double_jpeg``) joining the double-JPEG cue (focal.runtime.doublejpeg)."""
+    parser.add_argument("--double-jpeg", action="store_true",
+                        help=f"also look in each JPEG file for regions that missed the compression the rest went "
+                             f"through (the double-quantisation trace of most real edits): {what}")
+
+
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
     """``--json``: a flag; ``what`` says which JSON goes to stdout."""
     parser.add_argument("--json", action="store_true", help=f"machine-readable JSON on stdout: {what}")

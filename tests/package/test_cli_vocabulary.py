@@ -34,6 +34,7 @@ SPELLING = {
     "photos": "--photos",
     "segmentations": "--segmentations",
     "copy_move": "--copy-move",
+    "double_jpeg": "--double-jpeg",
 }
 # Every spelling with "batch" in it: images per call, the exported graph's batch axis, or Triton's
 # max_batch_size (the largest batch its dynamic batcher forms, in Triton's own words).

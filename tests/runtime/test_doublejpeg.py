@@ -1,0 +1,202 @@
+"""The double-JPEG cue: reads the file's table, finds a splice that missed the first compression,
+leaves single and uniformly double-compressed photos alone, and survives hostile headers."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import cv2
+import numpy as np
+import pytest
+from sklearn import datasets
+
+from focal.evaluation.metrics import pixel_scores
+from focal.runtime.doublejpeg import (
+    DoubleJpegConfig, dct_coefficients, detect_double_jpeg, exif_orientation, luma_quantization, orient,
+)
+
+# IJG's luminance base table (JPEG standard, Annex K), natural order.
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+]).reshape(8, 8)
+
+
+def _ijg_table(quality: int) -> np.ndarray:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((_IJG_LUMA * scale + 50) // 100, 1, 255)
+
+
+def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def _decode(data: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    return [np.ascontiguousarray(p) for p in datasets.load_sample_images().images]  # 2 photos, 427 x 640
+
+
+def _splice(photos: list[np.ndarray], q1: int = 60, q2: int = 90) -> tuple[bytes, np.ndarray]:
+    """The host saved at ``q1``, a disk of the other photo (never compressed) pasted in, saved at ``q2``."""
+    host = _decode(_jpeg(photos[0], q1))
+    truth = np.zeros(host.shape[:2], np.uint8)
+    cv2.circle(truth, (420, 200), 90, 1, -1)
+    host[truth > 0] = photos[1][truth > 0]
+    return _jpeg(host, q2), truth > 0
+
+
+@pytest.mark.parametrize("quality", [50, 75, 90, 100])
+def test_the_luminance_table_is_the_one_the_encoder_wrote(photos, quality) -> None:
+    assert np.array_equal(luma_quantization(_jpeg(photos[0], quality)), _ijg_table(quality))
+
+
+def test_the_blocks_are_read_on_the_files_grid(photos) -> None:
+    # Dividing the decoded blocks' DCT by the table gives near-integers only on the file's own
+    # grid and table order: one pixel off, or a transposed table, and the residuals spread out.
+    data = _jpeg(photos[0], 50)
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    table = luma_quantization(data)
+
+    def residual(plane: np.ndarray, t: np.ndarray) -> float:
+        coef = dct_coefficients(plane, np.ones_like(t)).astype(np.float64)  # the raw DCT, rounded
+        raw = coef / t
+        return float(np.mean(np.abs(raw - np.rint(raw))[..., :3, :3]))
+
+    aligned, shifted = residual(gray, table), residual(gray[1:, 1:], table)
+    assert aligned < 0.12 < shifted
+    assert residual(gray, table.T) > aligned
+
+
+def test_a_splice_that_missed_the_first_compression_is_found(photos) -> None:
+    data, truth = _splice(photos)
+    found = detect_double_jpeg(data)
+    assert found.found and found.evidence > DoubleJpegConfig().threshold
+    assert found.mask.shape == truth.shape and found.mask.dtype == np.uint8
+    assert pixel_scores(found.mask > 0, truth).iou > 0.5
+    assert len(found.periods) >= 5
+
+
+@pytest.mark.parametrize("quality", [50, 75, 90, 95])
+def test_photos_compressed_once_are_not_flagged(photos, quality) -> None:
+    for photo in photos:
+        found = detect_double_jpeg(_jpeg(photo, quality))
+        assert not found.found, (quality, found.evidence)
+
+
+def test_a_second_compression_shows_periods(photos) -> None:
+    # Whether an untouched photo saved twice is flagged depends on the two qualities (see
+    # docs/evaluation.md, "Double JPEG": re-saving at a higher quality is a known false alarm);
+    # the periods of the second compression are found either way.
+    for q1, q2 in ((50, 100), (60, 90)):
+        found = detect_double_jpeg(_jpeg(_decode(_jpeg(photos[0], q1)), q2))
+        assert len(found.periods) >= 5, (q1, q2, found.periods)
+
+
+def test_files_without_the_trace_give_no_evidence(photos) -> None:
+    ok, png = cv2.imencode(".png", photos[0])
+    for data in (png.tobytes(), b"", b"\xff\xd8\xff", b"\xff\xd8\xff\xdb\x00\x43\x00" + b"\x01" * 10,
+                 _jpeg(photos[0][:40, :40], 80)):
+        found = detect_double_jpeg(data, name="x.jpg")
+        assert found.mask is None and found.evidence == 0.0 and not found.found
+
+
+def test_a_hostile_header_is_refused_by_name_before_decoding(photos) -> None:
+    data = bytearray(_jpeg(photos[0], 80))
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)  # 3.6 gigapixels declared
+    with pytest.raises(ValueError, match=r"^bomb\.jpg: .*over the limit"):
+        detect_double_jpeg(bytes(data), name="bomb.jpg")
+    # a truncated copy of a real file is not a crash either
+    assert luma_quantization(bytes(data[:sof])) is None
+
+
+def _with_orientation(data: bytes, orientation: int) -> bytes:
+    """``data`` with an EXIF APP1 segment (little-endian TIFF, one IFD0 entry: Orientation) after SOI."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_masks_turn_as_opencv_turns_the_picture(photos, orientation) -> None:
+    data = _with_orientation(_jpeg(photos[0][:, :500], 80), orientation)
+    assert exif_orientation(data) == orientation
+    stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    shown = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(orient(stored, orientation), shown)
+
+
+def test_bad_settings_are_refused() -> None:
+    for bad in ({"frequencies": 0}, {"max_period": 1}, {"window": 0}, {"min_ratio": 1.0}):
+        with pytest.raises(ValueError, match="DoubleJpegConfig"):
+            DoubleJpegConfig(**bad)
+
+
+def test_the_detector_joins_the_cue_for_files_and_encoded_images(tiny_artifact, photos, tmp_path) -> None:
+    from focal.runtime import Detector, EncodedImage
+
+    data, truth = _splice(photos)
+    path = tmp_path / "splice.jpg"
+    path.write_bytes(data)
+    with Detector(tiny_artifact, backend="cpu") as plain:
+        alone = plain(path)
+    with Detector(tiny_artifact, backend="cpu", double_jpeg=True) as both:
+        joint = both(path)
+        encoded = both(EncodedImage(_decode(data), data, str(path)))
+        array = both(_decode(data))
+    assert alone.double_jpeg is None and "double_jpeg" not in alone.timings
+    assert np.array_equal(joint.double_jpeg, detect_double_jpeg(data).mask)
+    assert np.array_equal(joint.mask, np.maximum(alone.mask, joint.double_jpeg))
+    assert joint.score == alone.score and np.array_equal(joint.labels, alone.labels)  # the features' own
+    assert np.array_equal(encoded.mask, joint.mask) and encoded.path == str(path)
+    assert array.double_jpeg is None  # an array carries no JPEG header: no evidence, said as None
+    assert joint.timings["double_jpeg"] > 0
+
+
+def test_the_detector_turns_the_mask_with_the_picture(tiny_artifact, photos, tmp_path) -> None:
+    from focal.runtime import Detector
+
+    data, _ = _splice(photos)
+    path = tmp_path / "turned.jpg"
+    path.write_bytes(_with_orientation(data, 6))
+    with Detector(tiny_artifact, backend="cpu", double_jpeg=True) as det:
+        result = det(path)
+    assert result.mask.shape == (photos[0].shape[1], photos[0].shape[0])
+    assert np.array_equal(result.double_jpeg, orient(detect_double_jpeg(data).mask, 6))
+
+
+def test_focal_detect_and_focal_eval_report_the_cue(tiny_artifact, photos, tmp_path) -> None:
+    from focal.evaluation.eval_cli import main as eval_main
+    from focal.runtime.cli import main as detect_main
+
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    spliced, truth = _splice(photos)
+    (data / "images" / "splice.jpg").write_bytes(spliced)
+    cv2.imwrite(str(data / "masks" / "splice.png"), truth.astype(np.uint8) * 255)
+    (data / "images" / "plain.png").write_bytes(cv2.imencode(".png", photos[1])[1].tobytes())
+    out = tmp_path / "out"
+    assert detect_main([str(tiny_artifact), str(data / "images"), "--out", str(out), "--backend", "cpu",
+                        "--double-jpeg"]) == 0
+    records = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert records["splice.jpg"]["double_jpeg"] is True and "double_jpeg" not in records["plain.png"]
+    mask = cv2.imread(str(out / records["splice.jpg"]["mask"]), cv2.IMREAD_GRAYSCALE)
+    assert (mask[truth] > 0).mean() > 0.5  # the splice is in the mask (k-means marks its own half too)
+
+    ev = tmp_path / "eval"
+    assert eval_main([str(tiny_artifact), "--data", str(data), "--out", str(ev), "--backend", "cpu",
+                      "--clustering", "kmeans", "--double-jpeg"]) == 0
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, (ev / "records.jsonl").read_text().splitlines())}
+    plain, joint = rows["splice.jpg"]["kmeans"], rows["splice.jpg"]["kmeans+double-jpeg"]
+    assert joint["auc"] == plain["auc"] and joint["iou"] > plain["iou"]
+    assert json.loads((ev / "metrics.json").read_text())["clustering"] == ["kmeans", "kmeans+double-jpeg"]
