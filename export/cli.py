@@ -144,6 +144,12 @@ def _add_triton_options(parser: argparse.ArgumentParser, standalone: bool) -> No
     tri.add_argument("--triton-python-env", default=None, metavar="PATH",
                      help="EXECUTION_ENV_PATH of the Python models: a conda-pack tarball or unpacked environment "
                           "with focal installed (default: the server's own Python, which needs focal)")
+    # Spelled --triton-* as the group's other options: it configures the written repository, while the
+    # shared --copy-move (focal._cli) means a search this run does.
+    tri.add_argument("--triton-copy-move", action="store_true",
+                     help="the postprocess model also searches each image for copy-moves (as focal-detect "
+                          "--copy-move): the mask is the union, the ensemble's copy_move output says whether one "
+                          "was found")
     tri.add_argument("--triton-overwrite", action="store_true", help="replace DIR if it is not empty")
 
 
@@ -164,7 +170,7 @@ def triton_config_from_args(args: argparse.Namespace) -> TritonRepoConfig:
         prefix=args.triton_name, features=args.triton_features, precision=args.triton_precision,
         instance_kind=args.triton_instance_kind, instance_count=args.triton_instances,
         queue_delay_us=args.triton_queue_delay_us, max_queue_size=args.triton_max_queue,
-        python_env=args.triton_python_env, overwrite=args.triton_overwrite,
+        python_env=args.triton_python_env, copy_move=args.triton_copy_move, overwrite=args.triton_overwrite,
     )
 
 
@@ -181,7 +187,8 @@ def _write_triton(artifact: str, args: argparse.Namespace) -> int:
     if not args.quiet:
         names = model_names(cfg.prefix)
         print(f"Triton repository {out}: {names['ensemble']} (ensemble: image -> mask, score), "
-              f"{names['preprocess']}, {names['features']} ({cfg.features}, {cfg.precision}), {names['postprocess']}")
+              f"{names['preprocess']}, {names['features']} ({cfg.features}, {cfg.precision}), {names['postprocess']}"
+              + (" (+ copy-move search)" if cfg.copy_move else ""))
     return 0
 
 

@@ -6,7 +6,8 @@
 
 Any KServe v2 client works as well; this one crops each mask to its
 ``size`` (masks of a multi-image request come zero-padded to the largest)
-and turns an element's ``error`` into :attr:`RemoteResult.error`.
+and turns an element's ``error`` into :attr:`RemoteResult.error` and its
+``copy_move`` (1 / 0 / -1) into :attr:`RemoteResult.copy_move` (True / False / None).
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ class RemoteResult:
 
     ``mask``: ``[H, W]`` uint8 in {0, 255} at the image's resolution (``[0, 0]``
     when ``error`` is set); ``score`` and ``forged_fraction`` in [0, 1] (NaN
-    on error); ``timings``: milliseconds per stage; ``error``: one line, or None.
+    on error); ``timings``: milliseconds per stage; ``error``: one line, or None;
+    ``copy_move``: whether a copy-move was found (its mask is then part of
+    ``mask``), None where none was searched for (a server without
+    ``--copy-move``, one older than the ``copy_move`` output, or an error).
     """
 
     mask: np.ndarray
@@ -33,6 +37,7 @@ class RemoteResult:
     forged_fraction: float
     timings: dict[str, float]
     error: str | None
+    copy_move: bool | None = None
 
 
 class FocalClient:
@@ -88,13 +93,15 @@ class FocalClient:
         masks, sizes = response.as_numpy("mask"), response.as_numpy("size")
         scores, forged = response.as_numpy("score"), response.as_numpy("forged")
         timings, errors = response.as_numpy("timings"), response.as_numpy("error")
+        copies = response.as_numpy("copy_move")  # None from a server without that output
         out = []
         for k in range(len(files)):
             error = errors[k, 0].decode() if isinstance(errors[k, 0], bytes) else str(errors[k, 0])
             h, w = (int(v) for v in sizes[k])
+            found = None if copies is None or int(copies[k, 0]) < 0 else bool(copies[k, 0])  # -1: not searched
             out.append(RemoteResult(
                 mask=np.ascontiguousarray(masks[k, :h, :w]), score=float(scores[k, 0]),
                 forged_fraction=float(forged[k, 0]), timings=json.loads(timings[k, 0] or b"{}"),
-                error=error or None,
+                error=error or None, copy_move=found,
             ))
         return out

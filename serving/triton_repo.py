@@ -9,8 +9,9 @@
       PREFIX_features/     the network: ONNX (platform onnxruntime_onnx), a TensorRT plan
                            (tensorrt_plan), or a Python-backend model running the ONNX graph with
                            focal.runtime's ONNX Runtime engine ("python": for servers with only that backend)
-      PREFIX_postprocess/  Python backend: FP32 ``features`` [D, h, w] + ``size`` -> UINT8 ``mask`` [H, W]
-                           (255 = forged), FP32 ``score`` [1], ``forged_fraction`` [1], ``post_ms`` [2]
+      PREFIX_postprocess/  Python backend: FP32 ``features`` [D, h, w] + ``size`` (+ BYTES ``image`` [1]
+                           under ``copy_move``) -> UINT8 ``mask`` [H, W] (255 = forged), FP32 ``score`` [1],
+                           ``forged_fraction`` [1], ``post_ms`` [2], INT8 ``copy_move`` [1]
       PREFIX/              the ensemble: BYTES ``image`` [1] -> ``mask`` [1, H, W], ``score`` [1, 1], ...
 
 The Python models' code lives in :mod:`focal.serving.triton_models` and is
@@ -19,6 +20,17 @@ a copy of the artifact's manifest (reduced to the model file used), which is
 where the preprocessing and the clustering parameters are read from. They
 import :mod:`focal.runtime`, so the server's Python must have focal
 installed (docs/triton.md).
+
+Copy-moves (:attr:`TritonRepoConfig.copy_move`): the ensemble also routes
+its encoded ``image`` to the postprocess model, which decodes it again
+(same decoder, pixel limit and EXIF rotation as the preprocess model, so
+the same pixels) and joins :func:`focal.runtime.copymove.detect_copy_move`'s
+mask to the clustering's, as ``Detector(copy_move=True)`` does; its INT8
+``copy_move`` output is 1 (found), 0 (none found) or -1 (not searched: the
+option off). The encoded file is routed rather than the decoded pixels:
+between Python models a tensor crosses the backend's shared memory, and a
+decoded image (3 bytes a pixel, 300 MB at the 100 MP limit) would not fit a
+container's default 64 MB ``/dev/shm``; the price is a second decode per image.
 
 Batching: a graph with a fixed batch axis of 1 cannot take Triton's
 batching, whose batch dimension is a free first axis (``[-1] + dims``), so
@@ -72,7 +84,10 @@ class TritonRepoConfig:
     max_queue_size: int = 64  # requests queued per model before new ones are rejected (0: unbounded)
     max_pixels: int = DEFAULT_MAX_PIXELS  # decode limit (width x height), checked on the header before decoding
     exif_orientation: bool = True  # rotate as EXIF says, as focal-detect does, so masks match the picture shown
-    cluster_backend: str = "auto"  # clustering implementation in the postprocess model (as DetectorConfig)
+    cluster_backend: str = "auto"  # clustering and copy-move kernels in the postprocess model (as DetectorConfig)
+    # Also search each image for copy-moves in the postprocess model (focal.runtime.copymove, as
+    # DetectorConfig.copy_move): the mask is the union; the ``copy_move`` output says whether one was found
+    copy_move: bool = False
     # EXECUTION_ENV_PATH of the Python models: a conda-pack tarball or an unpacked environment (with
     # bin/activate) holding focal; "$$TRITON_MODEL_DIRECTORY" expands to each model's folder. None: the
     # server's own Python, which then needs focal installed
@@ -296,7 +311,11 @@ def _python_config(name: str, cfg: TritonRepoConfig, inputs: list[dict[str, Any]
     return config, [comment, "Python backend: the server's Python needs focal installed (docs/triton.md)"]
 
 
-def _ensemble_config(names: dict[str, str], manifest: Manifest) -> tuple[dict[str, Any], list[str]]:
+def _ensemble_config(names: dict[str, str], manifest: Manifest,
+                     copy_move: bool = False) -> tuple[dict[str, Any], list[str]]:
+    post_inputs = [{"key": "features", "value": "feature_map"}, {"key": "size", "value": "image_size"}]
+    if copy_move:
+        post_inputs.append({"key": "image", "value": "image"})  # the ensemble's own input, for the search
     steps = [
         {"model_name": names["preprocess"], "model_version": -1,
          "input_map": {"key": "image", "value": "image"},
@@ -306,8 +325,8 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest) -> tuple[dict[st
          "input_map": {"key": manifest.input.name, "value": "network_input"},
          "output_map": {"key": manifest.output.name, "value": "feature_map"}},
         {"model_name": names["postprocess"], "model_version": -1,
-         "input_map": [{"key": "features", "value": "feature_map"}, {"key": "size", "value": "image_size"}],
-         "output_map": [{"key": k, "value": k} for k in ("mask", "score", "forged_fraction", "post_ms")]},
+         "input_map": post_inputs,
+         "output_map": [{"key": k, "value": k} for k in ("mask", "score", "forged_fraction", "post_ms", "copy_move")]},
     ]
     # Single map entries are written as one message, lists as repeated ones.
     for step in steps:
@@ -319,12 +338,16 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest) -> tuple[dict[st
         "input": [_tensor("image", "TYPE_STRING", [1])],
         "output": [_tensor("mask", "TYPE_UINT8", [1, -1, -1]), _tensor("score", "TYPE_FP32", [1, 1]),
                    _tensor("forged_fraction", "TYPE_FP32", [1, 1]),
-                   _tensor("pre_ms", "TYPE_FP32", [1, 2]), _tensor("post_ms", "TYPE_FP32", [1, 2])],
+                   _tensor("pre_ms", "TYPE_FP32", [1, 2]), _tensor("post_ms", "TYPE_FP32", [1, 2]),
+                   _tensor("copy_move", "TYPE_INT8", [1, 1])],
         "ensemble_scheduling": {"step": steps},
     }
     comments = ["focal ensemble: one encoded image per request -> mask (uint8 [1, H, W], 255 = forged), "
-                "score, forged_fraction, pre_ms (decode, preprocess), post_ms (cluster, postprocess)",
+                "score, forged_fraction, pre_ms (decode, preprocess), post_ms (cluster, postprocess), "
+                "copy_move (int8: 1 found, 0 none found, -1 not searched)",
                 "the composing models batch across requests; the features model's time is in Triton's statistics"]
+    if copy_move:
+        comments.append("copy-move search on: the mask is the union of the clustering's and the copy-move search's")
     return config, comments
 
 
@@ -400,19 +423,26 @@ def write_repository(artifact: str | Path | None, out: str | Path, cfg: TritonRe
 
         out_dims = ([manifest.output.feature_dim, -1, -1] if manifest.input.policy == "native"
                     else [manifest.output.feature_dim, manifest.output.height, manifest.output.width])
+        post_inputs = [_tensor("features", "TYPE_FP32", out_dims), _tensor("size", "TYPE_INT32", [2])]
+        post_params = {"cluster_backend": cfg.cluster_backend, "copy_move": str(cfg.copy_move).lower()}
+        if cfg.copy_move:
+            # The encoded file, decoded again as the preprocess model decodes it (module notes).
+            post_inputs.append(_tensor("image", "TYPE_STRING", [1]))
+            post_params.update(runtime_params)
         post_cfg = _python_config(
-            names["postprocess"], cfg,
-            [_tensor("features", "TYPE_FP32", out_dims), _tensor("size", "TYPE_INT32", [2])],
+            names["postprocess"], cfg, post_inputs,
             [_tensor("mask", "TYPE_UINT8", [-1, -1]), _tensor("score", "TYPE_FP32", [1]),
-             _tensor("forged_fraction", "TYPE_FP32", [1]), _tensor("post_ms", "TYPE_FP32", [2])],
-            {"cluster_backend": cfg.cluster_backend},
+             _tensor("forged_fraction", "TYPE_FP32", [1]), _tensor("post_ms", "TYPE_FP32", [2]),
+             _tensor("copy_move", "TYPE_INT8", [1])],
+            post_params,
             f"focal postprocess: features -> mask and score ({manifest.clustering.method}, min cluster size "
-            f"{manifest.clustering.min_cluster_size}, from 1/focal.json)")
+            f"{manifest.clustering.min_cluster_size}, from 1/focal.json)"
+            + ("; then the copy-move search on the decoded image, the masks joined" if cfg.copy_move else ""))
         version = _write_model(staging, names["postprocess"], *post_cfg)
         _copy_model_source("postprocess", version)
         save_manifest(reduced, version)
 
-        _write_model(staging, names["ensemble"], *_ensemble_config(names, manifest))
+        _write_model(staging, names["ensemble"], *_ensemble_config(names, manifest, cfg.copy_move))
 
         umask = os.umask(0)
         os.umask(umask)

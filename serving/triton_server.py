@@ -19,9 +19,17 @@ size        INT32   [2]         the image's (H, W), (0, 0) on error; masks of a
 score       FP32    [1]         image-level forgery score (NaN for a failed element)
 forged      FP32    [1]         fraction of pixels in the mask
 timings     BYTES   [1]         JSON: milliseconds per stage (decode, preprocess,
-                                infer, cluster, postprocess)
+                                infer, cluster, postprocess; copy_move when searched)
+copy_move   INT8    [1]         1 a copy-move was found (its mask is in ``mask``),
+                                0 none found, -1 not searched (a server started
+                                without ``--copy-move``, or a failed element)
 error       BYTES   [1]         empty when fine; else one line naming the problem
 ==========  ======  ==========  =====================================================
+
+Copy-moves: with ``DetectorConfig.copy_move`` (``focal-serve --copy-move``) each
+image is also searched for a region repeated inside it
+(:mod:`focal.runtime.copymove`), as ``focal-detect --copy-move`` does: ``mask``
+and ``forged`` are the union, ``score`` stays the features'.
 
 A bad element (corrupt file, over the pixel limit) gets its ``error`` and
 an empty mask; the other elements of its request and of its batch are
@@ -55,9 +63,12 @@ from focal.runtime.detector import STAGES, Detector, DetectorConfig, Result
 from focal.runtime.imageio import decode_image
 from focal.serving._triton_env import ServeUnavailable, require_pytriton, triton_env
 
-__all__ = ["FocalModel", "OUTPUT_NAMES", "ServeConfig", "ServeError", "ServeUnavailable", "serve"]
+__all__ = ["FocalModel", "NOT_SEARCHED", "OUTPUT_NAMES", "ServeConfig", "ServeError", "ServeUnavailable",
+           "serve"]
 
-OUTPUT_NAMES = ("mask", "size", "score", "forged", "timings", "error")
+OUTPUT_NAMES = ("mask", "size", "score", "forged", "timings", "copy_move", "error")
+# The ``copy_move`` output where the search did not run: not "none found" (0), which only a search can say.
+NOT_SEARCHED = -1
 _LOG = logging.getLogger("focal.serve")
 
 
@@ -114,9 +125,11 @@ def _element_error(message: str) -> dict:
 
 
 def _result_fields(result: Result) -> dict:
-    timings = {k: round(float(result.timings.get(k, 0.0)), 3) for k in STAGES}
+    stages = STAGES if result.copy_move is None else (*STAGES, "copy_move")
+    timings = {k: round(float(result.timings.get(k, 0.0)), 3) for k in stages}
+    found = NOT_SEARCHED if result.copy_move is None else int(result.copy_move.any())
     return {"mask": result.mask, "score": float(result.score), "forged": float(result.forged_fraction),
-            "timings": json.dumps(timings), "error": ""}
+            "timings": json.dumps(timings), "copy_move": found, "error": ""}
 
 
 def _stack(elements: list[dict]) -> dict[str, np.ndarray]:
@@ -138,6 +151,7 @@ def _stack(elements: list[dict]) -> dict[str, np.ndarray]:
         "score": column("score", math.nan, np.float32),
         "forged": column("forged", math.nan, np.float32),
         "timings": np.array([[e.get("timings", "{}").encode()] for e in elements], dtype=object),
+        "copy_move": column("copy_move", NOT_SEARCHED, np.int8),
         "error": np.array([[e["error"].encode()] for e in elements], dtype=object),
     }
 
@@ -242,6 +256,7 @@ def _tensors():  # -> (inputs, outputs) as pytriton Tensors
         Tensor(name="score", dtype=np.float32, shape=(1,)),
         Tensor(name="forged", dtype=np.float32, shape=(1,)),
         Tensor(name="timings", dtype=np.bytes_, shape=(1,)),
+        Tensor(name="copy_move", dtype=np.int8, shape=(1,)),
         Tensor(name="error", dtype=np.bytes_, shape=(1,)),
     ]
     return inputs, outputs

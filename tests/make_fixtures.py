@@ -151,6 +151,34 @@ def write_forgeries(folder: Path, count: int = 6, seed: int = SEED + 1, prefix: 
     return out
 
 
+def texture(seed: int, size: int = 256) -> np.ndarray:
+    """A ``[size, size, 3]`` uint8 RGB texture with no repeats: noise smoothed at several scales.
+
+    The copy-move search's test image (as ``tests/runtime/test_copymove.py`` builds it): textured
+    everywhere, so every cell has a descriptor worth matching and only a pasted copy matches closely.
+    """
+    rng = np.random.default_rng(seed)
+    grey = np.zeros((size, size), np.float32)
+    for sigma, weight in ((1.0, 40.0), (3.0, 60.0), (8.0, 80.0)):
+        grey += weight * cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
+    grey = np.clip(128 + grey, 0, 255).astype(np.uint8)
+    return np.dstack([grey, np.roll(grey, 3, axis=1), grey // 2 + 60])
+
+
+def copy_moved_texture(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 256 x 256 :func:`texture` with a 60 x 60 block copied 130 px away, and the truth.
+
+    Returns:
+        ``(image, truth)``: ``[256, 256, 3]`` uint8 RGB, and ``[256, 256]`` bool, True on the source
+        and the target.
+    """
+    image = texture(seed)
+    image[150:210, 140:200] = image[30:90, 20:80]
+    truth = np.zeros(image.shape[:2], bool)
+    truth[150:210, 140:200] = truth[30:90, 20:80] = True
+    return image, truth
+
+
 def write_sample_data(root: Path, seed: int = SEED) -> Path:
     """A generated stand-in for the shared data folder: ``natural/bsds500`` photos and ``real-samples`` forgeries."""
     write_photos(root / "natural" / "bsds500", count=8, seed=seed)

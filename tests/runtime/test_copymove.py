@@ -10,16 +10,7 @@ import pytest
 
 from focal.evaluation.metrics import pixel_scores
 from focal.runtime.copymove import CopyMoveConfig, detect_copy_move, ring_descriptors
-
-
-def _texture(seed: int, size: int = 256) -> np.ndarray:
-    """A natural-looking RGB texture with no repeats: noise smoothed at several scales."""
-    rng = np.random.default_rng(seed)
-    grey = np.zeros((size, size), np.float32)
-    for sigma, weight in ((1.0, 40.0), (3.0, 60.0), (8.0, 80.0)):
-        grey += weight * cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
-    grey = np.clip(128 + grey, 0, 255).astype(np.uint8)
-    return np.dstack([grey, np.roll(grey, 3, axis=1), grey // 2 + 60])
+from make_fixtures import copy_moved_texture, texture  # tests/ is on sys.path (conftest.py)
 
 
 def _disk(size: int, cy: int, cx: int, r: int) -> np.ndarray:
@@ -28,7 +19,7 @@ def _disk(size: int, cy: int, cx: int, r: int) -> np.ndarray:
 
 
 def test_a_translated_copy_is_found_at_its_source_and_target() -> None:
-    image = _texture(1)
+    image = texture(1)
     image[150:210, 140:200] = image[30:90, 20:80]
     truth = np.zeros(image.shape[:2], bool)
     truth[150:210, 140:200] = truth[30:90, 20:80] = True
@@ -38,7 +29,7 @@ def test_a_translated_copy_is_found_at_its_source_and_target() -> None:
 
 
 def test_a_rotated_copy_is_found() -> None:
-    image = _texture(2)
+    image = texture(2)
     source = _disk(256, 70, 70, 30)
     # The disk around (70, 70) turned by 25 degrees and put at (180, 170).
     matrix = cv2.getRotationMatrix2D((70.0, 70.0), 25.0, 1.0)
@@ -63,7 +54,7 @@ def test_a_rotated_copy_is_found() -> None:
 
 def test_an_image_without_repeats_gives_an_empty_mask() -> None:
     for seed in (3, 4, 5):
-        assert not detect_copy_move(_texture(seed)).any()
+        assert not detect_copy_move(texture(seed)).any()
 
 
 def test_photos_are_left_alone() -> None:
@@ -73,7 +64,7 @@ def test_photos_are_left_alone() -> None:
 
 
 def test_the_mask_is_reproducible_and_follows_the_seed() -> None:
-    image = _texture(6)
+    image = texture(6)
     image[140:200, 150:210] = image[20:80, 30:90]
     first, second = detect_copy_move(image), detect_copy_move(image)
     assert np.array_equal(first, second)
@@ -81,7 +72,7 @@ def test_the_mask_is_reproducible_and_follows_the_seed() -> None:
 
 
 def test_a_large_image_is_searched_shrunk_and_answered_at_its_size() -> None:
-    image = cv2.resize(_texture(7), (768, 640), interpolation=cv2.INTER_CUBIC)
+    image = cv2.resize(texture(7), (768, 640), interpolation=cv2.INTER_CUBIC)
     image[400:560, 420:580] = image[60:220, 50:210]
     truth = np.zeros(image.shape[:2], bool)
     truth[400:560, 420:580] = truth[60:220, 50:210] = True
@@ -91,7 +82,7 @@ def test_a_large_image_is_searched_shrunk_and_answered_at_its_size() -> None:
 
 
 def test_descriptors_do_not_change_under_rotation() -> None:
-    image = cv2.cvtColor(_texture(8), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    image = cv2.cvtColor(texture(8), cv2.COLOR_RGB2GRAY).astype(np.float32)
     turned = np.ascontiguousarray(np.rot90(image))
     a = ring_descriptors(image)[128, 100]
     b = ring_descriptors(turned)[255 - 100, 128]  # the same pixel after a quarter turn
@@ -116,19 +107,10 @@ def test_bad_images_are_refused_and_tiny_ones_hold_no_copy() -> None:
     assert tiny.shape == (20, 30) and not tiny.any()
 
 
-def _copied(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A texture with a 60 x 60 block copied 130 px away, and the truth (source and target)."""
-    image = _texture(seed)
-    image[150:210, 140:200] = image[30:90, 20:80]
-    truth = np.zeros(image.shape[:2], bool)
-    truth[150:210, 140:200] = truth[30:90, 20:80] = True
-    return image, truth
-
-
 def test_the_detector_adds_copy_moves_to_the_features_mask(tiny_artifact) -> None:
     from focal.runtime import Detector
 
-    image, truth = _copied(9)
+    image, truth = copy_moved_texture(9)
     with Detector(tiny_artifact, backend="cpu") as plain:
         alone = plain(image)
     with Detector(tiny_artifact, backend="cpu", copy_move=True) as both:
@@ -147,9 +129,9 @@ def test_focal_detect_copy_move_records_what_it_found(tiny_artifact, tmp_path) -
 
     photos = tmp_path / "in"
     photos.mkdir()
-    copied, _ = _copied(10)
+    copied, _ = copy_moved_texture(10)
     cv2.imwrite(str(photos / "copied.png"), copied[:, :, ::-1])
-    cv2.imwrite(str(photos / "plain.png"), _texture(11)[:, :, ::-1])
+    cv2.imwrite(str(photos / "plain.png"), texture(11)[:, :, ::-1])
     out = tmp_path / "out"
     assert main([str(tiny_artifact), str(photos), "--out", str(out), "--backend", "cpu", "--copy-move"]) == 0
     lines = (out / "results.jsonl").read_text().splitlines()
@@ -170,7 +152,7 @@ def test_focal_eval_scores_the_copy_move_rows_beside_the_plain_ones(tiny_artifac
     (data / "images").mkdir(parents=True)
     (data / "masks").mkdir()
     for k, seed in enumerate((12, 13)):
-        image, truth = _copied(seed)
+        image, truth = copy_moved_texture(seed)
         cv2.imwrite(str(data / "images" / f"cm{k}.png"), image[:, :, ::-1])
         cv2.imwrite(str(data / "masks" / f"cm{k}.png"), truth.astype(np.uint8) * 255)
     out = tmp_path / "eval"

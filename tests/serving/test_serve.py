@@ -14,15 +14,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 pytest.importorskip("pytriton", reason="needs the serve extra (nvidia-pytriton)")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+from make_fixtures import copy_moved_texture, texture  # noqa: E402
 from focal.runtime import Detector  # noqa: E402
+from focal.runtime.detector import STAGES  # noqa: E402
 from focal.serving._triton_env import interpreter_libdir, triton_env  # noqa: E402
 from focal.serving.local_server import LocalServer, free_port_block  # noqa: E402
+from focal.serving.serve_cli import build_parser, config_from_args  # noqa: E402
 from focal.serving.triton_client import FocalClient  # noqa: E402
 
 @pytest.fixture(scope="module")
@@ -204,6 +208,63 @@ def test_a_restart_under_load_returns_nothing_wrong(tmp_path, files, expected) -
     assert not wrong, wrong
     assert before > 0 and good[0] > before  # served before the restart, and again after it
     assert code == 0
+
+
+@pytest.fixture(scope="module")
+def copy_moves(tmp_path_factory) -> dict[str, Path]:
+    """PNGs: ``copied``, a texture with a block pasted 130 px away; ``plain``, a texture with no repeat."""
+    folder = tmp_path_factory.mktemp("copy-moves")
+    files = {"copied": folder / "copied.png", "plain": folder / "plain.png"}
+    cv2.imwrite(str(files["copied"]), copy_moved_texture(9)[0][:, :, ::-1])
+    cv2.imwrite(str(files["plain"]), texture(11)[:, :, ::-1])
+    return files
+
+
+def test_copy_move_flag_reaches_the_detector_config() -> None:
+    assert config_from_args(build_parser().parse_args(["--copy-move"])).detector.copy_move is True
+    assert config_from_args(build_parser().parse_args([])).detector.copy_move is False
+
+
+def test_copy_move_is_served_as_the_detector_finds_it(tmp_path, server, copy_moves) -> None:
+    import tritonclient.http as httpclient
+
+    with Detector(copy_move=True) as det:
+        joint = {k: det(p) for k, p in copy_moves.items()}
+    with Detector() as det:
+        alone = {k: det(p) for k, p in copy_moves.items()}
+    # The image holds a copy the features miss: the two masks differ, so the checks below can tell them apart.
+    assert joint["copied"].copy_move.any() and not joint["plain"].copy_move.any()
+    assert not np.array_equal(joint["copied"].mask, alone["copied"].mask)
+    blobs = [copy_moves["copied"].read_bytes(), copy_moves["plain"].read_bytes()]
+
+    srv = LocalServer(tmp_path / "copy-move.log", free_port_block(), "--copy-move").start()
+    try:
+        for protocol, port in (("http", srv.port), ("grpc", srv.port + 1)):
+            with FocalClient(f"127.0.0.1:{port}", protocol=protocol) as client:
+                copied, plain = client.detect(blobs)  # one request, two images
+            _same(copied, joint["copied"])
+            _same(plain, joint["plain"])
+            assert copied.copy_move is True and plain.copy_move is False
+            assert set(copied.timings) == {*STAGES, "copy_move"} and copied.timings["copy_move"] > 0
+        with FocalClient(srv.http) as client:  # a failed element was not searched
+            [bad] = client.detect([b"not an image at all"])
+        assert bad.error is not None and bad.copy_move is None
+    finally:
+        assert srv.stop() == 0, srv.log.read_text()[-3000:]
+
+    # The module's server runs without --copy-move: the features' mask, and "not searched" (-1, int8).
+    with FocalClient(server.http) as client:
+        [remote] = client.detect([blobs[0]])
+    _same(remote, alone["copied"])
+    assert remote.copy_move is None and set(remote.timings) == set(STAGES)
+    raw = httpclient.InferenceServerClient(server.http)
+    try:
+        inp = httpclient.InferInput("image", [1, 1], "BYTES")
+        inp.set_data_from_numpy(np.array([[blobs[0]]], dtype=object))
+        flag = raw.infer("focal", [inp]).as_numpy("copy_move")
+    finally:
+        raw.close()
+    assert flag.dtype == np.int8 and flag.tolist() == [[-1]]
 
 
 def test_port_in_use_and_bad_artifact_exit_2(tmp_path) -> None:

@@ -11,6 +11,9 @@
 - The default (onnxruntime) repository beside it: the wheel's server has no
   onnxruntime backend, so ``focalort_features`` does not load (the message
   says so) while its Python pre/post models load and match the Detector.
+- A ``copy_move`` repository beside them: on an image holding a pasted copy
+  its ensemble's mask is ``Detector(copy_move=True)``'s, byte for byte, where
+  the plain ensemble's is ``Detector()``'s, and ``copy_move`` says 1 / 0 / -1.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
+from make_fixtures import copy_moved_texture, texture
 from focal._files import list_images
 from focal.runtime import Detector
 from focal.runtime.default import default_artifact
@@ -98,8 +103,9 @@ def test_every_config_parses_into_model_config(tmp_path: Path, features: str) ->
         assert load_manifest(repo / names[role] / "1").clustering == load_manifest(default_artifact()).clustering
 
 
-def test_ensemble_steps_name_real_tensors(tmp_path: Path) -> None:
-    repo = write_repository(None, tmp_path / "repo", TritonRepoConfig(features="python"))
+@pytest.mark.parametrize("copy_move", [False, True])
+def test_ensemble_steps_name_real_tensors(tmp_path: Path, copy_move: bool) -> None:
+    repo = write_repository(None, tmp_path / "repo", TritonRepoConfig(features="python", copy_move=copy_move))
     configs = _configs(repo)
     ensemble = configs["ensemble"]
     by_name = {c.name: c for c in configs.values()}
@@ -111,7 +117,24 @@ def test_ensemble_steps_name_real_tensors(tmp_path: Path) -> None:
         assert set(step.output_map) <= {o.name for o in model.output}, step.model_name
         produced |= set(step.output_map.values())
     assert {o.name for o in ensemble.output} <= produced
-    assert {"mask", "score"} <= {o.name for o in ensemble.output}
+    assert {"mask", "score", "copy_move"} <= {o.name for o in ensemble.output}
+    # The copy-move search needs the image: the ensemble's own input goes to the postprocess model too.
+    post = configs["postprocess"]
+    [post_step] = [s for s in ensemble.ensemble_scheduling.step if s.model_name == post.name]
+    assert (post_step.input_map.get("image") == "image") is copy_move
+    assert post.parameters["copy_move"].string_value == str(copy_move).lower()
+    if copy_move:  # decoded as the preprocess model decodes it
+        pre = configs["preprocess"]
+        for key in ("max_pixels", "exif_orientation"):
+            assert post.parameters[key].string_value == pre.parameters[key].string_value
+
+
+def test_cli_triton_copy_move_reaches_the_config() -> None:
+    from focal.export.cli import build_triton_parser, triton_config_from_args
+
+    base = ["--from-artifact", "default", "--triton", "out"]
+    assert triton_config_from_args(build_triton_parser().parse_args([*base, "--triton-copy-move"])).copy_move
+    assert not triton_config_from_args(build_triton_parser().parse_args(base)).copy_move
 
 
 def test_dynamic_tensorrt_graph_batches_up_to_its_profile(tmp_path: Path) -> None:
@@ -211,8 +234,11 @@ def server(tmp_path_factory):
     save_manifest(replace(manifest, clustering=replace(manifest.clustering, method="split")), split_artifact)
     split_repo = write_repository(split_artifact, root / "split",
                                   TritonRepoConfig(prefix="focalsplit", features="python"))
-    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo),
-                          load=(*model_names().values(), *model_names("focalsplit").values()))
+    copy_move_repo = write_repository(None, root / "copy-move",
+                                      TritonRepoConfig(prefix="focalcm", features="python", copy_move=True))
+    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, copy_move_repo),
+                          load=(*model_names().values(), *model_names("focalsplit").values(),
+                                *model_names("focalcm").values()))
     try:
         srv = BundledServer(launch).start()
     except ServeUnavailable as exc:
@@ -363,6 +389,33 @@ def test_onnxruntime_repository_beside_it(server, images) -> None:
         inputs[1].set_data_from_numpy(pre.as_numpy("size"))
         post = client.infer("focalort_postprocess", inputs)
         assert post.as_numpy("mask")[0].tobytes() == mask.tobytes()
+    finally:
+        client.close()
+
+
+def test_copy_move_repository_joins_the_search_as_the_detector(server, tmp_path: Path) -> None:
+    files = {"copied": tmp_path / "copied.png", "plain": tmp_path / "plain.png"}
+    cv2.imwrite(str(files["copied"]), copy_moved_texture(9)[0][:, :, ::-1])
+    cv2.imwrite(str(files["plain"]), texture(11)[:, :, ::-1])
+    with Detector(copy_move=True) as det:
+        joint = {k: det(p) for k, p in files.items()}
+    with Detector() as det:
+        alone = {k: det(p) for k, p in files.items()}
+    # The copy is one the features miss: the masks differ, so the checks below tell the two apart.
+    assert joint["copied"].copy_move.any() and not joint["plain"].copy_move.any()
+    assert not np.array_equal(joint["copied"].mask, alone["copied"].mask)
+    client = _http(server)
+    try:
+        for name, want in joint.items():
+            result = _infer_http(client, files[name].read_bytes(), model="focalcm")
+            assert result.as_numpy("mask")[0].tobytes() == want.mask.tobytes(), name
+            assert float(result.as_numpy("score")[0, 0]) == np.float32(want.score), name
+            assert float(result.as_numpy("forged_fraction")[0, 0]) == np.float32(want.forged_fraction), name
+            flag = result.as_numpy("copy_move")
+            assert flag.dtype == np.int8 and flag.tolist() == [[int(want.copy_move.any())]], name
+        plain = _infer_http(client, files["copied"].read_bytes())  # the module's plain repository: no search
+        assert plain.as_numpy("mask")[0].tobytes() == alone["copied"].mask.tobytes()
+        assert plain.as_numpy("copy_move").tolist() == [[-1]]
     finally:
         client.close()
 
