@@ -10,8 +10,11 @@ the union of the cue's mask with that run's mask (its first
 
 ``--calibrate LIST`` fits ``DoubleJpegConfig.threshold`` instead: the
 ``1 - alpha`` quantile (NumPy's ``"higher"``, so at most ``alpha`` of them
-pass the strict test) of the evidence over untouched photos. Fit it on
-training-side photos, never on the sets it is measured on.
+pass the strict test) of the evidence over untouched photos that show a
+double compression: each photo as it is, and a copy saved as JPEG twice
+more at qualities drawn from ``RESAVE_QUALITIES`` (a download re-saved,
+the case that tests the cue). Fit it on training-side photos, never on the
+sets it is measured on.
 
 Usage::
 
@@ -28,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from focal._datasets import load_pairs
@@ -37,30 +41,59 @@ from focal.evaluation.metrics import pixel_scores
 from focal.runtime.doublejpeg import DoubleJpegConfig, detect_double_jpeg
 from focal.runtime.imageio import read_mask
 
+# The null of the fit: untouched photos as users meet them, saved as JPEG twice (a download re-saved),
+# each time at a quality drawn from these inclusive ranges.
+RESAVE_QUALITIES = ((50, 95), (70, 100))
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from copy_move import _eval_masks, _mean_text  # noqa: E402  (one home for the eval-union helpers)
 
 
-def _evidence(spec: str, config: DoubleJpegConfig) -> list[float]:
-    """The evidence of every image of a dataset (0.0 for files without any)."""
+def _resaved(data: bytes, rng: np.random.Generator) -> bytes:
+    """The photo of ``data`` saved as JPEG twice, at qualities drawn from ``RESAVE_QUALITIES``: untouched."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    for low, high in RESAVE_QUALITIES:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(low, high + 1))])
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return buf.tobytes()
+
+
+def _evidence(spec: str, config: DoubleJpegConfig, resave: bool, seed: int = 0) -> list[float | None]:
+    """The evidence of every image of a dataset and of a resaved copy of each; None where no
+    frequency showed a double compression (the cue says nothing there)."""
     pairs = load_pairs(spec)
+    rng = np.random.default_rng(seed)
     progress = Progress(len(pairs), Path(spec).name, stream=sys.stderr)
-    values = []
+    values: list[float | None] = []
     for pair in pairs:
-        values.append(detect_double_jpeg(Path(pair.image).read_bytes(), config, str(pair.image)).evidence)
+        data = Path(pair.image).read_bytes()
+        for file in (data, _resaved(data, rng)) if resave else (data,):
+            found = detect_double_jpeg(file, config, str(pair.image))
+            values.append(found.evidence if found.first_steps else None)
         progress.step()
     progress.close()
     return values
 
 
-def calibrate(spec: str, config: DoubleJpegConfig, alpha: float) -> str:
-    """The fitted threshold and the evidence's spread over the untouched photos of ``spec``, as text."""
-    values = np.array(_evidence(spec, config))
-    tau = float(np.quantile(values, 1.0 - alpha, method="higher"))
-    with_evidence = int(np.count_nonzero(values > 0))
-    return (f"{Path(spec).name}: {len(values)} photos, {with_evidence} with a period; evidence median "
-            f"{np.median(values):.3f}, max {values.max():.3f}; threshold at {alpha:.0%} false alarms: {tau:.3f} "
-            f"(flags {np.mean(values > tau):.1%})")
+def calibrate(spec: str, config: DoubleJpegConfig, alpha: float, resave: bool = True) -> str:
+    """The fitted threshold and the evidence's spread over the untouched photos of ``spec``, as text.
+
+    The quantile is taken over the files that show a double compression: the
+    cue is silent on the others, so counting them would set the rate among
+    photos it cannot flag anyway and leave the threshold too low for those
+    it can.
+    """
+    values = _evidence(spec, config, resave)
+    shown = np.array([v for v in values if v is not None])
+    if not len(shown):
+        return f"{Path(spec).name}: no file shows a double compression: nothing to fit"
+    tau = float(np.quantile(shown, 1.0 - alpha, method="higher"))
+    photos = len(values) // 2 if resave else len(values)
+    what = f"{photos} photos and a resaved copy of each" if resave else f"{photos} photos"
+    return (f"{Path(spec).name}: {what}, {len(shown)} of {len(values)} files showing a double compression; "
+            f"their evidence median {np.median(shown):.3f}, max {shown.max():.3f}; threshold at {alpha:.0%} false "
+            f"alarms among them: {tau:.3f} (flags {np.mean(shown > tau):.1%} of them, "
+            f"{np.count_nonzero(shown > tau) / len(values):.1%} of all)")
 
 
 def _row(spec: str, config: DoubleJpegConfig, other: dict[str, Path]) -> str:
@@ -107,6 +140,8 @@ def main() -> int:
     parser.add_argument("--eval", type=Path, help="a focal-eval --out folder of the same datasets: adds the union")
     parser.add_argument("--calibrate", metavar="LIST", help="untouched training-side photos: fit the threshold")
     parser.add_argument("--false-alarm", type=float, default=0.05, help="the rate the threshold is fitted to")
+    parser.add_argument("--no-resave", action="store_true",
+                        help="fit on the photos as they are only, without a resaved copy of each")
     parser.add_argument("--threshold", type=float, default=DoubleJpegConfig.threshold,
                         help=f"DoubleJpegConfig.threshold (default: {DoubleJpegConfig.threshold})")
     args = parser.parse_args()
@@ -114,7 +149,7 @@ def main() -> int:
         parser.error("give --data or --calibrate")
     config = dataclasses.replace(DoubleJpegConfig(), threshold=args.threshold)
     if args.calibrate:
-        print(calibrate(args.calibrate, config, args.false_alarm), flush=True)
+        print(calibrate(args.calibrate, config, args.false_alarm, resave=not args.no_resave), flush=True)
     if args.data:
         other = _eval_masks(args.eval) if args.eval else {}
         print("| dataset | images (forged / authentic) | JPEGs | IoU | overlapping (IoU > 0.1) | authentic flagged | "

@@ -3,41 +3,47 @@
 Most real edits are saved as JPEG twice: the photo was a JPEG (the camera's,
 or a download's), the editor pasted something into it and saved a JPEG
 again. Where the pixels went through both compressions, each 8 x 8 block's
-DCT coefficients carry the first quantisation inside the second: their
-histogram, counted in steps of the file's own table, is periodic (every p-th
-value populated, the gaps empty). A pasted region did not go through the
-first compression (or went through another one on another grid), so its
-coefficients land in the gaps. This is the double-quantisation (DQ) cue of
-Lin, He, Tang and Tang (2009), rebuilt from the decoded pixels, torch-free:
+DCT coefficients, counted in steps of the file's own table, land on a comb:
+``round(m * q1 / q2)`` for the first step ``q1`` and the last ``q2``, with
+gaps between the teeth when ``q1 > q2``. A pasted region did not go through
+the first compression (or went through another one, on another grid), so
+its values fall in the gaps as often as anywhere. This is the double-
+quantisation (DQ) cue of Lin, He, Tang and Tang (2009), with the comb
+modelled as Bianchi and Piva (2012) do, rebuilt from the decoded pixels and
+torch-free:
 
 1. the file's luminance quantisation table is read from its header (DQT);
 2. the grey level is decoded as stored (no EXIF rotation, so blocks sit on
-   the file's grid), every aligned 8 x 8 block's DCT is divided by the table
+   the file's grid); every aligned 8 x 8 block's DCT is divided by the table
    and rounded: the coefficients the file holds, up to the decoder's
-   rounding;
-3. for each of the first ``frequencies`` AC positions, the period ``p`` is
-   the step whose multiples hold the most mass off zero, relative to their
-   share ``1 / p``; positions without a period of at least ``min_ratio`` say
-   nothing. Each block gets the log-likelihood ratio ``log(Pt / Pu)``: a
-   pasted block's value is uniform over the period (``Pt = 1 / p``), a
-   double-compressed one's follows the histogram (``Pu``: its bin's share of
-   the period around it). Zeros carry no evidence (every block has them);
-4. the ratios add up over positions, and their mean over ``window`` x
+   rounding. Blocks with a colour within ``clip_margin`` of 0 or 255 are left
+   out: clipping when the first compression was decoded moved them off its
+   lattice;
+3. for each of the first ``frequencies`` AC positions, the first step is the
+   one whose comb explains the values off zero best (:func:`first_step`:
+   mean log-likelihood ratio against a single compression, at least
+   ``min_gain``); positions without one say nothing. A block's value ``k``
+   then scores ``-log comb(k)``: positive in a gap, ``-log(q1 / q2)`` on a
+   tooth; zeros carry no evidence (every block has them);
+4. the scores add up over positions, and their mean over ``window`` x
    ``window`` blocks is the evidence. An image is flagged when its largest
-   evidence passes ``threshold``, which is the 95% quantile of that maximum
-   over untouched training-side photos (a false-alarm rate fitted on photos,
-   as ``max_cost`` of the copy-move search is). The mask grows from those
-   blocks over the connected blocks whose ``grow_window`` mean passes
-   ``grow_llr``.
+   evidence passes ``threshold``: the 99% quantile of that maximum over
+   untouched training-side photos that show a double compression, each as
+   it is and saved twice more at random qualities (a false-alarm rate fitted
+   on photos, as ``max_cost`` of the copy-move search is). The mask grows
+   from those blocks over the connected blocks whose ``grow_window`` mean
+   passes ``grow_llr``.
 
-Files that are not JPEG, or whose coefficients show no period (a single
-compression), give no evidence and no mask. The cue is blind to an edit
-saved losslessly, to one whose first compression was at the same table as
-the last, and to a pasted region that went through the same grid and table.
+Files that are not JPEG, or whose coefficients show no comb (a single
+compression, or a first one finer than the last), give no evidence and no
+mask. The cue is blind to an edit saved losslessly, to one whose first
+compression was at the same table as the last or finer, and to a pasted
+region that went through the same grid and table.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -47,10 +53,14 @@ import numpy as np
 __all__ = [
     "DoubleJpegConfig",
     "DoubleJpegResult",
+    "SPREADS",
     "block_evidence",
+    "clipped_blocks",
+    "comb",
     "dct_coefficients",
     "detect_double_jpeg",
     "exif_orientation",
+    "first_step",
     "luma_quantization",
     "orient",
 ]
@@ -69,15 +79,16 @@ class DoubleJpegConfig:
     """Settings of the double-JPEG cue (see the module notes for each step)."""
 
     frequencies: int = 10  # AC positions used, in zigzag order from the first
-    max_period: int = 12  # longest period looked for (first step / last step)
-    min_ratio: float = 1.8  # a period must hold this many times its share of the mass off zero
+    max_ratio: int = 16  # first steps looked for: last + 1 .. max_ratio * last
+    min_gain: float = 0.25  # a frequency counts when its comb explains its values by this much (nats per value)
+    clip_margin: int = 8  # blocks with a pixel within this of 0 or 255 carry no evidence
     max_value: int = 60  # coefficients beyond +-max_value are clipped and carry no evidence
     clip_llr: float = 3.0  # one position's say on one block, in nats
     window: int = 9  # blocks averaged for the decision (9 blocks = 72 px)
-    # 95% quantile of the largest window mean over 236 untouched training-side
-    # JPEGs (every other JPEG of ../shared/data/natural outside the held-out
-    # list): benchmarks/double_jpeg.py --calibrate.
-    threshold: float = 1.05
+    # 99% quantile of the largest window mean over the untouched training-side photos that show a
+    # double compression: every other photo of ../shared/data/natural outside the held-out list, as it
+    # is and saved twice more at random qualities (benchmarks/double_jpeg.py --calibrate).
+    threshold: float = 1.539
     grow_window: int = 5  # blocks averaged for the mask's extent
     grow_llr: float = 0.5  # mean evidence a block needs to join a flagged region
     min_pixels: int = 64 * 64  # smaller images give no evidence: too few blocks for a histogram
@@ -85,12 +96,12 @@ class DoubleJpegConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.frequencies <= 63:
             raise ValueError(f"DoubleJpegConfig.frequencies must lie in 1..63, got {self.frequencies}")
-        if self.max_period < 2:
-            raise ValueError(f"DoubleJpegConfig.max_period must be >= 2, got {self.max_period}")
+        if self.max_ratio < 2:
+            raise ValueError(f"DoubleJpegConfig.max_ratio must be >= 2, got {self.max_ratio}")
         if self.window < 1 or self.grow_window < 1:
             raise ValueError("DoubleJpegConfig windows must be >= 1 block")
-        if self.min_ratio <= 1.0 or self.clip_llr <= 0 or self.max_value < 2:
-            raise ValueError("DoubleJpegConfig needs min_ratio > 1, clip_llr > 0 and max_value >= 2")
+        if self.min_gain <= 0 or self.clip_llr <= 0 or self.max_value < 2:
+            raise ValueError("DoubleJpegConfig needs min_gain > 0, clip_llr > 0 and max_value >= 2")
 
 
 @dataclass
@@ -101,15 +112,16 @@ class DoubleJpegResult:
         mask: ``[H, W]`` uint8 (255 = a block that missed the first
             compression), on the pixel grid as stored; all zero when nothing
             was found. ``None`` when the file gives no evidence (not a JPEG,
-            too small, or no period).
+            too small, or no comb).
         evidence: the largest ``window`` mean of the block log-likelihood
             ratios (nats; > ``threshold`` flags the image), 0.0 without evidence.
-        periods: ``{zigzag position: period}`` of the positions that showed one.
+        first_steps: ``{zigzag position: first quantisation step}`` of the
+            frequencies that showed a double compression.
     """
 
     mask: np.ndarray | None
     evidence: float
-    periods: dict[int, int]
+    first_steps: dict[int, int]
 
     @property
     def found(self) -> bool:
@@ -242,57 +254,152 @@ def dct_coefficients(gray: np.ndarray, table: np.ndarray) -> np.ndarray:
     return np.rint(_DCT @ blocks @ _DCT.T / table).astype(np.int64)
 
 
-def _period(hist: np.ndarray, zero: int, max_period: int) -> tuple[int, float]:
-    """The step ``p`` whose multiples hold the most mass off zero, as ``p * share``; ``(1, 1.0)`` if none."""
-    k = np.arange(len(hist)) - zero
-    off = k != 0
+def _erf(x: np.ndarray) -> np.ndarray:
+    """The error function, Abramowitz and Stegun 7.1.26 (absolute error < 1.5e-7): NumPy has none."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
+
+
+# Spread of a coefficient around its lattice point, in steps of the last table times the step:
+# two roundings of the pixels to integers (the first decode's, which the second compression saw,
+# and the decode this module reads) each add a uniform error of variance 1/12 per pixel, which the
+# orthonormal DCT keeps per coefficient.
+_ROUNDING_SD = float(np.sqrt(2.0 / 12.0))
+# Measured spreads are larger (0.4-0.8 on photos saved twice: the encoder's colour conversion and
+# its own roundings, ringing near clipped pixels), so each comb is also tried wider and the data
+# picks its spread with its first step.
+SPREADS = (_ROUNDING_SD, 0.6, 0.8, 1.1)
+
+
+def comb(first: int, last: int, values: np.ndarray, spread: float = _ROUNDING_SD) -> np.ndarray:
+    """How much more often than a smooth law a double compression hits each value.
+
+    A coefficient first quantised with step ``first`` and then with ``last``
+    lands on ``round(m * first / last)`` for integers ``m`` (plus the pixel
+    roundings' spread); a single compression hits every value alike. The
+    ratio of the two laws, for a law that is smooth over a period, is
+    ``rho * sum_m P(round(m * rho + e) = k)`` with ``rho = first / last``:
+    about ``rho`` on the comb's teeth, near 0 in its gaps, 1 on average.
+
+    Args:
+        first: the first quantisation step (> ``last`` for a comb with gaps).
+        last: the file's step of the same frequency.
+        values: ``[K]`` int64 coefficient values ``k``.
+        spread: standard deviation of a coefficient around its tooth, in DCT units.
+
+    Returns:
+        ``[K]`` float64 ratios ``>= 0``.
+    """
+    rho = first / last
+    sd = spread / last
+    m = np.arange(np.floor((values.min() - 2) / rho), np.ceil((values.max() + 2) / rho) + 1)
+    teeth = m * rho
+    z = (values[:, None] + 0.5 - teeth[None, :]) / (np.sqrt(2.0) * sd)
+    w = (values[:, None] - 0.5 - teeth[None, :]) / (np.sqrt(2.0) * sd)
+    return rho * 0.5 * (_erf(z) - _erf(w)).sum(axis=1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _comb_over(first: int, last: int, lim: int, spread: float) -> np.ndarray:
+    """:func:`comb` over ``-lim..lim``, kept: the same step pairs recur on every image of a camera."""
+    table = comb(first, last, np.arange(-lim, lim + 1), spread)
+    table.setflags(write=False)
+    return table
+
+
+def first_step(hist: np.ndarray, last: int, cfg: DoubleJpegConfig) -> tuple[int, float, float]:
+    """The first quantisation step that best explains a histogram, and by how much.
+
+    Each candidate's comb (at each of ``SPREADS``) is scored by the mean log-ratio it gives the
+    values off zero (zero is every law's most common value, so it tells none
+    apart), ``mean(log max(comb(k), exp(-clip_llr))``: the log-likelihood
+    per value of "double compression with this first step" against "single
+    compression" when the law is smooth over a period. A comb whose gaps hold
+    values loses ``clip_llr`` on each, so a comb of every other tooth (twice
+    the true step) loses to the true one, and every comb loses to a single
+    compression's values.
+
+    Args:
+        hist: ``[2 * max_value + 1]`` counts of the values ``-max_value..max_value``.
+        last: the file's step of this frequency.
+
+    Returns:
+        ``(step, gain, spread)``: the best first step, its mean log-ratio
+        (nats per value) and the spread (one of ``SPREADS``) it was scored
+        with; ``(0, 0.0, 0.0)`` when no step gains over a single compression.
+    """
+    lim = cfg.max_value
+    values = np.arange(-lim, lim + 1)
+    off = (values != 0) & (np.abs(values) < lim)
     total = hist[off].sum()
-    best, ratio = 1, 1.0
+    best, gain = 0, 0.0
     if total <= 0:
-        return best, ratio
-    for p in range(2, max_period + 1):
-        r = p * hist[off & (k % p == 0)].sum() / total
-        if r > ratio:
-            best, ratio = p, r
-    return best, float(ratio)
+        return best, gain
+    floor = np.exp(-cfg.clip_llr)
+    spread = 0.0
+    for first in range(last + 1, min(last * cfg.max_ratio, 255) + 1):
+        for sd in SPREADS:
+            g = float(hist[off] @ np.log(np.maximum(_comb_over(first, last, lim, sd)[off], floor)) / total)
+            if g > gain:
+                best, gain, spread = first, g, sd
+    return best, gain, spread
 
 
-def block_evidence(coef: np.ndarray, cfg: DoubleJpegConfig = DoubleJpegConfig()) -> tuple[np.ndarray, dict[int, int]]:
+def block_evidence(coef: np.ndarray, table: np.ndarray, cfg: DoubleJpegConfig = DoubleJpegConfig(),
+                   skip: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, int]]:
     """Per-block log-likelihood ratio "missed the first compression" vs "went through it".
+
+    For each frequency with a first step (:func:`first_step` ratio at least
+    ``min_ratio``), a block's value ``k`` scores ``-log comb(k)``: positive in
+    the comb's gaps, ``-log rho`` on its teeth, clipped to ``+-clip_llr``.
 
     Args:
         coef: ``[bh, bw, 8, 8]`` int64 quantised coefficients (:func:`dct_coefficients`).
+        table: ``[8, 8]`` int64 the file's steps.
+        skip: ``[bh, bw]`` bool blocks that carry no evidence (clipped pixels).
 
     Returns:
-        ``[bh, bw]`` float64 sums of the clipped ratios over the positions
-        with a period (nats; positive favours a pasted block), and the
-        ``{zigzag position: period}`` of those positions.
+        ``[bh, bw]`` float64 sums of the ratios over those frequencies (nats;
+        positive favours a pasted block), and ``{zigzag position: first step}``.
     """
     lim = cfg.max_value
     llr = np.zeros(coef.shape[:2])
-    periods: dict[int, int] = {}
+    steps: dict[int, int] = {}
     if min(coef.shape[:2]) == 0:
-        return llr, periods
-    values = np.arange(-lim, lim + 1)
+        return llr, steps
+    keep = np.ones(coef.shape[:2], bool) if skip is None else ~skip
     for z in range(1, cfg.frequencies + 1):
         u, v = divmod(int(ZIGZAG[z]), 8)
         c = coef[:, :, u, v]
         cc = np.clip(c, -lim, lim)
-        hist = np.bincount((cc + lim).ravel(), minlength=2 * lim + 1).astype(np.float64)
-        p, ratio = _period(hist, lim, cfg.max_period)
-        if p == 1 or ratio < cfg.min_ratio:
+        hist = np.bincount((cc[keep] + lim).ravel(), minlength=2 * lim + 1).astype(np.float64)
+        first, gain, spread = first_step(hist, int(table[u, v]), cfg)
+        if first == 0 or gain < cfg.min_gain:
             continue
-        periods[z] = p
-        # each value's period window: the p values around the nearest multiple's cell
-        start = (np.floor((values + p // 2) / p) * p - p // 2).astype(np.int64) + lim
-        cum = np.concatenate([[0.0], np.cumsum(hist)])
-        window = cum[np.clip(start + p, 0, len(hist))] - cum[np.clip(start, 0, len(hist))]
-        pu = (hist + 0.5) / (window + 0.5 * p)  # +0.5: an empty bin is rare, not impossible
-        ratio_of_value = np.clip(np.log((1.0 / p) / pu), -cfg.clip_llr, cfg.clip_llr)
-        block = ratio_of_value[cc + lim]
-        block[(c == 0) | (np.abs(c) >= lim)] = 0.0  # zeros and clipped values say nothing
+        steps[z] = first
+        score = np.clip(-np.log(np.maximum(_comb_over(first, int(table[u, v]), lim, spread), 1e-12)), -cfg.clip_llr,
+                        cfg.clip_llr)
+        block = score[cc + lim]
+        block[(c == 0) | (np.abs(c) >= lim) | ~keep] = 0.0  # zeros, clipped values and skipped blocks say nothing
         llr += block
-    return llr, periods
+    return llr, steps
+
+
+def clipped_blocks(image: np.ndarray, margin: int) -> np.ndarray:
+    """``[H // 8, W // 8]`` bool: blocks holding a value within ``margin`` of 0 or 255.
+
+    Decoding a JPEG clips each of R, G and B to 0..255. Where a channel was
+    clipped when the first compression was decoded, the second compression
+    saw a luminance off the first one's lattice, so the block looks pasted:
+    such blocks are left out (on a photo of saturated flowers, most of them).
+
+    Args:
+        image: ``[H, W]`` or ``[H, W, C]`` uint8, decoded as stored.
+    """
+    h, w = (image.shape[0] // 8) * 8, (image.shape[1] // 8) * 8
+    g = image[:h, :w].reshape(h // 8, 8, w // 8, 8, -1)
+    return ((g <= margin) | (g >= 255 - margin)).any(axis=(1, 3, 4))
 
 
 def _mean(plane: np.ndarray, size: int) -> np.ndarray:
@@ -312,7 +419,7 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
     Returns:
         The mask on the stored pixel grid (apply :func:`orient` with
         :func:`exif_orientation` to match a picture decoded with its EXIF
-        rotation), the image's evidence and the periods found.
+        rotation), the image's evidence and the first steps found.
 
     Raises:
         ValueError: naming ``name``, when a JPEG declares more than ``max_pixels``
@@ -329,14 +436,18 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         raise ValueError(f"{name}: {err}") from err
     if width * height > max_pixels:
         raise ValueError(f"{name}: {width} x {height} pixels is over the limit of {max_pixels}")
-    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
-    if gray is None:
+    buffer = np.frombuffer(data, np.uint8)
+    # The luminance as the file holds it (libjpeg hands the Y plane over as grey), and the colours
+    # the first decode would have clipped.
+    gray = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    colour = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if gray is None or colour is None:
         raise ValueError(f"{name}: not a decodable JPEG")
     if gray.size < cfg.min_pixels:
         return DoubleJpegResult(None, 0.0, {})
-    llr, periods = block_evidence(dct_coefficients(gray, table), cfg)
-    if not periods:
-        return DoubleJpegResult(None, 0.0, periods)
+    llr, steps = block_evidence(dct_coefficients(gray, table), table, cfg, clipped_blocks(colour, cfg.clip_margin))
+    if not steps:
+        return DoubleJpegResult(None, 0.0, steps)
     decision = _mean(llr, cfg.window)
     evidence = float(decision.max())
     mask = np.zeros(gray.shape, np.uint8)
@@ -347,4 +458,4 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         blocks = np.isin(regions, seeds[seeds > 0])
         bh, bw = blocks.shape
         mask[: bh * 8, : bw * 8] = np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1) * np.uint8(255)
-    return DoubleJpegResult(mask, evidence, periods)
+    return DoubleJpegResult(mask, evidence, steps)
