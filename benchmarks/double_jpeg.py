@@ -18,7 +18,8 @@ sets it is measured on.
 
 Usage::
 
-    .venv/bin/python benchmarks/double_jpeg.py --calibrate trainside.json [--false-alarm 0.05]
+    .venv/bin/python benchmarks/double_jpeg.py --calibrate ../shared/data/natural --exclude heldout.json \
+        --every 2 --false-alarm 0.01
     .venv/bin/python benchmarks/double_jpeg.py --data ../shared/data/real-dev/imd2020 \
         --data ../shared/data/real-dev/imd2020/authentic --data heldout.json [--eval eval]
 """
@@ -35,11 +36,13 @@ import cv2
 import numpy as np
 
 from focal._datasets import load_pairs
+from focal._files import list_images
 from focal._progress import Progress
 from focal.evaluation.evaluate import truth_mask
 from focal.evaluation.metrics import pixel_scores
 from focal.runtime.doublejpeg import DoubleJpegConfig, detect_double_jpeg
-from focal.runtime.imageio import read_mask
+from focal.runtime.imageio import read_image, read_mask
+from focal.runtime.render import overlay
 
 # The null of the fit: untouched photos as users meet them, saved as JPEG twice (a download re-saved),
 # each time at a quality drawn from these inclusive ranges.
@@ -58,45 +61,57 @@ def _resaved(data: bytes, rng: np.random.Generator) -> bytes:
     return buf.tobytes()
 
 
-def _evidence(spec: str, config: DoubleJpegConfig, resave: bool, seed: int = 0) -> list[float | None]:
-    """The evidence of every image of a dataset and of a resaved copy of each; None where no
-    frequency showed a double compression (the cue says nothing there)."""
-    pairs = load_pairs(spec)
+def photo_list(spec: str, exclude: str | None = None, every: int = 1) -> list[Path]:
+    """The photos to fit on: a dataset spec's images, or a folder's (``list_images``), without those of
+    ``exclude`` (a dataset spec, e.g. the held-out list), every ``every``-th of what is left."""
+    if Path(spec).is_dir():
+        photos = [Path(p) for p in list_images(spec)]
+    else:
+        photos = [Path(p.image) for p in load_pairs(spec)]
+    held = {Path(p.image).resolve() for p in load_pairs(exclude)} if exclude else set()
+    return [p for p in photos if p.resolve() not in held][::every]
+
+
+def _evidence(photos: list[Path], config: DoubleJpegConfig, resave: bool, seed: int = 0) -> list[float | None]:
+    """The evidence of every photo and of a resaved copy of each; None where no frequency showed a
+    double compression (the cue says nothing there)."""
     rng = np.random.default_rng(seed)
-    progress = Progress(len(pairs), Path(spec).name, stream=sys.stderr)
+    progress = Progress(len(photos), "calibrate", stream=sys.stderr)
     values: list[float | None] = []
-    for pair in pairs:
-        data = Path(pair.image).read_bytes()
+    for photo in photos:
+        data = photo.read_bytes()
         for file in (data, _resaved(data, rng)) if resave else (data,):
-            found = detect_double_jpeg(file, config, str(pair.image))
+            found = detect_double_jpeg(file, config, str(photo))
             values.append(found.evidence if found.first_steps else None)
         progress.step()
     progress.close()
     return values
 
 
-def calibrate(spec: str, config: DoubleJpegConfig, alpha: float, resave: bool = True) -> str:
-    """The fitted threshold and the evidence's spread over the untouched photos of ``spec``, as text.
+def calibrate(photos: list[Path], config: DoubleJpegConfig, alpha: float, resave: bool = True) -> str:
+    """The fitted threshold and the evidence's spread over untouched ``photos``, as text.
 
     The quantile is taken over the files that show a double compression: the
     cue is silent on the others, so counting them would set the rate among
     photos it cannot flag anyway and leave the threshold too low for those
     it can.
     """
-    values = _evidence(spec, config, resave)
+    values = _evidence(photos, config, resave)
     shown = np.array([v for v in values if v is not None])
     if not len(shown):
-        return f"{Path(spec).name}: no file shows a double compression: nothing to fit"
+        return "no file shows a double compression: nothing to fit"
     tau = float(np.quantile(shown, 1.0 - alpha, method="higher"))
     photos = len(values) // 2 if resave else len(values)
     what = f"{photos} photos and a resaved copy of each" if resave else f"{photos} photos"
-    return (f"{Path(spec).name}: {what}, {len(shown)} of {len(values)} files showing a double compression; "
+    return (f"{what}, {len(shown)} of {len(values)} files showing a double compression; "
             f"their evidence median {np.median(shown):.3f}, max {shown.max():.3f}; threshold at {alpha:.0%} false "
             f"alarms among them: {tau:.3f} (flags {np.mean(shown > tau):.1%} of them, "
             f"{np.count_nonzero(shown > tau) / len(values):.1%} of all)")
 
 
-def _row(spec: str, config: DoubleJpegConfig, other: dict[str, Path]) -> str:
+def _row(spec: str, config: DoubleJpegConfig, other: dict[str, Path], cases: list[tuple[float, Path, np.ndarray, np.ndarray]]) -> str:
+    """One dataset's table row; each image the cue flagged goes to ``cases`` as (IoU or -1 if
+    untouched, image, truth, mask) for the picture."""
     pairs = load_pairs(spec)
     ious, flags, union_ious, union_flags, seconds, jpegs = [], [], [], [], [], 0
     progress = Progress(len(pairs), Path(spec).name, stream=sys.stderr)
@@ -110,11 +125,15 @@ def _row(spec: str, config: DoubleJpegConfig, other: dict[str, Path]) -> str:
         truth = truth_mask(pair, mask.shape) if (pair.mask is not None and mask is not None) else None
         if pair.mask is None:
             flags.append(found.found)
+            if found.found:
+                cases.append((-1.0, Path(pair.image), np.zeros_like(mask), mask))
         else:
             if truth is None:  # no evidence: score an empty mask against the truth's own size
                 truth = read_mask(pair.mask) > 0
                 mask = np.zeros_like(truth)
             ious.append(pixel_scores(mask, truth).iou)
+            if found.found:
+                cases.append((ious[-1], Path(pair.image), truth, mask))
         theirs = other.get(str(Path(pair.image).resolve()))
         if theirs is not None:
             joint = read_mask(theirs) > 0
@@ -134,14 +153,38 @@ def _row(spec: str, config: DoubleJpegConfig, other: dict[str, Path]) -> str:
     return row
 
 
+def _picture(cases: list[tuple[float, Path, np.ndarray, np.ndarray]], path: Path, height: int = 220) -> None:
+    """Rows of image | truth | mask (stored pixel grid): the best found forgeries, then false alarms."""
+    found = sorted((c for c in cases if c[0] >= 0), key=lambda c: -c[0])[:3]
+    alarms = [c for c in cases if c[0] < 0][:2]
+    rows = []
+    for _, image_path, truth, mask in found + alarms:
+        image = read_image(image_path)
+        size = (max(1, round(image.shape[1] * height / image.shape[0])), height)
+        tiles = [image, overlay(image, truth.astype(np.uint8) * 255), overlay(image, mask.astype(np.uint8) * 255)]
+        rows.append(np.hstack([cv2.resize(t, size, interpolation=cv2.INTER_AREA) for t in tiles]))
+    if not rows:
+        return
+    width = max(r.shape[1] for r in rows)
+    grid = np.vstack([np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+    cv2.imwrite(str(path), grid[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+    print(f"wrote {path}: {len(found)} found, {len(alarms)} false alarms", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", action="append", default=[], help="a focal-eval dataset spec (repeatable)")
     parser.add_argument("--eval", type=Path, help="a focal-eval --out folder of the same datasets: adds the union")
-    parser.add_argument("--calibrate", metavar="LIST", help="untouched training-side photos: fit the threshold")
-    parser.add_argument("--false-alarm", type=float, default=0.05, help="the rate the threshold is fitted to")
+    parser.add_argument("--calibrate", metavar="PHOTOS",
+                        help="untouched training-side photos (a folder or a dataset spec): fit the threshold")
+    parser.add_argument("--exclude", metavar="LIST", help="with --calibrate: leave out these photos (the held-out list)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="with --calibrate: every N-th photo")
+    parser.add_argument("--false-alarm", type=float, default=0.01, help="the rate the threshold is fitted to")
     parser.add_argument("--no-resave", action="store_true",
                         help="fit on the photos as they are only, without a resaved copy of each")
+    parser.add_argument("--picture", type=Path, metavar="JPG",
+                        help="write the 3 forged images the cue found best and up to 2 untouched ones it flagged: "
+                             "image | truth | the cue's mask")
     parser.add_argument("--threshold", type=float, default=DoubleJpegConfig.threshold,
                         help=f"DoubleJpegConfig.threshold (default: {DoubleJpegConfig.threshold})")
     args = parser.parse_args()
@@ -149,14 +192,18 @@ def main() -> int:
         parser.error("give --data or --calibrate")
     config = dataclasses.replace(DoubleJpegConfig(), threshold=args.threshold)
     if args.calibrate:
-        print(calibrate(args.calibrate, config, args.false_alarm, resave=not args.no_resave), flush=True)
+        photos = photo_list(args.calibrate, args.exclude, args.every)
+        print(calibrate(photos, config, args.false_alarm, resave=not args.no_resave), flush=True)
     if args.data:
         other = _eval_masks(args.eval) if args.eval else {}
         print("| dataset | images (forged / authentic) | JPEGs | IoU | overlapping (IoU > 0.1) | authentic flagged | "
               f"ms / image |{' IoU, union | authentic flagged, union |' if other else ''}")
         print(f"|---|---|---|---|---|---|---|{'---|---|' if other else ''}")
+        cases: list[tuple[float, Path, np.ndarray, np.ndarray]] = []
         for spec in args.data:
-            print(_row(spec, config, other), flush=True)
+            print(_row(spec, config, other, cases), flush=True)
+        if args.picture:
+            _picture(cases, args.picture)
     return 0
 
 

@@ -37,6 +37,7 @@ from focal.runtime.manifest import InputSpec, Manifest, load_manifest
 
 ARTIFACT_CHECKPOINT = "artifact"  # BenchConfig.reference: the checkpoint the artifact carries
 COPY_MOVE_STAGE = "copy_move"  # the copy-move search's timing key (Result.timings), under BenchConfig.copy_move
+DOUBLE_JPEG_STAGE = "double_jpeg"  # the double-JPEG cue's timing key, under BenchConfig.double_jpeg
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class BenchConfig:
     # also time each backend/precision with the copy-move search on, beside the plain run (one
     # report, so the end-to-end ratio is measured side by side); its time is the "copy_move" column
     copy_move: bool = False
+    # likewise with the double-JPEG cue on (the images are timed as the JPEG files the bench writes)
+    double_jpeg: bool = False
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -129,17 +132,18 @@ def _encode_all(images: list[np.ndarray], folder: Path) -> list[Path]:
     return paths
 
 
-def _run_runtime(cfg: BenchConfig, backend: str, precision: str, copy_move: bool, paths: list[str],
+def _run_runtime(cfg: BenchConfig, backend: str, precision: str, cues: tuple[bool, bool], paths: list[str],
                  queue: Any) -> None:
-    """Child process: time one backend/precision (with or without the copy-move search) and report
-    through ``queue``."""
+    """Child process: time one backend/precision, with the cues ``(copy_move, double_jpeg)`` on or off,
+    and report through ``queue``."""
+    copy_move, double_jpeg = cues
     try:
         from focal.runtime import cluster
         from focal.runtime.detector import Detector
 
-        stages = STAGES + (COPY_MOVE_STAGE,) if copy_move else STAGES
+        stages = STAGES + ((COPY_MOVE_STAGE,) if copy_move else ()) + ((DOUBLE_JPEG_STAGE,) if double_jpeg else ())
         with Detector(cfg.artifact, backend=backend, precision=precision, clustering=cfg.clustering,
-                      threads=cfg.threads, batch_size=cfg.batch, copy_move=copy_move) as det:
+                      threads=cfg.threads, batch_size=cfg.batch, copy_move=copy_move, double_jpeg=double_jpeg) as det:
             for p in paths[: cfg.warmup]:
                 det(p)
             per_stage: dict[str, list[float]] = {s: [] for s in stages}
@@ -152,13 +156,14 @@ def _run_runtime(cfg: BenchConfig, backend: str, precision: str, copy_move: bool
             n = sum(1 for _ in det.detect_many(paths, batch_size=cfg.batch))
             throughput = n / (time.perf_counter() - t0)
             queue.put({
-                "backend": backend, "precision": precision, "copy_move": copy_move, "engine": det.engine.name,
+                "backend": backend, "precision": precision, "copy_move": copy_move, "double_jpeg": double_jpeg,
+                "engine": det.engine.name,
                 "clustering_impl": cluster.resolve_backend("auto"),
                 "stages": {s: _stats(v) for s, v in per_stage.items()},
                 "throughput": throughput, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             })
     except Exception as exc:  # reported as a row of the table, the benchmark goes on
-        queue.put({"backend": backend, "precision": precision, "copy_move": copy_move,
+        queue.put({"backend": backend, "precision": precision, "copy_move": copy_move, "double_jpeg": double_jpeg,
                    "error": f"{type(exc).__name__}: {exc}"})
 
 
@@ -243,6 +248,11 @@ def reference_checkpoint(artifact: str | Path, manifest: Manifest) -> Path:
     return path
 
 
+def _cue_label(copy_move: bool, double_jpeg: bool) -> str:
+    """The cues of a run as its table label says them: " + copy-move", " + double-JPEG" or ""."""
+    return (" + copy-move" if copy_move else "") + (" + double-JPEG" if double_jpeg else "")
+
+
 def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     """Run every configuration and the reference; return the report (also the JSON written by the CLI)."""
     manifest = load_manifest(cfg.artifact)
@@ -252,10 +262,11 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     backends = cfg.backends or available_backends()
     precisions = cfg.precisions or sorted({m.precision for m in manifest.models if m.kind == "onnx"})
     rows = []
-    plan = [(b, p, c) for b in backends for p in precisions for c in ((False, True) if cfg.copy_move else (False,))
+    cues = [(False, False)] + ([(True, False)] if cfg.copy_move else []) + ([(False, True)] if cfg.double_jpeg else [])
+    plan = [(b, p, c) for b in backends for p in precisions for c in cues
             if b != "tensorrt" or any(m.kind == "tensorrt" and m.precision == p for m in manifest.models)]
     for i, (b, p, c) in enumerate(plan, 1):
-        print(f"focal-bench: [{i}/{len(plan) + bool(cfg.reference)}] {b} {p}{' + copy-move' if c else ''} ...",
+        print(f"focal-bench: [{i}/{len(plan) + bool(cfg.reference)}] {b} {p}{_cue_label(*c)} ...",
               file=sys.stderr, flush=True)
         rows.append(_in_subprocess(_run_runtime, cfg, b, p, c, paths))
     reference = None
@@ -289,12 +300,13 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
 def format_table(report: dict[str, Any]) -> str:
     """The report as a Markdown table (medians in ms; p90 in brackets)."""
     rows = list(report["runs"]) + ([report["reference"]] if report.get("reference") else [])
-    stages = STAGES + ((COPY_MOVE_STAGE,) if any(r.get("copy_move") for r in rows) else ())
+    stages = (STAGES + ((COPY_MOVE_STAGE,) if any(r.get("copy_move") for r in rows) else ())
+              + ((DOUBLE_JPEG_STAGE,) if any(r.get("double_jpeg") for r in rows) else ()))
     head = ("| backend | precision | " + " | ".join(stages)
             + " | total | img/s | peak MB | infer vs torch | cluster share |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        precision = r["precision"] + (" + copy-move" if r.get("copy_move") else "")
+        precision = r["precision"] + _cue_label(r.get("copy_move", False), r.get("double_jpeg", False))
         if "error" in r:
             lines.append(f"| {r['backend']} | {precision} | {r['error']} |")
             continue

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ONNX Runtime and torch CPU threads (default: all cores)")
     p.add_argument("--copy-move", action="store_true",
                    help="also time every backend/precision with the copy-move search on, beside the plain run")
+    p.add_argument("--double-jpeg", action="store_true",
+                   help="also time every backend/precision with the double-JPEG cue on, beside the plain run")
     p.add_argument("--report", type=Path, default=Path("bench.json"), metavar="PATH",
                    help="where to write the JSON report")
     add_json(p, "the report, instead of the Markdown table")
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         artifact=args.artifact, images=args.images, reference=args.reference, backends=args.backend,
         precisions=args.precision, clustering=args.clustering, batch=args.batch_size, warmup=args.warmup,
         repeat=args.repeat, threads=args.threads, copy_move=args.copy_move,
+        double_jpeg=args.double_jpeg,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="focal-bench-") as tmp:

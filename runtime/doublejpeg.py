@@ -86,9 +86,9 @@ class DoubleJpegConfig:
     clip_llr: float = 3.0  # one position's say on one block, in nats
     window: int = 9  # blocks averaged for the decision (9 blocks = 72 px)
     # 99% quantile of the largest window mean over the untouched training-side photos that show a
-    # double compression: every other photo of ../shared/data/natural outside the held-out list, as it
+    # double compression: the photos of ../shared/data/natural outside the held-out list, each as it
     # is and saved twice more at random qualities (benchmarks/double_jpeg.py --calibrate).
-    threshold: float = 1.539
+    threshold: float = 1.083
     grow_window: int = 5  # blocks averaged for the mask's extent
     grow_llr: float = 0.5  # mean evidence a block needs to join a flagged region
     min_pixels: int = 64 * 64  # smaller images give no evidence: too few blocks for a histogram
@@ -333,11 +333,10 @@ def first_step(hist: np.ndarray, last: int, cfg: DoubleJpegConfig) -> tuple[int,
     values = np.arange(-lim, lim + 1)
     off = (values != 0) & (np.abs(values) < lim)
     total = hist[off].sum()
-    best, gain = 0, 0.0
+    best, gain, spread = 0, 0.0, 0.0
     if total <= 0:
-        return best, gain
+        return best, gain, spread
     floor = np.exp(-cfg.clip_llr)
-    spread = 0.0
     for first in range(last + 1, min(last * cfg.max_ratio, 255) + 1):
         for sd in SPREADS:
             g = float(hist[off] @ np.log(np.maximum(_comb_over(first, last, lim, sd)[off], floor)) / total)

@@ -169,3 +169,20 @@ def test_reference_without_a_value_runs_the_checkpoint_the_artifact_carries(tiny
     assert main(args) == 0
     ref = json.loads((tmp_path / "bench.json").read_text())["reference"]
     assert "error" not in ref and ref["backend"] == "pytorch-eager", ref
+
+
+def test_double_jpeg_runs_are_timed_beside_the_plain_ones(tiny_artifact: Path, photos: Path, tmp_path: Path,
+                                                          capsys) -> None:
+    out = tmp_path / "bench.json"
+    image = sorted(photos.glob("*.jpg"))[0]
+    assert main([str(tiny_artifact), "--backend", "cpu", "--precision", "fp32", "--warmup", "0", "--images",
+                 str(image), "--double-jpeg", "--report", str(out)]) == 0
+    table = capsys.readouterr().out
+    plain, cued = json.loads(out.read_text())["runs"]
+    assert "error" not in plain and "error" not in cued, (plain, cued)
+    assert (plain["double_jpeg"], cued["double_jpeg"]) == (False, True)
+    assert set(plain["stages"]) == set(STAGES) and set(cued["stages"]) == {*STAGES, "double_jpeg"}
+    assert cued["stages"]["double_jpeg"]["median"] > 0  # the cue read the file
+    assert cued["total_ms"] == pytest.approx(sum(v["median"] for v in cued["stages"].values()))
+    row = next(line for line in table.splitlines() if line.startswith("| cpu | fp32 + double-JPEG |"))
+    assert f"{cued['stages']['double_jpeg']['median']:.1f} (" in row
