@@ -150,6 +150,11 @@ def _add_triton_options(parser: argparse.ArgumentParser, standalone: bool) -> No
                      help="the postprocess model also searches each image for copy-moves (as focal-detect "
                           "--copy-move): the mask is the union, the ensemble's copy_move output says whether one "
                           "was found")
+    # Spelled --triton-* for the same reason as --triton-copy-move.
+    tri.add_argument("--triton-double-jpeg", action="store_true",
+                     help="the postprocess model also looks in each JPEG file for regions that missed its first "
+                          "compression (as focal-detect --double-jpeg): the mask is the union, the ensemble's "
+                          "double_jpeg output says 1 found, 0 double compression without a region, -1 no evidence")
     tri.add_argument("--triton-overwrite", action="store_true", help="replace DIR if it is not empty")
 
 
@@ -170,7 +175,8 @@ def triton_config_from_args(args: argparse.Namespace) -> TritonRepoConfig:
         prefix=args.triton_name, features=args.triton_features, precision=args.triton_precision,
         instance_kind=args.triton_instance_kind, instance_count=args.triton_instances,
         queue_delay_us=args.triton_queue_delay_us, max_queue_size=args.triton_max_queue,
-        python_env=args.triton_python_env, copy_move=args.triton_copy_move, overwrite=args.triton_overwrite,
+        python_env=args.triton_python_env, copy_move=args.triton_copy_move,
+        double_jpeg=args.triton_double_jpeg, overwrite=args.triton_overwrite,
     )
 
 
@@ -188,7 +194,8 @@ def _write_triton(artifact: str, args: argparse.Namespace) -> int:
         names = model_names(cfg.prefix)
         print(f"Triton repository {out}: {names['ensemble']} (ensemble: image -> mask, score), "
               f"{names['preprocess']}, {names['features']} ({cfg.features}, {cfg.precision}), {names['postprocess']}"
-              + (" (+ copy-move search)" if cfg.copy_move else ""))
+              + (" (+ copy-move search)" if cfg.copy_move else "")
+              + (" (+ double-JPEG cue)" if cfg.double_jpeg else ""))
     return 0
 
 

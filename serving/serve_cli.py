@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from focal._cli import (
-    add_artifact, add_backend, add_batch_size, add_clustering, add_copy_move, add_min_cluster_size, add_precision,
-    make_parser, positive_int,
+    add_artifact, add_backend, add_batch_size, add_clustering, add_copy_move, add_double_jpeg, add_min_cluster_size,
+    add_precision, make_parser, positive_int,
 )
 from focal.runtime.default import default_artifact
 from focal.runtime.detector import DetectorConfig
@@ -50,6 +50,8 @@ def build_parser():
     add_min_cluster_size(model, help="HDBSCAN's smallest cluster, >= 2 (default: the artifact's)")
     add_batch_size(model, help="images per engine call (more than 1 needs a dynamic-batch model)")
     add_copy_move(model, "the mask is the union; the copy_move output says per image whether one was found")
+    add_double_jpeg(model, "the mask is the union; the double_jpeg output says per image 1 found, 0 double "
+                           "compression without a region, -1 no evidence")
     model.add_argument("--threads", type=positive_int, metavar="N", help="ONNX Runtime CPU threads (default: all cores)")
     model.add_argument("--no-verify", action="store_true",
                        help="run model files even if their sha256 differs from the manifest's (logged)")
@@ -76,7 +78,8 @@ def config_from_args(args) -> ServeConfig:
     artifact = default_artifact() if args.artifact in (None, "default") else Path(args.artifact)
     detector = DetectorConfig(backend=args.backend, precision=args.precision, clustering=args.clustering,
                               min_cluster_size=args.min_cluster_size, threads=args.threads,
-                              batch_size=args.batch_size, verify=not args.no_verify, copy_move=args.copy_move)
+                              batch_size=args.batch_size, verify=not args.no_verify, copy_move=args.copy_move,
+                              double_jpeg=args.double_jpeg)
     return ServeConfig(artifact=artifact, detector=detector, host=args.host, http_port=args.port,
                        grpc_port=args.grpc_port, metrics_port=args.metrics_port, model_name=args.model_name,
                        max_batch=args.max_batch_size, max_queue=args.max_queue, queue_delay_us=args.queue_delay_us,
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         http, grpc, metrics = cfg.ports
 
         def ready(url: str) -> None:
-            search = " + copy-move search" if cfg.detector.copy_move else ""
+            search = ((" + copy-move search" if cfg.detector.copy_move else "")
+                      + (" + double-JPEG cue" if cfg.detector.double_jpeg else ""))
             print(f"focal-serve: model '{cfg.model_name}' ({cfg.artifact}{search}) ready on {url} "
                   f"(gRPC {cfg.host}:{grpc}, metrics http://{cfg.host}:{metrics}/metrics)", file=sys.stderr, flush=True)
 

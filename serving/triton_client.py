@@ -6,8 +6,9 @@
 
 Any KServe v2 client works as well; this one crops each mask to its
 ``size`` (masks of a multi-image request come zero-padded to the largest)
-and turns an element's ``error`` into :attr:`RemoteResult.error` and its
-``copy_move`` (1 / 0 / -1) into :attr:`RemoteResult.copy_move` (True / False / None).
+and turns an element's ``error`` into :attr:`RemoteResult.error`, its
+``copy_move`` (1 / 0 / -1) into :attr:`RemoteResult.copy_move` and its
+``double_jpeg`` (1 / 0 / -1) into :attr:`RemoteResult.double_jpeg` (True / False / None).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ class RemoteResult:
     on error); ``timings``: milliseconds per stage; ``error``: one line, or None;
     ``copy_move``: whether a copy-move was found (its mask is then part of
     ``mask``), None where none was searched for (a server without
-    ``--copy-move``, one older than the ``copy_move`` output, or an error).
+    ``--copy-move``, one older than the ``copy_move`` output, or an error);
+    ``double_jpeg``: whether a region that missed the file's first JPEG
+    compression was found (its mask is then part of ``mask``), False where
+    the file shows double compression but no such region, None where the cue
+    did not run or the file gave no evidence (a server without
+    ``--double-jpeg`` or older than the output, a file that is not a JPEG
+    or was compressed once, or an error).
     """
 
     mask: np.ndarray
@@ -38,6 +45,12 @@ class RemoteResult:
     timings: dict[str, float]
     error: str | None
     copy_move: bool | None = None
+    double_jpeg: bool | None = None
+
+
+def _flag(column: np.ndarray | None, k: int) -> bool | None:
+    """Element ``k`` of an INT8 ``[n, 1]`` cue output: 1 True, 0 False, -1 (not searched) or no output None."""
+    return None if column is None or int(column[k, 0]) < 0 else bool(column[k, 0])
 
 
 class FocalClient:
@@ -94,14 +107,15 @@ class FocalClient:
         scores, forged = response.as_numpy("score"), response.as_numpy("forged")
         timings, errors = response.as_numpy("timings"), response.as_numpy("error")
         copies = response.as_numpy("copy_move")  # None from a server without that output
+        spliced = response.as_numpy("double_jpeg")  # likewise
         out = []
         for k in range(len(files)):
             error = errors[k, 0].decode() if isinstance(errors[k, 0], bytes) else str(errors[k, 0])
             h, w = (int(v) for v in sizes[k])
-            found = None if copies is None or int(copies[k, 0]) < 0 else bool(copies[k, 0])  # -1: not searched
             out.append(RemoteResult(
                 mask=np.ascontiguousarray(masks[k, :h, :w]), score=float(scores[k, 0]),
                 forged_fraction=float(forged[k, 0]), timings=json.loads(timings[k, 0] or b"{}"),
-                error=error or None, copy_move=found,
+                error=error or None, copy_move=_flag(copies, k),
+                double_jpeg=_flag(spliced, k),
             ))
         return out

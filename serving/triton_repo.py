@@ -10,8 +10,9 @@
                            (tensorrt_plan), or a Python-backend model running the ONNX graph with
                            focal.runtime's ONNX Runtime engine ("python": for servers with only that backend)
       PREFIX_postprocess/  Python backend: FP32 ``features`` [D, h, w] + ``size`` (+ BYTES ``image`` [1]
-                           under ``copy_move``) -> UINT8 ``mask`` [H, W] (255 = forged), FP32 ``score`` [1],
-                           ``forged_fraction`` [1], ``post_ms`` [2], INT8 ``copy_move`` [1]
+                           under ``copy_move`` or ``double_jpeg``) -> UINT8 ``mask`` [H, W] (255 = forged),
+                           FP32 ``score`` [1], ``forged_fraction`` [1], ``post_ms`` [2], INT8 ``copy_move`` [1],
+                           INT8 ``double_jpeg`` [1]
       PREFIX/              the ensemble: BYTES ``image`` [1] -> ``mask`` [1, H, W], ``score`` [1, 1], ...
 
 The Python models' code lives in :mod:`focal.serving.triton_models` and is
@@ -31,6 +32,16 @@ option off). The encoded file is routed rather than the decoded pixels:
 between Python models a tensor crosses the backend's shared memory, and a
 decoded image (3 bytes a pixel, 300 MB at the 100 MP limit) would not fit a
 container's default 64 MB ``/dev/shm``; the price is a second decode per image.
+
+Double JPEG (:attr:`TritonRepoConfig.double_jpeg`): the same route, for the
+cue that reads the file itself. The postprocess model runs
+:func:`focal.runtime.doublejpeg.detect_double_jpeg` on the encoded bytes
+(the preprocess model's pixel limit), turns its mask with the file's EXIF
+orientation where the preprocess model decodes with it, and joins it after
+the clustering's and the copy-move masks, as ``Detector(double_jpeg=True)``
+does. Its INT8 ``double_jpeg`` output is 1 (a region found), 0 (the file
+shows double compression but no region) or -1 (not searched, or no
+evidence: not a JPEG, compressed once, or the option off).
 
 Batching: a graph with a fixed batch axis of 1 cannot take Triton's
 batching, whose batch dimension is a free first axis (``[-1] + dims``), so
@@ -88,6 +99,10 @@ class TritonRepoConfig:
     # Also search each image for copy-moves in the postprocess model (focal.runtime.copymove, as
     # DetectorConfig.copy_move): the mask is the union; the ``copy_move`` output says whether one was found
     copy_move: bool = False
+    # Also look in each JPEG file for regions that missed its first compression (focal.runtime.doublejpeg,
+    # as DetectorConfig.double_jpeg) in the postprocess model: the mask is the union; the ``double_jpeg``
+    # output says 1 found / 0 double compression without a region / -1 no evidence
+    double_jpeg: bool = False
     # EXECUTION_ENV_PATH of the Python models: a conda-pack tarball or an unpacked environment (with
     # bin/activate) holding focal; "$$TRITON_MODEL_DIRECTORY" expands to each model's folder. None: the
     # server's own Python, which then needs focal installed
@@ -311,11 +326,11 @@ def _python_config(name: str, cfg: TritonRepoConfig, inputs: list[dict[str, Any]
     return config, [comment, "Python backend: the server's Python needs focal installed (docs/triton.md)"]
 
 
-def _ensemble_config(names: dict[str, str], manifest: Manifest,
-                     copy_move: bool = False) -> tuple[dict[str, Any], list[str]]:
+def _ensemble_config(names: dict[str, str], manifest: Manifest, copy_move: bool = False,
+                     double_jpeg: bool = False) -> tuple[dict[str, Any], list[str]]:
     post_inputs = [{"key": "features", "value": "feature_map"}, {"key": "size", "value": "image_size"}]
-    if copy_move:
-        post_inputs.append({"key": "image", "value": "image"})  # the ensemble's own input, for the search
+    if copy_move or double_jpeg:
+        post_inputs.append({"key": "image", "value": "image"})  # the ensemble's own input, for the cues
     steps = [
         {"model_name": names["preprocess"], "model_version": -1,
          "input_map": {"key": "image", "value": "image"},
@@ -326,7 +341,8 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest,
          "output_map": {"key": manifest.output.name, "value": "feature_map"}},
         {"model_name": names["postprocess"], "model_version": -1,
          "input_map": post_inputs,
-         "output_map": [{"key": k, "value": k} for k in ("mask", "score", "forged_fraction", "post_ms", "copy_move")]},
+         "output_map": [{"key": k, "value": k}
+                        for k in ("mask", "score", "forged_fraction", "post_ms", "copy_move", "double_jpeg")]},
     ]
     # Single map entries are written as one message, lists as repeated ones.
     for step in steps:
@@ -339,15 +355,19 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest,
         "output": [_tensor("mask", "TYPE_UINT8", [1, -1, -1]), _tensor("score", "TYPE_FP32", [1, 1]),
                    _tensor("forged_fraction", "TYPE_FP32", [1, 1]),
                    _tensor("pre_ms", "TYPE_FP32", [1, 2]), _tensor("post_ms", "TYPE_FP32", [1, 2]),
-                   _tensor("copy_move", "TYPE_INT8", [1, 1])],
+                   _tensor("copy_move", "TYPE_INT8", [1, 1]), _tensor("double_jpeg", "TYPE_INT8", [1, 1])],
         "ensemble_scheduling": {"step": steps},
     }
     comments = ["focal ensemble: one encoded image per request -> mask (uint8 [1, H, W], 255 = forged), "
                 "score, forged_fraction, pre_ms (decode, preprocess), post_ms (cluster, postprocess), "
-                "copy_move (int8: 1 found, 0 none found, -1 not searched)",
+                "copy_move (int8: 1 found, 0 none found, -1 not searched), double_jpeg (int8: 1 a region found, "
+                "0 double compression without a region, -1 not searched or no evidence)",
                 "the composing models batch across requests; the features model's time is in Triton's statistics"]
     if copy_move:
         comments.append("copy-move search on: the mask is the union of the clustering's and the copy-move search's")
+    if double_jpeg:
+        comments.append("double-JPEG cue on: the mask is the union with the regions that missed the file's first "
+                        "JPEG compression")
     return config, comments
 
 
@@ -424,25 +444,28 @@ def write_repository(artifact: str | Path | None, out: str | Path, cfg: TritonRe
         out_dims = ([manifest.output.feature_dim, -1, -1] if manifest.input.policy == "native"
                     else [manifest.output.feature_dim, manifest.output.height, manifest.output.width])
         post_inputs = [_tensor("features", "TYPE_FP32", out_dims), _tensor("size", "TYPE_INT32", [2])]
-        post_params = {"cluster_backend": cfg.cluster_backend, "copy_move": str(cfg.copy_move).lower()}
-        if cfg.copy_move:
-            # The encoded file, decoded again as the preprocess model decodes it (module notes).
+        post_params = {"cluster_backend": cfg.cluster_backend, "copy_move": str(cfg.copy_move).lower(),
+                       "double_jpeg": str(cfg.double_jpeg).lower()}
+        if cfg.copy_move or cfg.double_jpeg:
+            # The encoded file, read as the preprocess model reads it: decoded again for the copy-move
+            # search, its header and blocks for the double-JPEG cue (module notes).
             post_inputs.append(_tensor("image", "TYPE_STRING", [1]))
             post_params.update(runtime_params)
         post_cfg = _python_config(
             names["postprocess"], cfg, post_inputs,
             [_tensor("mask", "TYPE_UINT8", [-1, -1]), _tensor("score", "TYPE_FP32", [1]),
              _tensor("forged_fraction", "TYPE_FP32", [1]), _tensor("post_ms", "TYPE_FP32", [2]),
-             _tensor("copy_move", "TYPE_INT8", [1])],
+             _tensor("copy_move", "TYPE_INT8", [1]), _tensor("double_jpeg", "TYPE_INT8", [1])],
             post_params,
             f"focal postprocess: features -> mask and score ({manifest.clustering.method}, min cluster size "
             f"{manifest.clustering.min_cluster_size}, from 1/focal.json)"
-            + ("; then the copy-move search on the decoded image, the masks joined" if cfg.copy_move else ""))
+            + ("; then the copy-move search on the decoded image, the masks joined" if cfg.copy_move else "")
+            + ("; then the double-JPEG cue on the file's bytes, the masks joined" if cfg.double_jpeg else ""))
         version = _write_model(staging, names["postprocess"], *post_cfg)
         _copy_model_source("postprocess", version)
         save_manifest(reduced, version)
 
-        _write_model(staging, names["ensemble"], *_ensemble_config(names, manifest, cfg.copy_move))
+        _write_model(staging, names["ensemble"], *_ensemble_config(names, manifest, cfg.copy_move, cfg.double_jpeg))
 
         umask = os.umask(0)
         os.umask(umask)

@@ -19,10 +19,18 @@ size        INT32   [2]         the image's (H, W), (0, 0) on error; masks of a
 score       FP32    [1]         image-level forgery score (NaN for a failed element)
 forged      FP32    [1]         fraction of pixels in the mask
 timings     BYTES   [1]         JSON: milliseconds per stage (decode, preprocess,
-                                infer, cluster, postprocess; copy_move when searched)
+                                infer, cluster, postprocess; copy_move and
+                                double_jpeg when searched)
 copy_move   INT8    [1]         1 a copy-move was found (its mask is in ``mask``),
                                 0 none found, -1 not searched (a server started
                                 without ``--copy-move``, or a failed element)
+double_jpeg INT8    [1]         1 a region that missed the file's first JPEG
+                                compression was found (its mask is in ``mask``),
+                                0 the file shows double compression but no such
+                                region, -1 not searched or no evidence (a server
+                                started without ``--double-jpeg``, a file that is
+                                not a JPEG or was compressed once, or a failed
+                                element)
 error       BYTES   [1]         empty when fine; else one line naming the problem
 ==========  ======  ==========  =====================================================
 
@@ -30,6 +38,14 @@ Copy-moves: with ``DetectorConfig.copy_move`` (``focal-serve --copy-move``) each
 image is also searched for a region repeated inside it
 (:mod:`focal.runtime.copymove`), as ``focal-detect --copy-move`` does: ``mask``
 and ``forged`` are the union, ``score`` stays the features'.
+
+Double JPEG: with ``DetectorConfig.double_jpeg`` (``focal-serve --double-jpeg``)
+each file's bytes also go to the double-JPEG cue (:mod:`focal.runtime.doublejpeg`):
+the server hands the Detector an :class:`~focal.runtime.detector.EncodedImage`
+holding the pixels it decoded and the bytes they came from, so the cue reads
+the very file that was decoded, as ``focal-detect --double-jpeg`` does. The
+mask is the union (clustering, copy-move, double-JPEG), ``score`` stays the
+features'.
 
 A bad element (corrupt file, over the pixel limit) gets its ``error`` and
 an empty mask; the other elements of its request and of its batch are
@@ -59,15 +75,16 @@ from pathlib import Path
 
 import numpy as np
 
-from focal.runtime.detector import STAGES, Detector, DetectorConfig, Result
+from focal.runtime.detector import STAGES, Detector, DetectorConfig, EncodedImage, Result
 from focal.runtime.imageio import decode_image
 from focal.serving._triton_env import ServeUnavailable, require_pytriton, triton_env
 
 __all__ = ["FocalModel", "NOT_SEARCHED", "OUTPUT_NAMES", "ServeConfig", "ServeError", "ServeUnavailable",
            "serve"]
 
-OUTPUT_NAMES = ("mask", "size", "score", "forged", "timings", "copy_move", "error")
-# The ``copy_move`` output where the search did not run: not "none found" (0), which only a search can say.
+OUTPUT_NAMES = ("mask", "size", "score", "forged", "timings", "copy_move", "double_jpeg", "error")
+# The ``copy_move`` / ``double_jpeg`` output where the cue did not run (or, for the double-JPEG cue,
+# the file held no evidence): not "none found" (0), which only a search over evidence can say.
 NOT_SEARCHED = -1
 _LOG = logging.getLogger("focal.serve")
 
@@ -126,10 +143,14 @@ def _element_error(message: str) -> dict:
 
 def _result_fields(result: Result) -> dict:
     stages = STAGES if result.copy_move is None else (*STAGES, "copy_move")
+    if "double_jpeg" in result.timings:  # the cue ran (the Detector times it even where it found no evidence)
+        stages = (*stages, "double_jpeg")
     timings = {k: round(float(result.timings.get(k, 0.0)), 3) for k in stages}
-    found = NOT_SEARCHED if result.copy_move is None else int(result.copy_move.any())
+    copies = NOT_SEARCHED if result.copy_move is None else int(result.copy_move.any())
+    # None: the cue off, or a file without evidence; all zero: double compression but no region (0).
+    spliced = NOT_SEARCHED if result.double_jpeg is None else int(result.double_jpeg.any())
     return {"mask": result.mask, "score": float(result.score), "forged": float(result.forged_fraction),
-            "timings": json.dumps(timings), "copy_move": found, "error": ""}
+            "timings": json.dumps(timings), "copy_move": copies, "double_jpeg": spliced, "error": ""}
 
 
 def _stack(elements: list[dict]) -> dict[str, np.ndarray]:
@@ -152,6 +173,7 @@ def _stack(elements: list[dict]) -> dict[str, np.ndarray]:
         "forged": column("forged", math.nan, np.float32),
         "timings": np.array([[e.get("timings", "{}").encode()] for e in elements], dtype=object),
         "copy_move": column("copy_move", NOT_SEARCHED, np.int8),
+        "double_jpeg": column("double_jpeg", NOT_SEARCHED, np.int8),
         "error": np.array([[e["error"].encode()] for e in elements], dtype=object),
     }
 
@@ -160,8 +182,9 @@ class FocalModel:
     """The inference callable PyTriton calls with each batch Triton forms.
 
     Args:
-        detector: shared by every instance (engine calls are serialised inside it).
-        max_pixels / exif_orientation: decode limits and rotation, as for files.
+        detector: shared by every instance (engine calls are serialised inside it); its
+            config's ``max_pixels`` / ``exif_orientation`` decode the files as ``focal-detect``
+            does, and under its ``double_jpeg`` each file's bytes go to the Detector with its pixels.
 
     ``__call__`` takes the batch's requests (each ``request["image"]`` an
     object array ``[n, 1]`` of encoded files) and returns one dict of
@@ -173,6 +196,8 @@ class FocalModel:
         self.detector = detector
         cfg = detector.config
         self._decode_kw = {"max_pixels": cfg.max_pixels, "apply_orientation": cfg.exif_orientation}
+        # The double-JPEG cue reads the file's header and blocks: the Detector gets the bytes beside the pixels.
+        self._encoded = cfg.double_jpeg
 
     def _decode(self, data: object, name: str) -> np.ndarray | ValueError:
         if not isinstance(data, (bytes, bytearray, np.bytes_)):
@@ -188,7 +213,7 @@ class FocalModel:
         elements: list[dict | None] = [None] * len(files)
         good: list[int] = []
 
-        def images() -> Iterator[np.ndarray]:
+        def images() -> Iterator[np.ndarray | EncodedImage]:
             # Runs in the Detector's prefetch thread: file k + 1 decodes while file k is in the engine.
             for k, data in enumerate(files):
                 image = self._decode(data, names[k])
@@ -196,7 +221,7 @@ class FocalModel:
                     elements[k] = _element_error(str(image))
                     continue
                 good.append(k)
-                yield image
+                yield EncodedImage(image, bytes(data), names[k]) if self._encoded else image
 
         for n, result in enumerate(self.detector.detect_many(images())):
             k = good[n]  # detect_many yields one result per image it was given, in order
@@ -257,6 +282,7 @@ def _tensors():  # -> (inputs, outputs) as pytriton Tensors
         Tensor(name="forged", dtype=np.float32, shape=(1,)),
         Tensor(name="timings", dtype=np.bytes_, shape=(1,)),
         Tensor(name="copy_move", dtype=np.int8, shape=(1,)),
+        Tensor(name="double_jpeg", dtype=np.int8, shape=(1,)),
         Tensor(name="error", dtype=np.bytes_, shape=(1,)),
     ]
     return inputs, outputs

@@ -21,6 +21,7 @@ content. Run as a script to write a set somewhere and look at it:
 
 from __future__ import annotations
 
+import struct
 import sys
 from pathlib import Path
 
@@ -177,6 +178,76 @@ def copy_moved_texture(seed: int) -> tuple[np.ndarray, np.ndarray]:
     truth = np.zeros(image.shape[:2], bool)
     truth[150:210, 140:200] = truth[30:90, 20:80] = True
     return image, truth
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
+    """``[H, W, 3]`` uint8 RGB encoded as a JPEG file by OpenCV's libjpeg at ``quality`` (IJG scale)."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"could not encode a {rgb.shape} image as JPEG")
+    return buf.tobytes()
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """An encoded file's ``[H, W, 3]`` uint8 RGB pixels, as OpenCV decodes it (EXIF orientation applied)."""
+    return np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+def sample_photos() -> list[np.ndarray]:
+    """scikit-learn's two sample photos (``china.jpg``, ``flower.jpg``), ``[427, 640, 3]`` uint8 RGB each.
+
+    Real photos shipped inside the scikit-learn wheel (a test dependency; nothing is downloaded): the
+    double-JPEG cue needs a real photo's DCT statistics, which the generated photos above do not have.
+    """
+    from sklearn import datasets  # the test extra; imported here so the generators above need only OpenCV
+
+    return [np.ascontiguousarray(p) for p in datasets.load_sample_images().images]
+
+
+def double_jpeg_splice(photos: list[np.ndarray], q1: int = 60, q2: int = 90) -> tuple[bytes, np.ndarray]:
+    """A splice that missed the first JPEG compression: the double-JPEG cue's test file.
+
+    The host ``photos[0]`` saved at quality ``q1``, a disk (radius 90 px at x 420, y 200) of
+    ``photos[1]`` (never compressed) pasted in, the whole saved again at ``q2``.
+
+    Returns:
+        ``(data, truth)``: the JPEG file's bytes, and ``[H, W]`` bool, True on the pasted disk.
+    """
+    host = decode_rgb(jpeg_bytes(photos[0], q1))
+    truth = np.zeros(host.shape[:2], np.uint8)
+    cv2.circle(truth, (420, 200), 90, 1, -1)
+    host[truth > 0] = photos[1][truth > 0]
+    return jpeg_bytes(host, q2), truth > 0
+
+
+def with_exif_orientation(data: bytes, orientation: int) -> bytes:
+    """``data`` (a JPEG file) with an EXIF APP1 segment after SOI: little-endian TIFF, one IFD0 entry, Orientation."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+
+
+def write_double_jpeg_cases(folder: Path) -> dict[str, Path]:
+    """The double-JPEG cue's four answers as files in ``folder``, built from :func:`sample_photos`.
+
+    Returns:
+        ``{"splice": splice.jpg`` (:func:`double_jpeg_splice`: a region found), ``"turned": turned.jpg``
+        (the same file with EXIF orientation 6: found, on the turned picture), ``"twice": twice.jpg``
+        (an untouched photo saved at 50 and again at 90: double compression, no region), ``"plain":
+        plain.png`` (no JPEG header: no evidence)``}``.
+    """
+    photos = sample_photos()
+    folder.mkdir(parents=True, exist_ok=True)
+    splice, _ = double_jpeg_splice(photos)
+    blobs = {"splice.jpg": splice, "turned.jpg": with_exif_orientation(splice, 6),
+             "twice.jpg": jpeg_bytes(decode_rgb(jpeg_bytes(photos[0], 50)), 90),
+             "plain.png": cv2.imencode(".png", np.ascontiguousarray(photos[1][:, :, ::-1]))[1].tobytes()}
+    out = {}
+    for name, data in blobs.items():
+        (folder / name).write_bytes(data)
+        out[name.split(".")[0]] = folder / name
+    return out
 
 
 def write_sample_data(root: Path, seed: int = SEED) -> Path:

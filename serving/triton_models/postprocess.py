@@ -2,13 +2,15 @@
 
 Inputs per request: ``features`` FP32 ``[B, D, h, w]`` (the network's raw
 output), ``size`` INT32 ``[B, 2]`` (each image's H, W) and, when the
-``copy_move`` parameter is ``"true"``, ``image`` BYTES ``[B, 1]`` (the
-encoded files the preprocess model decoded). Outputs: ``mask`` UINT8
+``copy_move`` or the ``double_jpeg`` parameter is ``"true"``, ``image`` BYTES
+``[B, 1]`` (the encoded files the preprocess model decoded). Outputs: ``mask`` UINT8
 ``[B, H, W]`` (255 = forged, at the image's resolution; the images of one
 request must share a size), ``score`` FP32 ``[B, 1]`` in ``[0, 1]``,
 ``forged_fraction`` FP32 ``[B, 1]``, ``post_ms`` FP32 ``[B, 2]`` (cluster,
 postprocess milliseconds), ``copy_move`` INT8 ``[B, 1]`` (1 a copy-move was
-found, 0 none, -1 not searched).
+found, 0 none, -1 not searched), ``double_jpeg`` INT8 ``[B, 1]`` (1 a region
+that missed the file's first JPEG compression was found, 0 the file shows
+double compression but no such region, -1 not searched or no evidence).
 
 Every image goes through :func:`focal.runtime.postprocess.localize` with the
 clustering method and minimum cluster size of ``1/focal.json`` (the
@@ -19,6 +21,13 @@ decoder settings (``max_pixels``, ``exif_orientation``: the same pixels),
 searched by :func:`focal.runtime.copymove.detect_copy_move` on the
 clustering's kernels, and its mask joined to the clustering's, as
 ``Detector(copy_move=True)`` joins them; ``score`` stays the features'.
+Under ``double_jpeg`` the file's bytes go to
+:func:`focal.runtime.doublejpeg.detect_double_jpeg` (``max_pixels``), its
+mask is turned by the file's EXIF orientation where the preprocess model
+decodes with it (``exif_orientation``), and joined after the copy-move mask,
+as ``Detector(double_jpeg=True)`` joins it: a mask whose shape is not the
+image's (an orientation OpenCV read and the header parse did not) is
+dropped with a warning, and the element answers -1, as in the Detector.
 """
 
 from __future__ import annotations
@@ -28,16 +37,19 @@ import triton_python_backend_utils as pb_utils
 
 from focal.runtime.cluster import resolve_backend
 from focal.runtime.copymove import detect_copy_move
+from focal.runtime.doublejpeg import detect_double_jpeg, exif_orientation, orient
 from focal.runtime.geometry import image_geometry
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from focal.runtime.postprocess import localize
 from focal.serving.triton_models._common import manifest, parameters, request_name
 
-NOT_SEARCHED = -1  # the ``copy_move`` output without the search: not "none found" (0)
+# The ``copy_move`` / ``double_jpeg`` output without the cue (or, double-JPEG, without evidence in the
+# file): not "none found" (0), which only a search over evidence can say.
+NOT_SEARCHED = -1
 
 
 class TritonPythonModel:
-    """Cluster, mask and score (and search for copy-moves when configured), one response per request."""
+    """Cluster, mask and score (and the copy-move / double-JPEG cues when configured), one response per request."""
 
     def initialize(self, args: dict[str, str]) -> None:
         self.manifest = manifest(args)
@@ -45,6 +57,7 @@ class TritonPythonModel:
         # Resolved once: the clustering and the copy-move search run on the same kernels, as in the Detector.
         self.cluster_backend = resolve_backend(params.get("cluster_backend", "auto"))  # type: ignore[arg-type]
         self.copy_move = params.get("copy_move", "false") == "true"
+        self.double_jpeg = params.get("double_jpeg", "false") == "true"
         self.max_pixels = int(params.get("max_pixels", DEFAULT_MAX_PIXELS))
         self.orientation = params.get("exif_orientation", "true") == "true"
         self.stride = self.manifest.members[0].stride
@@ -66,6 +79,18 @@ class TritonPythonModel:
                              f"{height} x {width}")
         return detect_copy_move(image, backend=self.cluster_backend)
 
+    def _double_jpeg(self, data: bytes, name: str, height: int, width: int) -> np.ndarray | None:
+        """``[H, W]`` uint8 double-JPEG mask of one encoded file, as the image was decoded; None without evidence."""
+        found = detect_double_jpeg(data, name=name, max_pixels=self.max_pixels)
+        if found.mask is None:
+            return None
+        mask = orient(found.mask, exif_orientation(data)) if self.orientation else found.mask
+        if mask.shape != (height, width):  # as Detector._double_jpeg: say so, keep no mask
+            pb_utils.Logger.log_warn(f"{name}: double-JPEG mask {mask.shape} does not match the decoded image "
+                                     f"{(height, width)}; cue skipped")
+            return None
+        return mask
+
     def execute(self, requests: list) -> list:
         responses = []
         for request in requests:
@@ -80,22 +105,33 @@ class TritonPythonModel:
                 masks = np.stack([loc.mask for loc in locs])
                 fractions = [loc.forged_fraction for loc in locs]
                 found = [NOT_SEARCHED] * len(locs)
-                if self.copy_move:
+                spliced = [NOT_SEARCHED] * len(locs)
+                if self.copy_move or self.double_jpeg:
                     files = pb_utils.get_input_tensor_by_name(request, "image").as_numpy().reshape(-1)
                     if len(files) != len(locs):
                         raise ValueError(f"{len(files)} images but {len(locs)} feature maps in one request")
-                    for k, ((h, w), data) in enumerate(zip(sizes, files)):
-                        copies = self._copies(bytes(data), request_name(request, k), int(h), int(w))
-                        # The Detector's union: the clustering's mask, then every copy's source and target.
-                        masks[k] = np.maximum(masks[k], copies)
-                        fractions[k] = float(np.count_nonzero(masks[k])) / masks[k].size
-                        found[k] = int(copies.any())
+                    for k, ((h, w), item) in enumerate(zip(sizes, files)):
+                        data, name, joined = bytes(item), request_name(request, k), False
+                        # The Detector's union, in its order: the clustering's mask, every copy's source
+                        # and target, then the regions that missed the first compression.
+                        if self.copy_move:
+                            copies = self._copies(data, name, int(h), int(w))
+                            masks[k] = np.maximum(masks[k], copies)
+                            found[k], joined = int(copies.any()), True
+                        if self.double_jpeg:
+                            regions = self._double_jpeg(data, name, int(h), int(w))
+                            if regions is not None:
+                                masks[k] = np.maximum(masks[k], regions)
+                                spliced[k], joined = int(regions.any()), True
+                        if joined:  # the Detector recounts only where a cue gave a mask
+                            fractions[k] = float(np.count_nonzero(masks[k])) / masks[k].size
                 responses.append(pb_utils.InferenceResponse(output_tensors=[
                     pb_utils.Tensor("mask", masks),
                     pb_utils.Tensor("score", np.asarray([[loc.score] for loc in locs], np.float32)),
                     pb_utils.Tensor("forged_fraction", np.asarray([[f] for f in fractions], np.float32)),
                     pb_utils.Tensor("post_ms", np.asarray([[loc.cluster_ms, loc.post_ms] for loc in locs], np.float32)),
                     pb_utils.Tensor("copy_move", np.asarray([[f] for f in found], np.int8)),
+                    pb_utils.Tensor("double_jpeg", np.asarray([[f] for f in spliced], np.int8)),
                 ]))
             except (ValueError, RuntimeError) as exc:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc))))

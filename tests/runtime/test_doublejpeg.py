@@ -9,11 +9,13 @@ import struct
 import cv2
 import numpy as np
 import pytest
-from sklearn import datasets
 
 from focal.evaluation.metrics import pixel_scores
 from focal.runtime.doublejpeg import (
     ZIGZAG, DoubleJpegConfig, dct_coefficients, detect_double_jpeg, exif_orientation, luma_quantization, orient,
+)
+from make_fixtures import (  # tests/ is on sys.path (conftest.py)
+    decode_rgb, double_jpeg_splice, jpeg_bytes, sample_photos, with_exif_orientation,
 )
 
 # IJG's luminance base table (JPEG standard, Annex K), natural order.
@@ -29,39 +31,20 @@ def _ijg_table(quality: int) -> np.ndarray:
     return np.clip((_IJG_LUMA * scale + 50) // 100, 1, 255)
 
 
-def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
-
-
-def _decode(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-
-
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-    return [np.ascontiguousarray(p) for p in datasets.load_sample_images().images]  # 2 photos, 427 x 640
-
-
-def _splice(photos: list[np.ndarray], q1: int = 60, q2: int = 90) -> tuple[bytes, np.ndarray]:
-    """The host saved at ``q1``, a disk of the other photo (never compressed) pasted in, saved at ``q2``."""
-    host = _decode(_jpeg(photos[0], q1))
-    truth = np.zeros(host.shape[:2], np.uint8)
-    cv2.circle(truth, (420, 200), 90, 1, -1)
-    host[truth > 0] = photos[1][truth > 0]
-    return _jpeg(host, q2), truth > 0
+    return sample_photos()  # 2 photos, 427 x 640
 
 
 @pytest.mark.parametrize("quality", [50, 75, 90, 100])
 def test_the_luminance_table_is_the_one_the_encoder_wrote(photos, quality) -> None:
-    assert np.array_equal(luma_quantization(_jpeg(photos[0], quality)), _ijg_table(quality))
+    assert np.array_equal(luma_quantization(jpeg_bytes(photos[0], quality)), _ijg_table(quality))
 
 
 def test_the_blocks_are_read_on_the_files_grid(photos) -> None:
     # Dividing the decoded blocks' DCT by the table gives near-integers only on the file's own
     # grid and table order: one pixel off, or a transposed table, and the residuals spread out.
-    data = _jpeg(photos[0], 50)
+    data = jpeg_bytes(photos[0], 50)
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     table = luma_quantization(data)
 
@@ -76,7 +59,7 @@ def test_the_blocks_are_read_on_the_files_grid(photos) -> None:
 
 
 def test_a_splice_that_missed_the_first_compression_is_found(photos) -> None:
-    data, truth = _splice(photos)
+    data, truth = double_jpeg_splice(photos)
     found = detect_double_jpeg(data)
     assert found.found and found.evidence > DoubleJpegConfig().threshold
     assert found.mask.shape == truth.shape and found.mask.dtype == np.uint8
@@ -87,7 +70,7 @@ def test_a_splice_that_missed_the_first_compression_is_found(photos) -> None:
 @pytest.mark.parametrize("quality", [50, 75, 90, 95])
 def test_photos_compressed_once_are_not_flagged(photos, quality) -> None:
     for photo in photos:
-        found = detect_double_jpeg(_jpeg(photo, quality))
+        found = detect_double_jpeg(jpeg_bytes(photo, quality))
         assert not found.found, (quality, found.evidence)
 
 
@@ -96,7 +79,7 @@ def test_a_second_compression_shows_its_first_steps(photos) -> None:
     # out), but the first compression's steps are read off its comb: the step of quality 50,
     # or a multiple of it where a sparser comb fits as well.
     for q1, q2 in ((50, 100), (50, 90), (70, 95)):
-        data = _jpeg(_decode(_jpeg(photos[0], q1)), q2)
+        data = jpeg_bytes(decode_rgb(jpeg_bytes(photos[0], q1)), q2)
         found = detect_double_jpeg(data)
         assert not found.found, (q1, q2, found.evidence)
         first = _ijg_table(q1)
@@ -106,16 +89,23 @@ def test_a_second_compression_shows_its_first_steps(photos) -> None:
         assert np.mean(right) >= 0.8, (q1, q2, found.first_steps, steps)
 
 
+def test_a_flat_photo_saved_twice_says_nothing() -> None:
+    # every AC coefficient is zero: no frequency has values to fit a comb to
+    flat = np.full((128, 128, 3), 117, np.uint8)
+    found = detect_double_jpeg(jpeg_bytes(decode_rgb(jpeg_bytes(flat, 60)), 90))
+    assert found.mask is None and found.evidence == 0.0 and found.first_steps == {}
+
+
 def test_files_without_the_trace_give_no_evidence(photos) -> None:
     ok, png = cv2.imencode(".png", photos[0])
     for data in (png.tobytes(), b"", b"\xff\xd8\xff", b"\xff\xd8\xff\xdb\x00\x43\x00" + b"\x01" * 10,
-                 _jpeg(photos[0][:40, :40], 80)):
+                 jpeg_bytes(photos[0][:40, :40], 80)):
         found = detect_double_jpeg(data, name="x.jpg")
         assert found.mask is None and found.evidence == 0.0 and not found.found
 
 
 def test_a_hostile_header_is_refused_by_name_before_decoding(photos) -> None:
-    data = bytearray(_jpeg(photos[0], 80))
+    data = bytearray(jpeg_bytes(photos[0], 80))
     sof = data.find(b"\xff\xc0")
     data[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)  # 3.6 gigapixels declared
     with pytest.raises(ValueError, match=r"^bomb\.jpg: .*over the limit"):
@@ -124,17 +114,9 @@ def test_a_hostile_header_is_refused_by_name_before_decoding(photos) -> None:
     assert luma_quantization(bytes(data[:sof])) is None
 
 
-def _with_orientation(data: bytes, orientation: int) -> bytes:
-    """``data`` with an EXIF APP1 segment (little-endian TIFF, one IFD0 entry: Orientation) after SOI."""
-    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
-    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
-    payload = b"Exif\x00\x00" + tiff
-    return data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
-
-
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_masks_turn_as_opencv_turns_the_picture(photos, orientation) -> None:
-    data = _with_orientation(_jpeg(photos[0][:, :500], 80), orientation)
+    data = with_exif_orientation(jpeg_bytes(photos[0][:, :500], 80), orientation)
     assert exif_orientation(data) == orientation
     stored = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
     shown = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
@@ -150,15 +132,15 @@ def test_bad_settings_are_refused() -> None:
 def test_the_detector_joins_the_cue_for_files_and_encoded_images(tiny_artifact, photos, tmp_path) -> None:
     from focal.runtime import Detector, EncodedImage
 
-    data, truth = _splice(photos)
+    data, truth = double_jpeg_splice(photos)
     path = tmp_path / "splice.jpg"
     path.write_bytes(data)
     with Detector(tiny_artifact, backend="cpu") as plain:
         alone = plain(path)
     with Detector(tiny_artifact, backend="cpu", double_jpeg=True) as both:
         joint = both(path)
-        encoded = both(EncodedImage(_decode(data), data, str(path)))
-        array = both(_decode(data))
+        encoded = both(EncodedImage(decode_rgb(data), data, str(path)))
+        array = both(decode_rgb(data))
     assert alone.double_jpeg is None and "double_jpeg" not in alone.timings
     assert np.array_equal(joint.double_jpeg, detect_double_jpeg(data).mask)
     assert np.array_equal(joint.mask, np.maximum(alone.mask, joint.double_jpeg))
@@ -171,9 +153,9 @@ def test_the_detector_joins_the_cue_for_files_and_encoded_images(tiny_artifact, 
 def test_the_detector_turns_the_mask_with_the_picture(tiny_artifact, photos, tmp_path) -> None:
     from focal.runtime import Detector
 
-    data, _ = _splice(photos)
+    data, _ = double_jpeg_splice(photos)
     path = tmp_path / "turned.jpg"
-    path.write_bytes(_with_orientation(data, 6))
+    path.write_bytes(with_exif_orientation(data, 6))
     with Detector(tiny_artifact, backend="cpu", double_jpeg=True) as det:
         result = det(path)
     assert result.mask.shape == (photos[0].shape[1], photos[0].shape[0])
@@ -187,7 +169,7 @@ def test_focal_detect_and_focal_eval_report_the_cue(tiny_artifact, photos, tmp_p
     data = tmp_path / "set"
     (data / "images").mkdir(parents=True)
     (data / "masks").mkdir()
-    spliced, truth = _splice(photos)
+    spliced, truth = double_jpeg_splice(photos)
     (data / "images" / "splice.jpg").write_bytes(spliced)
     cv2.imwrite(str(data / "masks" / "splice.png"), truth.astype(np.uint8) * 255)
     (data / "images" / "plain.png").write_bytes(cv2.imencode(".png", photos[1])[1].tobytes())

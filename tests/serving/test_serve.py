@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("pytriton", reason="needs the serve extra (nvidia-pytriton)")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from make_fixtures import copy_moved_texture, texture  # noqa: E402
+from make_fixtures import copy_moved_texture, texture, write_double_jpeg_cases  # noqa: E402
 from focal.runtime import Detector  # noqa: E402
 from focal.runtime.detector import STAGES  # noqa: E402
 from focal.serving._triton_env import interpreter_libdir, triton_env  # noqa: E402
@@ -265,6 +265,72 @@ def test_copy_move_is_served_as_the_detector_finds_it(tmp_path, server, copy_mov
     finally:
         raw.close()
     assert flag.dtype == np.int8 and flag.tolist() == [[-1]]
+
+
+def _raw(url: str, blobs: list[bytes], output: str) -> np.ndarray:
+    """One output tensor of one request, as Triton sends it (no client-side interpretation)."""
+    import tritonclient.http as httpclient
+
+    raw = httpclient.InferenceServerClient(url)
+    try:
+        inp = httpclient.InferInput("image", [len(blobs), 1], "BYTES")
+        inp.set_data_from_numpy(np.array([[b] for b in blobs], dtype=object))
+        return raw.infer("focal", [inp]).as_numpy(output)
+    finally:
+        raw.close()
+
+
+@pytest.fixture(scope="module")
+def double_jpegs(tmp_path_factory) -> dict[str, Path]:
+    """The cue's four cases (make_fixtures.write_double_jpeg_cases): splice, turned, twice, plain."""
+    return write_double_jpeg_cases(tmp_path_factory.mktemp("double-jpeg"))
+
+
+def test_double_jpeg_flag_reaches_the_detector_config() -> None:
+    assert config_from_args(build_parser().parse_args(["--double-jpeg"])).detector.double_jpeg is True
+    assert config_from_args(build_parser().parse_args([])).detector.double_jpeg is False
+
+
+def test_double_jpeg_is_served_as_the_detector_finds_it(tmp_path, server, double_jpegs) -> None:
+    with Detector(double_jpeg=True) as det:
+        joint = {k: det(p) for k, p in double_jpegs.items()}
+    with Detector() as det:
+        alone = {k: det(p) for k, p in double_jpegs.items()}
+    # The cue finds the splice (turned with the picture), sees the untouched photo saved twice, and has nothing
+    # to say on a PNG; its mask changes the splice's, so the checks below can tell the two servers apart.
+    assert joint["splice"].double_jpeg.any() and joint["turned"].double_jpeg.any()
+    assert joint["twice"].double_jpeg is not None and not joint["twice"].double_jpeg.any()
+    assert joint["plain"].double_jpeg is None
+    assert not np.array_equal(joint["splice"].mask, alone["splice"].mask)
+    names = list(double_jpegs)
+    blobs = [double_jpegs[k].read_bytes() for k in names]
+    flags = {"splice": 1, "turned": 1, "twice": 0, "plain": -1}
+
+    srv = LocalServer(tmp_path / "double-jpeg.log", free_port_block(), "--double-jpeg").start()
+    try:
+        with FocalClient(srv.http) as client:
+            remote = dict(zip(names, client.detect(blobs)))  # one request, four images of two shapes
+        for k in names:
+            _same(remote[k], joint[k])
+            assert remote[k].copy_move is None
+            assert set(remote[k].timings) == {*STAGES, "double_jpeg"}, k  # the cue read every file
+        want = {k: None if f < 0 else bool(f) for k, f in flags.items()}  # the client's reading of 1 / 0 / -1
+        assert {k: r.double_jpeg for k, r in remote.items()} == want
+        raw = _raw(srv.http, blobs, "double_jpeg")
+        assert raw.dtype == np.int8 and raw.tolist() == [[flags[k]] for k in names]
+        with FocalClient(srv.http) as client:  # a failed element was not searched
+            [bad] = client.detect([blobs[0][:300]])
+        assert bad.error is not None and bad.double_jpeg is None
+    finally:
+        assert srv.stop() == 0, srv.log.read_text()[-3000:]
+
+    # The module's server runs without --double-jpeg: the plain masks, and -1 for every file.
+    with FocalClient(server.http) as client:
+        plain = dict(zip(names, client.detect(blobs)))
+    for k in names:
+        _same(plain[k], alone[k])
+        assert plain[k].double_jpeg is None and set(plain[k].timings) == set(STAGES)
+    assert _raw(server.http, blobs, "double_jpeg").tolist() == [[-1]] * len(names)
 
 
 def test_port_in_use_and_bad_artifact_exit_2(tmp_path) -> None:

@@ -14,6 +14,11 @@
 - A ``copy_move`` repository beside them: on an image holding a pasted copy
   its ensemble's mask is ``Detector(copy_move=True)``'s, byte for byte, where
   the plain ensemble's is ``Detector()``'s, and ``copy_move`` says 1 / 0 / -1.
+- A ``double_jpeg`` repository beside them: on a splice that missed the first
+  JPEG compression (as stored, and EXIF-turned), an untouched photo saved
+  twice and a PNG its masks are ``Detector(double_jpeg=True)``'s on the file
+  paths, byte for byte, and ``double_jpeg`` says 1 / 1 / 0 / -1; the plain
+  ensemble answers ``Detector()``'s masks and -1.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import cv2
 import numpy as np
 import pytest
 
-from make_fixtures import copy_moved_texture, texture
+from make_fixtures import copy_moved_texture, texture, write_double_jpeg_cases
 from focal._files import list_images
 from focal.runtime import Detector
 from focal.runtime.default import default_artifact
@@ -103,9 +108,10 @@ def test_every_config_parses_into_model_config(tmp_path: Path, features: str) ->
         assert load_manifest(repo / names[role] / "1").clustering == load_manifest(default_artifact()).clustering
 
 
-@pytest.mark.parametrize("copy_move", [False, True])
-def test_ensemble_steps_name_real_tensors(tmp_path: Path, copy_move: bool) -> None:
-    repo = write_repository(None, tmp_path / "repo", TritonRepoConfig(features="python", copy_move=copy_move))
+@pytest.mark.parametrize(("copy_move", "double_jpeg"), [(False, False), (True, False), (False, True), (True, True)])
+def test_ensemble_steps_name_real_tensors(tmp_path: Path, copy_move: bool, double_jpeg: bool) -> None:
+    repo = write_repository(None, tmp_path / "repo",
+                            TritonRepoConfig(features="python", copy_move=copy_move, double_jpeg=double_jpeg))
     configs = _configs(repo)
     ensemble = configs["ensemble"]
     by_name = {c.name: c for c in configs.values()}
@@ -117,13 +123,14 @@ def test_ensemble_steps_name_real_tensors(tmp_path: Path, copy_move: bool) -> No
         assert set(step.output_map) <= {o.name for o in model.output}, step.model_name
         produced |= set(step.output_map.values())
     assert {o.name for o in ensemble.output} <= produced
-    assert {"mask", "score", "copy_move"} <= {o.name for o in ensemble.output}
-    # The copy-move search needs the image: the ensemble's own input goes to the postprocess model too.
+    assert {"mask", "score", "copy_move", "double_jpeg"} <= {o.name for o in ensemble.output}  # in every repository
+    # Both cues need the file: the ensemble's own input goes to the postprocess model too.
     post = configs["postprocess"]
     [post_step] = [s for s in ensemble.ensemble_scheduling.step if s.model_name == post.name]
-    assert (post_step.input_map.get("image") == "image") is copy_move
+    assert (post_step.input_map.get("image") == "image") is (copy_move or double_jpeg)
     assert post.parameters["copy_move"].string_value == str(copy_move).lower()
-    if copy_move:  # decoded as the preprocess model decodes it
+    assert post.parameters["double_jpeg"].string_value == str(double_jpeg).lower()
+    if copy_move or double_jpeg:  # read as the preprocess model reads it
         pre = configs["preprocess"]
         for key in ("max_pixels", "exif_orientation"):
             assert post.parameters[key].string_value == pre.parameters[key].string_value
@@ -135,6 +142,14 @@ def test_cli_triton_copy_move_reaches_the_config() -> None:
     base = ["--from-artifact", "default", "--triton", "out"]
     assert triton_config_from_args(build_triton_parser().parse_args([*base, "--triton-copy-move"])).copy_move
     assert not triton_config_from_args(build_triton_parser().parse_args(base)).copy_move
+
+
+def test_cli_triton_double_jpeg_reaches_the_config() -> None:
+    from focal.export.cli import build_triton_parser, triton_config_from_args
+
+    base = ["--from-artifact", "default", "--triton", "out"]
+    assert triton_config_from_args(build_triton_parser().parse_args([*base, "--triton-double-jpeg"])).double_jpeg
+    assert not triton_config_from_args(build_triton_parser().parse_args(base)).double_jpeg
 
 
 def test_dynamic_tensorrt_graph_batches_up_to_its_profile(tmp_path: Path) -> None:
@@ -236,9 +251,11 @@ def server(tmp_path_factory):
                                   TritonRepoConfig(prefix="focalsplit", features="python"))
     copy_move_repo = write_repository(None, root / "copy-move",
                                       TritonRepoConfig(prefix="focalcm", features="python", copy_move=True))
-    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, copy_move_repo),
+    double_jpeg_repo = write_repository(None, root / "double-jpeg",
+                                        TritonRepoConfig(prefix="focaldq", features="python", double_jpeg=True))
+    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, copy_move_repo, double_jpeg_repo),
                           load=(*model_names().values(), *model_names("focalsplit").values(),
-                                *model_names("focalcm").values()))
+                                *model_names("focalcm").values(), *model_names("focaldq").values()))
     try:
         srv = BundledServer(launch).start()
     except ServeUnavailable as exc:
@@ -413,9 +430,43 @@ def test_copy_move_repository_joins_the_search_as_the_detector(server, tmp_path:
             assert float(result.as_numpy("forged_fraction")[0, 0]) == np.float32(want.forged_fraction), name
             flag = result.as_numpy("copy_move")
             assert flag.dtype == np.int8 and flag.tolist() == [[int(want.copy_move.any())]], name
+            assert result.as_numpy("double_jpeg").tolist() == [[-1]], name  # that cue off here
         plain = _infer_http(client, files["copied"].read_bytes())  # the module's plain repository: no search
         assert plain.as_numpy("mask")[0].tobytes() == alone["copied"].mask.tobytes()
         assert plain.as_numpy("copy_move").tolist() == [[-1]]
+    finally:
+        client.close()
+
+
+def test_double_jpeg_repository_joins_the_cue_as_the_detector(server, tmp_path: Path) -> None:
+    files = write_double_jpeg_cases(tmp_path)
+    with Detector(double_jpeg=True) as det:
+        joint = {k: det(p) for k, p in files.items()}
+    with Detector() as det:
+        alone = {k: det(p) for k, p in files.items()}
+    # Found as stored and turned with the picture, double compression without a region, no evidence; and a
+    # mask the cue changes, so the checks below tell the two repositories apart.
+    assert joint["splice"].double_jpeg.any() and joint["turned"].double_jpeg.any()
+    assert joint["turned"].mask.shape == joint["splice"].mask.shape[::-1]
+    assert joint["twice"].double_jpeg is not None and not joint["twice"].double_jpeg.any()
+    assert joint["plain"].double_jpeg is None
+    assert not np.array_equal(joint["splice"].mask, alone["splice"].mask)
+    flags = {"splice": 1, "turned": 1, "twice": 0, "plain": -1}
+    client = _http(server)
+    try:
+        for name, want in joint.items():
+            data = files[name].read_bytes()
+            result = _infer_http(client, data, model="focaldq")
+            assert result.as_numpy("mask")[0].tobytes() == want.mask.tobytes(), name
+            assert result.as_numpy("mask").shape == (1, *want.mask.shape), name
+            assert float(result.as_numpy("score")[0, 0]) == np.float32(want.score), name
+            assert float(result.as_numpy("forged_fraction")[0, 0]) == np.float32(want.forged_fraction), name
+            flag = result.as_numpy("double_jpeg")
+            assert flag.dtype == np.int8 and flag.tolist() == [[flags[name]]], name
+            assert result.as_numpy("copy_move").tolist() == [[-1]], name
+            plain = _infer_http(client, data)  # the module's plain repository: no cue
+            assert plain.as_numpy("mask")[0].tobytes() == alone[name].mask.tobytes(), name
+            assert plain.as_numpy("double_jpeg").tolist() == [[-1]], name
     finally:
         client.close()
 
