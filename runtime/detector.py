@@ -331,7 +331,7 @@ class Detector:
                 image = decode_image(data, str(item), self.config.max_pixels, self.config.exif_orientation)
             if data is not None and self.config.double_jpeg:
                 t_dq = time.perf_counter()
-                prep.double_jpeg = self._double_jpeg(data, source, image.shape[:2])
+                prep.double_jpeg = self._double_jpeg(data, source, image)
                 prep.timings["double_jpeg"] = (time.perf_counter() - t_dq) * 1e3
             t1 = time.perf_counter()
             prep.height, prep.width = image.shape[:2]
@@ -347,12 +347,16 @@ class Detector:
             prep.error = exc
         return prep
 
-    def _double_jpeg(self, data: bytes, name: str, shape: tuple[int, int]) -> np.ndarray | None:
-        """The double-JPEG mask of a file's bytes, oriented as the decoded image; None without evidence."""
-        found = detect_double_jpeg(data, name=name, max_pixels=self.config.max_pixels)
+    def _double_jpeg(self, data: bytes, name: str, image: np.ndarray) -> np.ndarray | None:
+        """The double-JPEG mask of a file's bytes, oriented as ``image`` (its decode); None without evidence."""
+        shape = image.shape[:2]
+        turn = exif_orientation(data) if self.config.exif_orientation else 1
+        # Unturned, the decoded image is the file's stored grid: the cue's clip check can use it.
+        found = detect_double_jpeg(data, name=name, max_pixels=self.config.max_pixels,
+                                   colour=image if turn == 1 else None)
         if found.mask is None:
             return None
-        mask = orient(found.mask, exif_orientation(data)) if self.config.exif_orientation else found.mask
+        mask = orient(found.mask, turn)
         if mask.shape != shape:  # OpenCV read an orientation this header parse did not: say so, keep no mask
             _log.warning("%s: double-JPEG mask %s does not match the decoded image %s; cue skipped",
                          name, mask.shape, shape)

@@ -237,21 +237,35 @@ def _dct_matrix() -> np.ndarray:
 
 
 _DCT = _dct_matrix()
+_DCT2 = np.kron(_DCT, _DCT)  # [64, 64]: vec(C B C^T) = kron(C, C) vec(B), row-major vec
 
 
-def dct_coefficients(gray: np.ndarray, table: np.ndarray) -> np.ndarray:
+def dct_coefficients(gray: np.ndarray, table: np.ndarray, zigzag: int | None = None) -> np.ndarray:
     """Quantised DCT coefficients of every whole 8 x 8 block of a decoded grey plane.
 
     Args:
         gray: ``[H, W]`` uint8, the luminance as stored (block grid at 0, 0).
         table: ``[8, 8]`` int64 quantisation steps.
+        zigzag: only the AC positions ``1..zigzag`` in zigzag order (what the cue reads), computed
+            in bands of block rows so a large photo never holds all 64 coefficients in float64.
 
     Returns:
-        ``[H // 8, W // 8, 8, 8]`` int64: ``round(DCT(block - 128) / table)``.
+        ``round(DCT(block - 128) / table)``: ``[H // 8, W // 8, 8, 8]`` int64, or with ``zigzag``
+        ``[H // 8, W // 8, zigzag]`` int32.
     """
-    h, w = (gray.shape[0] // 8) * 8, (gray.shape[1] // 8) * 8
-    blocks = gray[:h, :w].astype(np.float64).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3) - 128.0
-    return np.rint(_DCT @ blocks @ _DCT.T / table).astype(np.int64)
+    bh, bw = gray.shape[0] // 8, gray.shape[1] // 8
+    # C B C^T for every block at once is one [N, 64] x [64, 64] product with kron(C, C): BLAS
+    # does it in one call, where a batched 8 x 8 matmul loops over the blocks.
+    index = np.arange(64) if zigzag is None else ZIGZAG[1 : zigzag + 1]
+    basis, steps = _DCT2[index].T, table.reshape(64)[index]
+    out = np.empty((bh, bw, len(index)), np.int64 if zigzag is None else np.int32)
+    band = max(1, (1 << 16) // max(bw, 1))  # block rows per band: ~64k blocks, ~32 MiB of float64
+    for r0 in range(0, bh, band):
+        r1 = min(bh, r0 + band)
+        blocks = gray[r0 * 8 : r1 * 8, : bw * 8].reshape(r1 - r0, 8, bw, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
+        raw = (blocks.astype(np.float64) - 128.0) @ basis
+        out[r0:r1] = np.rint(raw / steps).reshape(r1 - r0, bw, len(index))
+    return out.reshape(bh, bw, 8, 8) if zigzag is None else out
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -354,7 +368,8 @@ def block_evidence(coef: np.ndarray, table: np.ndarray, cfg: DoubleJpegConfig = 
     the comb's gaps, ``-log rho`` on its teeth, clipped to ``+-clip_llr``.
 
     Args:
-        coef: ``[bh, bw, 8, 8]`` int64 quantised coefficients (:func:`dct_coefficients`).
+        coef: ``[bh, bw, K]`` integer quantised coefficients of the AC positions 1..K in zigzag
+            order, ``K >= frequencies`` (:func:`dct_coefficients` with ``zigzag``).
         table: ``[8, 8]`` int64 the file's steps.
         skip: ``[bh, bw]`` bool blocks that carry no evidence (clipped pixels).
 
@@ -370,7 +385,7 @@ def block_evidence(coef: np.ndarray, table: np.ndarray, cfg: DoubleJpegConfig = 
     keep = np.ones(coef.shape[:2], bool) if skip is None else ~skip
     for z in range(1, cfg.frequencies + 1):
         u, v = divmod(int(ZIGZAG[z]), 8)
-        c = coef[:, :, u, v]
+        c = coef[:, :, z - 1].astype(np.int64)
         cc = np.clip(c, -lim, lim)
         hist = np.bincount((cc[keep] + lim).ravel(), minlength=2 * lim + 1).astype(np.float64)
         first, gain, spread = first_step(hist, int(table[u, v]), cfg)
@@ -397,8 +412,13 @@ def clipped_blocks(image: np.ndarray, margin: int) -> np.ndarray:
         image: ``[H, W]`` or ``[H, W, C]`` uint8, decoded as stored.
     """
     h, w = (image.shape[0] // 8) * 8, (image.shape[1] // 8) * 8
-    g = image[:h, :w].reshape(h // 8, 8, w // 8, 8, -1)
-    return ((g <= margin) | (g >= 255 - margin)).any(axis=(1, 3, 4))
+    lo, hi = (margin + 1,) * 4, (254 - margin,) * 4
+    inside = cv2.inRange(np.ascontiguousarray(image[:h, :w]), lo[: _channels(image)], hi[: _channels(image)])
+    return (inside.reshape(h // 8, 8, w // 8, 8) == 0).any(axis=(1, 3))
+
+
+def _channels(image: np.ndarray) -> int:
+    return 1 if image.ndim == 2 else image.shape[2]
 
 
 def _mean(plane: np.ndarray, size: int) -> np.ndarray:
@@ -406,7 +426,7 @@ def _mean(plane: np.ndarray, size: int) -> np.ndarray:
 
 
 def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), name: str = "<bytes>",
-                       max_pixels: int = 100_000_000) -> DoubleJpegResult:
+                       max_pixels: int = 100_000_000, colour: np.ndarray | None = None) -> DoubleJpegResult:
     """Regions of a JPEG file that missed the compression the rest of it went through.
 
     Args:
@@ -414,6 +434,8 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         cfg: the cue's settings.
         name: the file's name, for errors.
         max_pixels: largest ``width * height`` decoded (checked on the header first).
+        colour: ``[H, W, 3]`` uint8 the caller already decoded from ``data`` as stored (RGB or
+            BGR: only 0 and 255 matter), to spare a decode; ignored unless its size is the file's.
 
     Returns:
         The mask on the stored pixel grid (apply :func:`orient` with
@@ -439,12 +461,14 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
     # The luminance as the file holds it (libjpeg hands the Y plane over as grey), and the colours
     # the first decode would have clipped.
     gray = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
-    colour = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    if gray is not None and (colour is None or colour.shape != (*gray.shape, 3)):
+        colour = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if gray is None or colour is None:
         raise ValueError(f"{name}: not a decodable JPEG")
     if gray.size < cfg.min_pixels:
         return DoubleJpegResult(None, 0.0, {})
-    llr, steps = block_evidence(dct_coefficients(gray, table), table, cfg, clipped_blocks(colour, cfg.clip_margin))
+    coef = dct_coefficients(gray, table, cfg.frequencies)
+    llr, steps = block_evidence(coef, table, cfg, clipped_blocks(colour, cfg.clip_margin))
     if not steps:
         return DoubleJpegResult(None, 0.0, steps)
     decision = _mean(llr, cfg.window)
