@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Iterator
 
 __all__ = ["ACCEPTED_FORMATS", "HeaderError", "image_format", "declared_size"]
 
 ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "TIFF", "WebP", "PNM")
 
 # JPEG start-of-frame markers (SOF0..SOF15 minus DHT, JPG and DAC).
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+JPEG_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 # Formats OpenCV may decode that are refused, by magic, named in the error.
 _REFUSED = ((b"GIF8", "GIF"), (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"),
             (b"v/1\x01", "OpenEXR"), (b"#?RADIANCE", "Radiance HDR"), (b"#?RGBE", "Radiance HDR"),
@@ -91,11 +92,20 @@ def _bmp(data: bytes) -> tuple[int, int] | None:
     return abs(width), abs(height)  # negative height = top-down rows
 
 
-def _jpeg(data: bytes) -> tuple[int, int] | None:
+def jpeg_segments(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(marker, payload)`` of a JPEG's header segments, up to and including the first scan's.
+
+    Fill bytes and markers without a length are stepped over; the walk stops
+    at the end of the image, at anything that is not a marker, or where the
+    bytes run out. A payload is cut short where the file is (callers check
+    its length), so a truncated or hostile header cannot read past the buffer.
+    """
+    if data[:2] != b"\xff\xd8":
+        return
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            return None
+            return
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
@@ -103,13 +113,22 @@ def _jpeg(data: bytes) -> tuple[int, int] | None:
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
             pos += 2
             continue
-        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame
-            return None
+        if marker == 0xD9:  # end of image
+            return
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if marker in _JPEG_SOF and pos + 9 <= len(data):
-            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return width, height
+        yield marker, data[pos + 4 : pos + 2 + length]
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, no more header
+            return
         pos += 2 + length
+
+
+def _jpeg(data: bytes) -> tuple[int, int] | None:
+    for marker, payload in jpeg_segments(data):
+        if marker == 0xDA:  # a scan before any frame
+            return None
+        if marker in JPEG_SOF_MARKERS and len(payload) >= 5:
+            height, width = struct.unpack(">HH", payload[1:5])
+            return width, height
     return None
 
 

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from focal.runtime._headers import JPEG_SOF_MARKERS, HeaderError, declared_size, jpeg_segments
+
 __all__ = [
     "DoubleJpegConfig",
     "DoubleJpegResult",
@@ -71,7 +73,6 @@ ZIGZAG = np.array([
     28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
     47, 55, 62, 63,
 ])
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 @dataclass(frozen=True)
@@ -129,32 +130,6 @@ class DoubleJpegResult:
         return self.mask is not None and bool(self.mask.any())
 
 
-def _segments(data: bytes):
-    """``(marker, payload)`` of a JPEG's header segments up to the first scan; stops at anything malformed."""
-    if data[:2] != b"\xff\xd8":
-        return
-    pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            return
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            pos += 2
-            continue
-        if marker == 0xD9:
-            return
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if length < 2 or pos + 2 + length > len(data):
-            return
-        yield marker, data[pos + 4 : pos + 2 + length]
-        if marker == 0xDA:
-            return
-        pos += 2 + length
-
-
 def luma_quantization(data: bytes) -> np.ndarray | None:
     """The quantisation table of a JPEG's first component (luminance), in natural order.
 
@@ -167,7 +142,7 @@ def luma_quantization(data: bytes) -> np.ndarray | None:
         has no frame header, or names a table it does not define.
     """
     tables: dict[int, np.ndarray] = {}
-    for marker, seg in _segments(data):
+    for marker, seg in jpeg_segments(data):
         if marker == 0xDB:
             j = 0
             while j < len(seg):
@@ -180,7 +155,7 @@ def luma_quantization(data: bytes) -> np.ndarray | None:
                 table[ZIGZAG] = values
                 tables[index] = table.reshape(8, 8)
                 j += 1 + n
-        elif marker in _SOF:
+        elif marker in JPEG_SOF_MARKERS:
             # frame header: precision(1) height(2) width(2) components(1), then 3 bytes per component
             if len(seg) < 9:
                 return None
@@ -191,7 +166,7 @@ def luma_quantization(data: bytes) -> np.ndarray | None:
 
 def exif_orientation(data: bytes) -> int:
     """The EXIF orientation tag (1-8) of a JPEG, 1 when absent or unreadable."""
-    for marker, seg in _segments(data):
+    for marker, seg in jpeg_segments(data):
         if marker != 0xE1 or not seg.startswith(b"Exif\x00\x00"):
             continue
         tiff = seg[6:]
@@ -449,8 +424,6 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
     table = luma_quantization(data)
     if table is None:
         return DoubleJpegResult(None, 0.0, {})
-    from focal.runtime._headers import HeaderError, declared_size
-
     try:
         width, height = declared_size(data)
     except HeaderError as err:

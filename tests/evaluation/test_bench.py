@@ -54,27 +54,29 @@ def test_bench_reports_stages_ratios_and_rates(tiny_artifact: Path, tiny_extract
     assert any(line.startswith("| pytorch-eager | fp32 |") for line in table.splitlines())
 
 
-def test_copy_move_runs_are_timed_beside_the_plain_ones(tiny_artifact: Path, photos: Path, tmp_path: Path,
-                                                        capsys) -> None:
+@pytest.mark.parametrize("flag, stage, label", [("--copy-move", "copy_move", "copy-move"),
+                                               ("--double-jpeg", "double_jpeg", "double-JPEG")])
+def test_cue_runs_are_timed_beside_the_plain_ones(tiny_artifact: Path, photos: Path, tmp_path: Path, capsys,
+                                                  flag: str, stage: str, label: str) -> None:
     out = tmp_path / "bench.json"
     image = sorted(photos.glob("*.jpg"))[0]
     assert main([str(tiny_artifact), "--backend", "cpu", "--precision", "fp32", "--warmup", "0", "--images",
-                 str(image), "--copy-move", "--report", str(out)]) == 0
+                 str(image), flag, "--report", str(out)]) == 0
     table = capsys.readouterr().out
-    plain, searched = json.loads(out.read_text())["runs"]
-    assert "error" not in plain and "error" not in searched, (plain, searched)
-    assert (plain["copy_move"], searched["copy_move"]) == (False, True)
-    assert set(plain["stages"]) == set(STAGES) and set(searched["stages"]) == {*STAGES, "copy_move"}
-    assert searched["stages"]["copy_move"]["median"] > 0  # the search ran on the image
-    for run in (plain, searched):  # the total is the stages' sum, the search's time included
+    plain, cued = json.loads(out.read_text())["runs"]
+    assert "error" not in plain and "error" not in cued, (plain, cued)
+    assert (plain[stage], cued[stage]) == (False, True)
+    assert set(plain["stages"]) == set(STAGES) and set(cued["stages"]) == {*STAGES, stage}
+    assert cued["stages"][stage]["median"] > 0  # the cue ran on the image
+    for run in (plain, cued):  # the total is the stages' sum, the cue's time included
         assert run["total_ms"] == pytest.approx(sum(v["median"] for v in run["stages"].values()))
     lines = table.splitlines()
-    assert "| copy_move | total |" in lines[0]
-    row = next(line for line in lines if line.startswith("| cpu | fp32 + copy-move |"))
-    assert f"{searched['stages']['copy_move']['median']:.1f} (" in row and f"| {searched['total_ms']:.1f} |" in row
-    column = [c.strip() for c in lines[0].split("|")].index("copy_move")
+    assert f"| {stage} | total |" in lines[0]
+    row = next(line for line in lines if line.startswith(f"| cpu | fp32 + {label} |"))
+    assert f"{cued['stages'][stage]['median']:.1f} (" in row and f"| {cued['total_ms']:.1f} |" in row
+    column = [c.strip() for c in lines[0].split("|")].index(stage)
     plain_row = next(line for line in lines if line.startswith("| cpu | fp32 |"))
-    assert [c.strip() for c in plain_row.split("|")][column] == "-"  # no search in the plain run
+    assert [c.strip() for c in plain_row.split("|")][column] == "-"  # no cue in the plain run
 
 
 def test_onnx_flop_count_matches_the_convolutions(tiny_artifact: Path) -> None:
@@ -169,20 +171,3 @@ def test_reference_without_a_value_runs_the_checkpoint_the_artifact_carries(tiny
     assert main(args) == 0
     ref = json.loads((tmp_path / "bench.json").read_text())["reference"]
     assert "error" not in ref and ref["backend"] == "pytorch-eager", ref
-
-
-def test_double_jpeg_runs_are_timed_beside_the_plain_ones(tiny_artifact: Path, photos: Path, tmp_path: Path,
-                                                          capsys) -> None:
-    out = tmp_path / "bench.json"
-    image = sorted(photos.glob("*.jpg"))[0]
-    assert main([str(tiny_artifact), "--backend", "cpu", "--precision", "fp32", "--warmup", "0", "--images",
-                 str(image), "--double-jpeg", "--report", str(out)]) == 0
-    table = capsys.readouterr().out
-    plain, cued = json.loads(out.read_text())["runs"]
-    assert "error" not in plain and "error" not in cued, (plain, cued)
-    assert (plain["double_jpeg"], cued["double_jpeg"]) == (False, True)
-    assert set(plain["stages"]) == set(STAGES) and set(cued["stages"]) == {*STAGES, "double_jpeg"}
-    assert cued["stages"]["double_jpeg"]["median"] > 0  # the cue read the file
-    assert cued["total_ms"] == pytest.approx(sum(v["median"] for v in cued["stages"].values()))
-    row = next(line for line in table.splitlines() if line.startswith("| cpu | fp32 + double-JPEG |"))
-    assert f"{cued['stages']['double_jpeg']['median']:.1f} (" in row
