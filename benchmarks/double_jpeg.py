@@ -11,8 +11,8 @@ the union of the cue's mask with that run's mask (its first
 ``--calibrate LIST`` fits ``DoubleJpegConfig.threshold`` instead: the
 ``1 - alpha`` quantile (NumPy's ``"higher"``, so at most ``alpha`` of them
 pass the strict test) of the evidence over untouched photos that show a
-double compression: each photo as it is, and a copy saved as JPEG twice
-more at qualities drawn from ``RESAVE_QUALITIES`` (a download re-saved,
+double compression: each photo as it is, and ``--resaves`` copies saved as
+JPEG twice more at qualities drawn from ``RESAVE_QUALITIES`` (a download re-saved,
 the case that tests the cue). Fit it on training-side photos, never on the
 sets it is measured on.
 
@@ -72,15 +72,15 @@ def photo_list(spec: str, exclude: str | None = None, every: int = 1) -> list[Pa
     return [p for p in photos if p.resolve() not in held][::every]
 
 
-def _evidence(photos: list[Path], config: DoubleJpegConfig, resave: bool, seed: int = 0) -> list[float | None]:
-    """The evidence of every photo and of a resaved copy of each; None where no frequency showed a
-    double compression (the cue says nothing there)."""
+def _evidence(photos: list[Path], config: DoubleJpegConfig, resaves: int, seed: int = 0) -> list[float | None]:
+    """The evidence of every photo and of ``resaves`` resaved copies of each; None where no frequency
+    showed a double compression (the cue says nothing there)."""
     rng = np.random.default_rng(seed)
     progress = Progress(len(photos), "calibrate", stream=sys.stderr)
     values: list[float | None] = []
     for photo in photos:
         data = photo.read_bytes()
-        for file in (data, _resaved(data, rng)) if resave else (data,):
+        for file in [data] + [_resaved(data, rng) for _ in range(resaves)]:
             found = detect_double_jpeg(file, config, str(photo))
             values.append(found.evidence if found.first_steps else None)
         progress.step()
@@ -88,7 +88,7 @@ def _evidence(photos: list[Path], config: DoubleJpegConfig, resave: bool, seed: 
     return values
 
 
-def calibrate(photos: list[Path], config: DoubleJpegConfig, alpha: float, resave: bool = True) -> str:
+def calibrate(photos: list[Path], config: DoubleJpegConfig, alpha: float, resaves: int = 3) -> str:
     """The fitted threshold and the evidence's spread over untouched ``photos``, as text.
 
     The quantile is taken over the files that show a double compression: the
@@ -96,13 +96,12 @@ def calibrate(photos: list[Path], config: DoubleJpegConfig, alpha: float, resave
     photos it cannot flag anyway and leave the threshold too low for those
     it can.
     """
-    values = _evidence(photos, config, resave)
+    values = _evidence(photos, config, resaves)
     shown = np.array([v for v in values if v is not None])
     if not len(shown):
         return "no file shows a double compression: nothing to fit"
     tau = float(np.quantile(shown, 1.0 - alpha, method="higher"))
-    photos = len(values) // 2 if resave else len(values)
-    what = f"{photos} photos and a resaved copy of each" if resave else f"{photos} photos"
+    what = f"{len(photos)} photos and {resaves} resaved copies of each"
     return (f"{what}, {len(shown)} of {len(values)} files showing a double compression; "
             f"their evidence median {np.median(shown):.3f}, max {shown.max():.3f}; threshold at {alpha:.0%} false "
             f"alarms among them: {tau:.3f} (flags {np.mean(shown > tau):.1%} of them, "
@@ -180,8 +179,8 @@ def main() -> int:
     parser.add_argument("--exclude", metavar="LIST", help="with --calibrate: leave out these photos (the held-out list)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="with --calibrate: every N-th photo")
     parser.add_argument("--false-alarm", type=float, default=0.01, help="the rate the threshold is fitted to")
-    parser.add_argument("--no-resave", action="store_true",
-                        help="fit on the photos as they are only, without a resaved copy of each")
+    parser.add_argument("--resaves", type=int, default=3, metavar="N",
+                        help="with --calibrate: resaved copies of each photo in the fit (each at its own qualities)")
     parser.add_argument("--picture", type=Path, metavar="JPG",
                         help="write the 3 forged images the cue found best and up to 2 untouched ones it flagged: "
                              "image | truth | the cue's mask")
@@ -193,7 +192,7 @@ def main() -> int:
     config = dataclasses.replace(DoubleJpegConfig(), threshold=args.threshold)
     if args.calibrate:
         photos = photo_list(args.calibrate, args.exclude, args.every)
-        print(calibrate(photos, config, args.false_alarm, resave=not args.no_resave), flush=True)
+        print(calibrate(photos, config, args.false_alarm, args.resaves), flush=True)
     if args.data:
         other = _eval_masks(args.eval) if args.eval else {}
         print("| dataset | images (forged / authentic) | JPEGs | IoU | overlapping (IoU > 0.1) | authentic flagged | "

@@ -88,8 +88,8 @@ class DoubleJpegConfig:
     window: int = 9  # blocks averaged for the decision (9 blocks = 72 px)
     # 99% quantile of the largest window mean over the untouched training-side photos that show a
     # double compression: the photos of ../shared/data/natural outside the held-out list, each as it
-    # is and saved twice more at random qualities (benchmarks/double_jpeg.py --calibrate).
-    threshold: float = 1.083
+    # is and 3 copies each saved twice more at random qualities (benchmarks/double_jpeg.py --calibrate).
+    threshold: float = 0.955
     grow_window: int = 5  # blocks averaged for the mask's extent
     grow_llr: float = 0.5  # mean evidence a block needs to join a flagged region
     min_pixels: int = 64 * 64  # smaller images give no evidence: too few blocks for a histogram
