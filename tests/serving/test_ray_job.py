@@ -16,7 +16,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
+from make_fixtures import copy_moved_texture, write_double_jpeg_cases  # tests/ is on sys.path (conftest.py)
 
 from focal.runtime.cli import DetectConfig, RunError, config_from_args, parse_args
 from focal.runtime.default import default_artifact
@@ -243,3 +245,23 @@ def test_a_model_the_actors_cannot_open_stops_before_any_work(local_ray, few: Pa
 def test_the_local_instance_is_on_the_loopback_interface(local_ray) -> None:
     assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+
+
+def test_the_cues_run_in_the_actors_as_they_run_locally(local_ray, tmp_path: Path) -> None:
+    # --copy-move and --double-jpeg on Ray: the same masks, records (copy_move, double_jpeg) and files
+    # as the local run, on inputs where each cue finds something and where it finds nothing.
+    inputs = tmp_path / "in"
+    write_double_jpeg_cases(inputs)
+    copied, _ = copy_moved_texture(21)
+    cv2.imwrite(str(inputs / "copied.png"), copied[:, :, ::-1])
+    cues = ["--copy-move", "--double-jpeg"]
+    local = tmp_path / "local"
+    assert _cli([str(inputs), "--out", str(local), *cues]) == 0
+    out = tmp_path / "ray"
+    args, cfg = _config([str(inputs), "--out", str(out), *cues])
+    summary = detect_on_ray(args, cfg, RayConfig(actors=2))
+    assert (summary.done, summary.failed, summary.exit_code) == (5, 0, 0)
+    _assert_same_outputs(local, out)
+    recs = {Path(r["path"]).name: r for r in _records(out)}
+    assert recs["splice.jpg"]["double_jpeg"] is True and recs["twice.jpg"]["double_jpeg"] is False
+    assert "double_jpeg" not in recs["plain.png"] and recs["copied.png"]["copy_move"] is True
