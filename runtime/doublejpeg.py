@@ -24,7 +24,9 @@ torch-free:
    mean log-likelihood ratio against a single compression, at least
    ``min_gain``); positions without one say nothing. A block's value ``k``
    then scores ``-log comb(k)``: positive in a gap, ``-log(q1 / q2)`` on a
-   tooth; zeros carry no evidence (every block has them);
+   tooth; zero and the values nearest it carry no evidence (every block's
+   small coefficients sit on the zero tooth, the first compression's dead
+   zone, and its rounding spill into the next values is no sign of a paste);
 4. the scores add up over positions, and their mean over ``window`` x
    ``window`` blocks is the evidence. An image is flagged when its largest
    evidence passes ``threshold``: the 99% quantile of that maximum over
@@ -89,7 +91,7 @@ class DoubleJpegConfig:
     # 99% quantile of the largest window mean over the untouched training-side photos that show a
     # double compression: the photos of ../shared/data/natural outside the held-out list, each as it
     # is and 3 copies each saved twice more at random qualities (benchmarks/double_jpeg.py --calibrate).
-    threshold: float = 0.955
+    threshold: float = 0.430
     grow_window: int = 5  # blocks averaged for the mask's extent
     grow_llr: float = 0.5  # mean evidence a block needs to join a flagged region
     min_pixels: int = 64 * 64  # smaller images give no evidence: too few blocks for a histogram
@@ -326,11 +328,14 @@ def first_step(hist: np.ndarray, last: int, cfg: DoubleJpegConfig) -> tuple[int,
     if total <= 0:
         return best, gain, spread
     floor = np.exp(-cfg.clip_llr)
-    for first in range(last + 1, min(last * cfg.max_ratio, 255) + 1):
+    top = min(last * cfg.max_ratio, 255)
+    for first in range(last + 1, top + 1):
         for sd in SPREADS:
             g = float(hist[off] @ np.log(np.maximum(_comb_over(first, last, lim, sd)[off], floor)) / total)
             if g > gain:
                 best, gain, spread = first, g, sd
+    if best == top:  # the best step is the last one tried: the true one may lie beyond, and its comb is not this
+        return 0, 0.0, 0.0
     return best, gain, spread
 
 
@@ -370,7 +375,11 @@ def block_evidence(coef: np.ndarray, table: np.ndarray, cfg: DoubleJpegConfig = 
         score = np.clip(-np.log(np.maximum(_comb_over(first, int(table[u, v]), lim, spread), 1e-12)), -cfg.clip_llr,
                         cfg.clip_llr)
         block = score[cc + lim]
-        block[(c == 0) | (np.abs(c) >= lim) | ~keep] = 0.0  # zeros, clipped values and skipped blocks say nothing
+        # Zeros, the values nearest the zero tooth, clipped values and skipped blocks say nothing: the
+        # zero tooth holds every block's small coefficients (the first compression's dead zone), so
+        # its spill into the next values is no evidence of a paste.
+        near_zero = np.abs(c) < (first / int(table[u, v])) / 2
+        block[near_zero | (np.abs(c) >= lim) | ~keep] = 0.0
         llr += block
     return llr, steps
 
