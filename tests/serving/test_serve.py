@@ -171,7 +171,12 @@ def test_a_full_queue_rejects_at_once(tmp_path, files, expected) -> None:
 
 def test_a_restart_under_load_returns_nothing_wrong(tmp_path, files, expected) -> None:
     port = free_port_block()
-    srv = LocalServer(tmp_path / "restart.log", port).start()
+    # One model instance: with two, PyTriton 0.7.0's second instance fetches its config over a Unix
+    # socket the first binds and then listens on, and a connect between the two is refused, so the
+    # model fails to load now and then under load (docs/serving.md, "Known limits"). That race is
+    # PyTriton's start, not the restart this test is about.
+    one = ("--instances", "1")
+    srv = LocalServer(tmp_path / "restart.log", port, *one).start()
     stop = threading.Event()
     good, failed, wrong = [0], [0], []
 
@@ -198,7 +203,7 @@ def test_a_restart_under_load_returns_nothing_wrong(tmp_path, files, expected) -
         time.sleep(2)
         assert srv.stop() == 0
         before = good[0]
-        srv = LocalServer(tmp_path / "restart.log", port).start()
+        srv = LocalServer(tmp_path / "restart.log", port, *one).start()
         time.sleep(2)
     finally:
         stop.set()
