@@ -172,8 +172,8 @@ def test_a_full_queue_rejects_at_once(tmp_path, files, expected) -> None:
 def test_a_restart_under_load_returns_nothing_wrong(tmp_path, files, expected) -> None:
     port = free_port_block()
     # One model instance: with two, PyTriton 0.7.0's second instance fetches its config over a Unix
-    # socket the first binds and then listens on, and a connect between the two is refused, so the
-    # model fails to load now and then under load (docs/serving.md, "Known limits"). That race is
+    # socket the first creates, and a connect before the first listens is refused, so the model
+    # fails to load now and then under load (docs/serving.md, "Known limits"). That race is
     # PyTriton's start, not the restart this test is about.
     one = ("--instances", "1")
     srv = LocalServer(tmp_path / "restart.log", port, *one).start()
