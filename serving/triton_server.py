@@ -288,6 +288,19 @@ def _tensors():  # -> (inputs, outputs) as pytriton Tensors
     return inputs, outputs
 
 
+# PyTriton 0.7.0 starts model instances in parallel; each but the first fetches its configuration
+# over a Unix socket the first creates, and one that connects before the first listens is refused,
+# so the model fails to load (now and then, more often on a loaded machine). Starting again is safe:
+# nothing was served yet.
+START_ATTEMPTS = 3
+
+
+def _is_start_race(exc: Exception) -> bool:
+    """True for the model-load failure of PyTriton's instance handshake (and nothing else)."""
+    text = str(exc)
+    return "get_config_from_handshake_server" in text and "Connection refused" in text
+
+
 def serve(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None,
           stop: threading.Event | None = None) -> int:
     """Serves ``cfg.artifact`` until SIGINT/SIGTERM (or ``stop`` is set); returns 0 on a clean stop, 1 if Triton died.
@@ -323,11 +336,22 @@ def serve(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None,
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
     inputs, outputs = _tensors()
     model = FocalModel(detector)
-    triton = Triton(config=tconfig)
+    triton = None
     try:
-        triton.bind(model_name=cfg.model_name, infer_func=[model] * cfg.instances, inputs=inputs,
-                    outputs=outputs, config=_model_config(cfg), strict=False)
-        triton.run()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            triton = Triton(config=tconfig)
+            triton.bind(model_name=cfg.model_name, infer_func=[model] * cfg.instances, inputs=inputs,
+                        outputs=outputs, config=_model_config(cfg), strict=False)
+            try:
+                triton.run()
+                break
+            except Exception as exc:  # PyTriton raises tritonclient's exception, not one of its own
+                if attempt == START_ATTEMPTS or not _is_start_race(exc):
+                    raise
+                _LOG.warning("focal-serve: a model instance missed PyTriton's handshake; starting again (%d of %d)",
+                             attempt + 1, START_ATTEMPTS)
+                triton.stop()
+                triton = None
         url = f"http://{cfg.host}:{http}"
         if on_ready is not None:
             on_ready(url)
@@ -336,7 +360,8 @@ def serve(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None,
                 return 1
         return 0
     finally:
-        triton.stop()
+        if triton is not None:
+            triton.stop()
         detector.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
