@@ -23,7 +23,7 @@ from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
 from focal.runtime.copymove import detect_copy_move
 from focal.runtime.default import default_artifact
-from focal.runtime.doublejpeg import detect_double_jpeg, exif_orientation, orient
+from focal.runtime.doublejpeg import double_jpeg_mask
 from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_bytes, decode_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
@@ -329,16 +329,17 @@ class Detector:
             else:  # the bytes are read once: the double-JPEG cue reads the same file's header and blocks
                 data = read_bytes(item)
                 image = decode_image(data, str(item), self.config.max_pixels, self.config.exif_orientation)
-            if data is not None and self.config.double_jpeg:
-                t_dq = time.perf_counter()
-                prep.double_jpeg = self._double_jpeg(data, source, image)
-                prep.timings["double_jpeg"] = (time.perf_counter() - t_dq) * 1e3
             t1 = time.perf_counter()
+            dq_ms = None
+            if data is not None and self.config.double_jpeg:
+                prep.double_jpeg = double_jpeg_mask(data, image.shape[:2], self.config.exif_orientation, source,
+                                                    self.config.max_pixels, colour=image)
+                dq_ms = (time.perf_counter() - t1) * 1e3
+            t2 = time.perf_counter()
             prep.height, prep.width = image.shape[:2]
             prep.geometry = self.members[0].geometry(prep.height, prep.width)
             prep.tensors = [m.preprocess(image, prep.geometry) for m in self.members]
-            dq_ms = prep.timings.pop("double_jpeg", None)
-            prep.timings = {"decode": (t1 - t0) * 1e3 - (dq_ms or 0.0), "preprocess": (time.perf_counter() - t1) * 1e3}
+            prep.timings = {"decode": (t1 - t0) * 1e3, "preprocess": (time.perf_counter() - t2) * 1e3}
             if dq_ms is not None:
                 prep.timings["double_jpeg"] = dq_ms
             if self.config.copy_move:
@@ -346,22 +347,6 @@ class Detector:
         except (OSError, ValueError) as exc:
             prep.error = exc
         return prep
-
-    def _double_jpeg(self, data: bytes, name: str, image: np.ndarray) -> np.ndarray | None:
-        """The double-JPEG mask of a file's bytes, oriented as ``image`` (its decode); None without evidence."""
-        shape = image.shape[:2]
-        turn = exif_orientation(data) if self.config.exif_orientation else 1
-        # Unturned, the decoded image is the file's stored grid: the cue's clip check can use it.
-        found = detect_double_jpeg(data, name=name, max_pixels=self.config.max_pixels,
-                                   colour=image if turn == 1 else None)
-        if found.mask is None:
-            return None
-        mask = orient(found.mask, turn)
-        if mask.shape != shape:  # OpenCV read an orientation this header parse did not: say so, keep no mask
-            _log.warning("%s: double-JPEG mask %s does not match the decoded image %s; cue skipped",
-                         name, mask.shape, shape)
-            return None
-        return mask
 
     def _infer(self, preps: list[_Prepared]) -> np.ndarray | list[np.ndarray]:
         """Feature maps of a batch, ``[B, D, h, w]`` (a list of maps under ``native``); several members are fused."""

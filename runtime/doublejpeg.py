@@ -46,6 +46,7 @@ region that went through the same grid and table.
 from __future__ import annotations
 
 import functools
+import logging
 import struct
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ __all__ = [
     "comb",
     "dct_coefficients",
     "detect_double_jpeg",
+    "double_jpeg_mask",
     "exif_orientation",
     "first_step",
     "luma_quantization",
@@ -464,3 +466,33 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         bh, bw = blocks.shape
         mask[: bh * 8, : bw * 8] = np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1) * np.uint8(255)
     return DoubleJpegResult(mask, evidence, steps)
+
+
+def double_jpeg_mask(data: bytes, shape: tuple[int, int], apply_orientation: bool = True, name: str = "<bytes>",
+                     max_pixels: int = 100_000_000, colour: np.ndarray | None = None) -> np.ndarray | None:
+    """The cue's mask on the picture a decoder made of ``data``: turned by EXIF as it was, checked against it.
+
+    The one home for what ``Detector(double_jpeg=True)`` and the Triton postprocess model do.
+
+    Args:
+        data: the file's bytes.
+        shape: ``(H, W)`` of the decoded picture.
+        apply_orientation: the picture was decoded with its EXIF orientation applied.
+        name, max_pixels: as :func:`detect_double_jpeg`.
+        colour: ``[H, W, 3]`` uint8, the decoded picture; used for the clip check when no turn applies.
+
+    Returns:
+        ``[H, W]`` uint8 mask, or None without evidence, or (with a warning) when the mask's size is
+        not the picture's: an orientation OpenCV read and this header parse did not.
+    """
+    turn = exif_orientation(data) if apply_orientation else 1
+    # Unturned, the decoded picture is the file's stored grid: the clip check can use it.
+    found = detect_double_jpeg(data, name=name, max_pixels=max_pixels, colour=colour if turn == 1 else None)
+    if found.mask is None:
+        return None
+    mask = orient(found.mask, turn)
+    if mask.shape != tuple(shape):
+        logging.getLogger("focal").warning("%s: double-JPEG mask %s does not match the decoded image %s; cue skipped",
+                                           name, mask.shape, tuple(shape))
+        return None
+    return mask

@@ -37,7 +37,7 @@ import triton_python_backend_utils as pb_utils
 
 from focal.runtime.cluster import resolve_backend
 from focal.runtime.copymove import detect_copy_move
-from focal.runtime.doublejpeg import detect_double_jpeg, exif_orientation, orient
+from focal.runtime.doublejpeg import double_jpeg_mask
 from focal.runtime.geometry import image_geometry
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from focal.runtime.postprocess import localize
@@ -79,18 +79,6 @@ class TritonPythonModel:
                              f"{height} x {width}")
         return detect_copy_move(image, backend=self.cluster_backend)
 
-    def _double_jpeg(self, data: bytes, name: str, height: int, width: int) -> np.ndarray | None:
-        """``[H, W]`` uint8 double-JPEG mask of one encoded file, as the image was decoded; None without evidence."""
-        found = detect_double_jpeg(data, name=name, max_pixels=self.max_pixels)
-        if found.mask is None:
-            return None
-        mask = orient(found.mask, exif_orientation(data)) if self.orientation else found.mask
-        if mask.shape != (height, width):  # as Detector._double_jpeg: say so, keep no mask
-            pb_utils.Logger.log_warn(f"{name}: double-JPEG mask {mask.shape} does not match the decoded image "
-                                     f"{(height, width)}; cue skipped")
-            return None
-        return mask
-
     def execute(self, requests: list) -> list:
         responses = []
         for request in requests:
@@ -119,7 +107,7 @@ class TritonPythonModel:
                             masks[k] = np.maximum(masks[k], copies)
                             found[k], joined = int(copies.any()), True
                         if self.double_jpeg:
-                            regions = self._double_jpeg(data, name, int(h), int(w))
+                            regions = double_jpeg_mask(data, (int(h), int(w)), self.orientation, name, self.max_pixels)
                             if regions is not None:
                                 masks[k] = np.maximum(masks[k], regions)
                                 spliced[k], joined = int(regions.any()), True
