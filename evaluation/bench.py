@@ -56,10 +56,11 @@ class BenchConfig:
     repeat: int = 1  # passes over the images
     threads: int | None = None  # ONNX Runtime / torch CPU threads
     # also time each backend/precision with the copy-move search on, beside the plain run (one
-    # report, so the end-to-end ratio is measured side by side); its time is the "copy_move" column
-    copy_move: bool = False
+    # report, so the end-to-end ratio is measured side by side); its time is the "copy_move" column.
+    # None: where the artifact's manifest lists the cue (the "plain" row is always timed without cues)
+    copy_move: bool | None = None
     # likewise with the double-JPEG cue on (the images are timed as the JPEG files the bench writes)
-    double_jpeg: bool = False
+    double_jpeg: bool | None = None
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -262,7 +263,8 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     backends = cfg.backends or available_backends()
     precisions = cfg.precisions or sorted({m.precision for m in manifest.models if m.kind == "onnx"})
     rows = []
-    cues = [(False, False)] + ([(True, False)] if cfg.copy_move else []) + ([(False, True)] if cfg.double_jpeg else [])
+    cues = ([(False, False)] + ([(True, False)] if manifest.cue("copy-move", cfg.copy_move) else [])
+            + ([(False, True)] if manifest.cue("double-jpeg", cfg.double_jpeg) else []))
     plan = [(b, p, c) for b in backends for p in precisions for c in cues
             if b != "tensorrt" or any(m.kind == "tensorrt" and m.precision == p for m in manifest.models)]
     for i, (b, p, c) in enumerate(plan, 1):

@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from focal._cli import (
-    add_artifact, add_backend, add_batch_size, add_clustering, add_json, add_precision, make_parser, positive_int,
+    add_artifact, add_backend, add_batch_size, add_clustering, add_copy_move, add_double_jpeg, add_json, add_precision,
+    make_parser, positive_int,
 )
 from focal.evaluation.bench import ARTIFACT_CHECKPOINT, BenchConfig, bench, format_table, write_report
 
@@ -33,10 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeat", type=positive_int, default=1, metavar="N", help="timed passes over the images")
     p.add_argument("--threads", type=positive_int, metavar="N",
                    help="ONNX Runtime and torch CPU threads (default: all cores)")
-    p.add_argument("--copy-move", action="store_true",
-                   help="also time every backend/precision with the copy-move search on, beside the plain run")
-    p.add_argument("--double-jpeg", action="store_true",
-                   help="also time every backend/precision with the double-JPEG cue on, beside the plain run")
+    add_copy_move(p, "every backend/precision is also timed with it on, beside the plain run (no cue)")
+    add_double_jpeg(p, "every backend/precision is also timed with it on, beside the plain run (no cue)")
     p.add_argument("--report", type=Path, default=Path("bench.json"), metavar="PATH",
                    help="where to write the JSON report")
     add_json(p, "the report, instead of the Markdown table")

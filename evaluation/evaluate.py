@@ -76,9 +76,10 @@ class EvalConfig:
     input_size: int | None = None  # checkpoint input size (None: the backbone's)
     # Also score each clustering's mask joined with the copy-move search (focal.runtime.copymove),
     # as `focal-detect --copy-move` gives it: extra rows "METHOD+copy-move", pixel AUC the features'.
-    copy_move: bool = False
+    # None: where the artifact's manifest lists the cue (a checkpoint lists none), as focal-detect does.
+    copy_move: bool | None = None
     # Likewise the double-JPEG cue (focal.runtime.doublejpeg) on each file's bytes: rows "METHOD+double-jpeg".
-    double_jpeg: bool = False
+    double_jpeg: bool | None = None
 
 
 def load_model(spec: str, cfg: EvalConfig) -> FeatureModel:
@@ -253,6 +254,14 @@ def split_threshold_of(model: FeatureModel) -> float | None:
     return manifest.clustering.split_threshold if manifest is not None else None
 
 
+def _settle_cues(cfg: EvalConfig, model: FeatureModel) -> EvalConfig:
+    """``cfg`` with each cue left ``None`` decided as the artifact's manifest says (off for a checkpoint)."""
+    manifest = getattr(model, "manifest", None)
+    if manifest is None:
+        return replace(cfg, copy_move=bool(cfg.copy_move), double_jpeg=bool(cfg.double_jpeg))
+    return manifest.settle_cues(cfg)
+
+
 def _min_cluster_size(cfg: EvalConfig, model: FeatureModel) -> int:
     """The user's value, else the artifact's (its manifest's clustering default), else the paper's."""
     if cfg.min_cluster_size:
@@ -414,6 +423,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             if m is not None and split_threshold_of(m) is None:
                 raise ValueError(f"{spec}: clustering 'split' needs an artifact with a fitted split threshold "
                                  "(focal-calibrate ARTIFACT --photos UNTOUCHED_PHOTOS)")
+    cfg = _settle_cues(cfg, model)
     methods = list(dict.fromkeys(cfg.clustering))
     base_methods = list(methods)
     methods += [m + COPY_MOVE_SUFFIX for m in base_methods] if cfg.copy_move else []

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from focal._cli import add_clustering, add_min_cluster_size, make_parser, positive_int
 from focal.calibration.methods import CALIBRATION_METHODS
 from focal.export.config import MIN_OPSET, ExportConfig
+from focal.runtime.manifest import CUES
 
 if TYPE_CHECKING:
     from focal.serving.triton_repo import TritonRepoConfig
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clustering method: the artifact's default, and the one verification uses")
     add_min_cluster_size(chk, default=ExportConfig.min_cluster_size,
                          help="HDBSCAN's smallest cluster: the artifact's default, and verification's")
+    chk.add_argument("--cue", dest="cues", action="append", choices=CUES, default=[], metavar="NAME",
+                     help=f"a training-free cue ({', '.join(CUES)}) the artifact's decision joins to its mask by "
+                          "default, as the embedded default does double-jpeg (repeat for several; default: none, "
+                          "the paper's rule); focal-detect --no-NAME still turns it off")
     chk.add_argument("--precision-report", action="store_true",
                      help="per-block sensitivity: which blocks, kept FP32 / unquantized, recover most parity")
     chk.add_argument("--report-images", type=positive_int, default=4, metavar="N", help="images per precision-report variant")
@@ -146,15 +151,16 @@ def _add_triton_options(parser: argparse.ArgumentParser, standalone: bool) -> No
                           "with focal installed (default: the server's own Python, which needs focal)")
     # Spelled --triton-* as the group's other options: it configures the written repository, while the
     # shared --copy-move (focal._cli) means a search this run does.
-    tri.add_argument("--triton-copy-move", action="store_true",
+    tri.add_argument("--triton-copy-move", action=argparse.BooleanOptionalAction, default=None,
                      help="the postprocess model also searches each image for copy-moves (as focal-detect "
                           "--copy-move): the mask is the union, the ensemble's copy_move output says whether one "
                           "was found")
     # Spelled --triton-* for the same reason as --triton-copy-move.
-    tri.add_argument("--triton-double-jpeg", action="store_true",
+    tri.add_argument("--triton-double-jpeg", action=argparse.BooleanOptionalAction, default=None,
                      help="the postprocess model also looks in each JPEG file for regions that missed its first "
                           "compression (as focal-detect --double-jpeg): the mask is the union, the ensemble's "
-                          "double_jpeg output says 1 found, 0 double compression without a region, -1 no evidence")
+                          "double_jpeg output says 1 found, 0 double compression without a region, -1 no evidence (default for "
+                          "both: as the artifact's manifest lists its cues)")
     tri.add_argument("--triton-overwrite", action="store_true", help="replace DIR if it is not empty")
 
 
@@ -182,10 +188,10 @@ def triton_config_from_args(args: argparse.Namespace) -> TritonRepoConfig:
 
 def _write_triton(artifact: str, args: argparse.Namespace) -> int:
     """Write ``args.triton`` from ``artifact``; one summary line, or one error line and exit code 2."""
-    from focal.serving.triton_repo import model_names, write_repository
+    from focal.serving.triton_repo import model_names, repository_config, write_repository
 
     try:
-        cfg = triton_config_from_args(args)
+        cfg = repository_config(artifact, triton_config_from_args(args))  # the summary names the cues it runs
         out = write_repository(artifact, args.triton, cfg)
     except (ValueError, FileNotFoundError, OSError) as exc:
         print(f"focal-export: error: --triton: {exc}", file=sys.stderr)
@@ -218,7 +224,7 @@ def config_from_args(args: argparse.Namespace) -> ExportConfig:
         workspace_gb=args.workspace,
         timing_cache=args.timing_cache, max_batch=args.max_graph_batch, verify=args.verify, verify_limit=args.verify_limit,
         clustering=args.clustering, min_cluster_size=args.min_cluster_size, precision_report=args.precision_report,
-        report_images=args.report_images, checkpoint=args.checkpoint,
+        report_images=args.report_images, checkpoint=args.checkpoint, cues=tuple(args.cues),
     )
 
 

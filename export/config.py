@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from focal.calibration.methods import CALIBRATION_METHODS
+from focal.runtime.manifest import CUES
 
 __all__ = ["MIN_OPSET", "ExportConfig", "SYNTHETIC"]
 
@@ -54,6 +55,9 @@ class ExportConfig:
     verify_limit: int = 16  # at most this many verification images
     clustering: str = "hdbscan"  # clustering used in the manifest default and by verification
     min_cluster_size: int = 200  # HDBSCAN's smallest cluster (manifest default, verification)
+    # training-free cues (focal.runtime.manifest.CUES) the artifact's decision joins by default; ()
+    # keeps the paper's rule. A run still turns each on or off (--double-jpeg / --no-double-jpeg)
+    cues: tuple[str, ...] = ()
     precision_report: bool = False  # per-block sensitivity of FP16/INT8 (needs verify images or calib)
     # also write the exported weights as checkpoint.safetensors (+ .json) into the artifact, listed in
     # the manifest: fine-tuning from the artifact, `focal-bench --reference` without a path
@@ -71,6 +75,8 @@ class ExportConfig:
             raise ValueError(f"opset must be >= {MIN_OPSET}, got {self.opset}")
         if self.int8 and not self.calib:
             raise ValueError("--int8 needs calibration data: --calib DIR (images) or --calib synthetic")
+        if any(c not in CUES for c in self.cues) or len(set(self.cues)) != len(self.cues):
+            raise ValueError(f"cues must be distinct names from {CUES}, got {list(self.cues)}")
         if self.calib_method not in CALIBRATION_METHODS:
             raise ValueError(f"unknown calibration method {self.calib_method!r}; choose one of {CALIBRATION_METHODS}")
         if self.calib_count < 1:

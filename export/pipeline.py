@@ -248,6 +248,7 @@ def _first_manifest(run: _Run, onnx_export: OnnxExport) -> Manifest:
                           external_sha256=sha256_file(onnx_export.external_data) if onnx_export.external_data else None)],
         fusion=FUSION_RULE if len(model.members) > 1 else None,
         clustering=ClusteringSpec(cfg.clustering, cfg.min_cluster_size),
+        cues=list(cfg.cues),
         tools=_tool_versions(onnx_export.opset),
         source=run.source,
     )

@@ -372,8 +372,8 @@ def open_detector(cfg: DetectConfig) -> tuple[Detector, str]:
     return det, (f"focal-detect: {which}: {det.manifest.extractor} {cfg.detector.precision} on {det.engine.name}, "
                  f"clustering {det.clustering}"
                  + (f" above {det.split_threshold:.4f}" if det.clustering == "split" else "")
-                 + f" ({det.cluster_backend})" + (" + copy-move search" if cfg.detector.copy_move else "")
-                 + (" + double-JPEG cue" if cfg.detector.double_jpeg else ""))
+                 + f" ({det.cluster_backend})" + (" + copy-move search" if det.config.copy_move else "")
+                 + (" + double-JPEG cue" if det.config.double_jpeg else ""))
 
 
 def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
@@ -399,6 +399,7 @@ def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
         plan.abandon()
         raise
     plan.err.print(line)
+    cfg = replace(cfg, detector=det.config)  # decoding follows the cues settled against the manifest
     run = _Run(cfg, det, plan.err, plan.counts)
     try:
         run.go(plan.pending)

@@ -60,11 +60,13 @@ class DetectorConfig:
     verify: bool = True  # check the model file's sha256 against the manifest before running it (cached)
     # Also search each image for copy-moves (focal.runtime.copymove): a repeat the features cannot
     # see, since a copy carries its own image's traces. The mask is then the union of both.
-    copy_move: bool = False
+    # None = as the artifact's manifest says (its "cues"), True / False = on / off for this run.
+    copy_move: bool | None = None
     # Also look in each JPEG file for regions that missed the compression the rest went through
     # (focal.runtime.doublejpeg): the trace most real edits leave, which a network input at 512 px
-    # no longer holds. Needs file paths (arrays carry no JPEG header); the mask is the union.
-    double_jpeg: bool = False
+    # no longer holds. Needs the file's bytes (arrays carry no JPEG header); the mask is the union.
+    # None = the manifest's "cues" (the embedded default has it on), True / False = on / off.
+    double_jpeg: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,8 @@ class Detector:
                              f"{[str(m.artifact) for m in self.members if m.native]} use 'native'")
         self.artifact = paths[0]
         self.manifest: Manifest = self.members[0].manifest  # the first member sets size and defaults
+        # From here on the config says plainly which cues run: the manifest's where the caller left None.
+        cfg = self.config = self.manifest.settle_cues(cfg)
         self.clustering = cfg.clustering or self.manifest.clustering.method
         if self.clustering not in CLUSTER_METHODS:
             raise ValueError(f"unknown clustering {self.clustering!r}; choose one of {CLUSTER_METHODS}")

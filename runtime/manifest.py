@@ -6,11 +6,11 @@ The export side writes it (``focal.export``), the runtime only reads it:
 input size, preprocessing, output shape and the clustering defaults are
 stated here once and never hard-coded a second time.
 
-Layout of ``focal.json`` (version 3; versions 1 and 2, without ``target``,
-``checkpoint`` or the split threshold, are read too)::
+Layout of ``focal.json`` (version 4; versions 1-3, without ``target``,
+``checkpoint``, the split threshold or ``cues``, are read too)::
 
     {
-      "format": "focal-artifact", "version": 3,
+      "format": "focal-artifact", "version": 4,
       "extractor": "vit+hrnet",                 # registry name(s), '+' = fusion
       "members": [{"name": "vit", "feature_dim": 256, "stride": 16}, ...],
       "fusion": "concat-l2-nearest" | null,      # fused inside the graph
@@ -24,6 +24,7 @@ Layout of ``focal.json`` (version 3; versions 1 and 2, without ``target``,
                   "external_data": null, "external_sha256": null, "target": null}],
       "clustering": {"method": "hdbscan", "min_cluster_size": 200,
                      "split_threshold": 0.41 | null, "split_calibration": {...} | null},
+      "cues": ["double-jpeg"],                   # joined to the mask by default (CUES); [] = the paper's
       "checkpoint": {"file": "checkpoint.safetensors", "sha256": "...", "origin": "..."} | null,
       "tools": {"focal": "0.1.0", "torch": "...", "onnx": "...", "opset": 17},
       "source": {"weights": "...", "weights_sha256": "..."}
@@ -36,17 +37,21 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from focal._files import write_atomic
 from focal.runtime.geometry import INPUT_POLICIES, check_native
 
+_Options = TypeVar("_Options")
 MANIFEST_NAME = "focal.json"
 ARTIFACT_FORMAT = "focal-artifact"
-ARTIFACT_VERSION = 3  # 2: ModelFile.target; 3: checkpoint, clustering.split_*
+ARTIFACT_VERSION = 4  # 2: ModelFile.target; 3: checkpoint, clustering.split_*; 4: cues
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 MODEL_KINDS: tuple[str, ...] = ("onnx", "tensorrt")
 TARGETS: tuple[str, ...] = ("cpu",)  # ModelFile.target values besides None
+# Training-free cues an artifact's decision may join to its clustering's mask by default
+# (focal.runtime.copymove, focal.runtime.doublejpeg); a run can still turn each on or off.
+CUES: tuple[str, ...] = ("copy-move", "double-jpeg")
 
 
 @dataclass(frozen=True)
@@ -144,11 +149,27 @@ class Manifest:
     models: list[ModelFile]
     fusion: str | None = None
     clustering: ClusteringSpec = ClusteringSpec()
+    # the cues (CUES) joined to the mask unless a run says otherwise; [] (the paper's rule) when absent
+    cues: list[str] = field(default_factory=list)
     checkpoint: CheckpointFile | None = None
     tools: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     format: str = ARTIFACT_FORMAT
     version: int = ARTIFACT_VERSION
+
+    def cue(self, name: str, asked: bool | None = None) -> bool:
+        """Whether a run joins the cue ``name`` (one of CUES): ``asked`` where
+        the run said (True / False), else whether the artifact lists it."""
+        if name not in CUES:
+            raise ValueError(f"unknown cue {name!r}; choose one of {CUES}")
+        return name in self.cues if asked is None else asked
+
+    def settle_cues(self, options: _Options) -> _Options:
+        """``options`` (any config dataclass with ``copy_move`` and
+        ``double_jpeg`` fields: ``DetectorConfig``, ``TritonRepoConfig``,
+        ``EvalConfig``) with each cue left ``None`` decided by :meth:`cue`."""
+        return replace(options, copy_move=self.cue("copy-move", options.copy_move),  # type: ignore[type-var]
+                       double_jpeg=self.cue("double-jpeg", options.double_jpeg))
 
     def model(self, kind: str = "onnx", precision: str = "fp32", target: str | None = None) -> ModelFile:
         """The model file of that kind, precision and target (None: the
@@ -270,6 +291,10 @@ def parse_manifest(raw: dict[str, Any], where: str = MANIFEST_NAME) -> Manifest:
         raise ValueError(f"{where}: missing field {exc}") from None
     _check_policy(inp, members, clustering, where)
     _check_clustering(clustering, where)
+    cues = raw.get("cues", [])
+    if (not isinstance(cues, list) or not all(isinstance(c, str) and c in CUES for c in cues)
+            or len(set(cues)) != len(cues)):
+        raise ValueError(f"{where}: cues must be a list of distinct names from {CUES}, got {cues!r}")
     for m in models:
         if m.precision not in PRECISIONS:
             raise ValueError(f"{where}: {m.file}: unknown precision {m.precision!r}; allowed {PRECISIONS}")

@@ -221,8 +221,8 @@ class _DetectorActor:
 
     def __init__(self, cfg: DetectConfig, crash: tuple[str, str] | None = None) -> None:
         quiet_opencv()
-        self.options = cfg.detector
         self.det, _ = open_detector(_on_worker(cfg))
+        self.options = self.det.config  # the cues settled against the artifact's manifest
         self.err = StderrCapture()
         self.crash = crash
 

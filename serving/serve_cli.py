@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from focal._cli import (
@@ -23,6 +24,7 @@ from focal._cli import (
 )
 from focal.runtime.default import default_artifact
 from focal.runtime.detector import DetectorConfig
+from focal.runtime.manifest import load_manifest
 from focal.serving._triton_env import ServeUnavailable
 from focal.serving.triton_server import ServeConfig, ServeError, serve
 
@@ -105,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         if not _is_loopback(cfg.host):
             print(f"focal-serve: listening on {cfg.host}: reachable from other machines, and Triton's inference "
                   "endpoints have no authentication", file=sys.stderr)
+        try:  # the cues the artifact's manifest turns on, where no flag said (the ready line names them)
+            cfg = replace(cfg, detector=load_manifest(cfg.artifact).settle_cues(cfg.detector))
+        except ValueError as exc:
+            raise ServeError(str(exc)) from None
         http, grpc, metrics = cfg.ports
 
         def ready(url: str) -> None:

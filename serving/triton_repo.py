@@ -97,12 +97,13 @@ class TritonRepoConfig:
     exif_orientation: bool = True  # rotate as EXIF says, as focal-detect does, so masks match the picture shown
     cluster_backend: str = "auto"  # clustering and copy-move kernels in the postprocess model (as DetectorConfig)
     # Also search each image for copy-moves in the postprocess model (focal.runtime.copymove, as
-    # DetectorConfig.copy_move): the mask is the union; the ``copy_move`` output says whether one was found
-    copy_move: bool = False
+    # DetectorConfig.copy_move): the mask is the union; the ``copy_move`` output says whether one was found.
+    # None: as the artifact's manifest says (its "cues"), as the Detector does
+    copy_move: bool | None = None
     # Also look in each JPEG file for regions that missed its first compression (focal.runtime.doublejpeg,
     # as DetectorConfig.double_jpeg) in the postprocess model: the mask is the union; the ``double_jpeg``
-    # output says 1 found / 0 double compression without a region / -1 no evidence
-    double_jpeg: bool = False
+    # output says 1 found / 0 double compression without a region / -1 no evidence. None: the manifest's
+    double_jpeg: bool | None = None
     # EXECUTION_ENV_PATH of the Python models: a conda-pack tarball or an unpacked environment (with
     # bin/activate) holding focal; "$$TRITON_MODEL_DIRECTORY" expands to each model's folder. None: the
     # server's own Python, which then needs focal installed
@@ -378,6 +379,19 @@ def _write_model(root: Path, name: str, config: dict[str, Any], comments: list[s
     return version
 
 
+def _artifact_dir(artifact: str | Path | None) -> Path:
+    return default_artifact() if artifact is None or str(artifact) == "default" else Path(artifact)
+
+
+def repository_config(artifact: str | Path | None, cfg: TritonRepoConfig) -> TritonRepoConfig:
+    """What :func:`write_repository` writes for ``artifact``: ``cfg`` with its cues settled.
+
+    Raises:
+        FileNotFoundError / ValueError: no artifact there, or an invalid manifest.
+    """
+    return load_manifest(_artifact_dir(artifact)).settle_cues(cfg)
+
+
 def write_repository(artifact: str | Path | None, out: str | Path, cfg: TritonRepoConfig | None = None) -> Path:
     """Write a Triton model repository serving ``artifact`` (layout in the module notes).
 
@@ -399,9 +413,10 @@ def write_repository(artifact: str | Path | None, out: str | Path, cfg: TritonRe
             naming the artifact or the folder.
     """
     cfg = cfg or TritonRepoConfig()
-    artifact = default_artifact() if artifact is None or str(artifact) == "default" else Path(artifact)
+    artifact = _artifact_dir(artifact)
     manifest = load_manifest(artifact)
     _check_artifact(manifest, artifact)
+    cfg = manifest.settle_cues(cfg)
     if manifest.input.policy == "native" and cfg.features == "tensorrt":
         raise ValueError(f"{artifact}: input policy 'native' gives every image its own shape; its TensorRT plan has "
                          "no profile recorded in the manifest to serve them: use --triton-features onnxruntime or python")

@@ -147,18 +147,25 @@ def add_batch_size(parser: argparse.ArgumentParser, help: str, *, default: int |
     parser.add_argument("--batch-size", type=positive_int, default=default, metavar="N", help=help)
 
 
+# The cues' flags come in on/off pairs whose absence (None) leaves the choice to the artifact's
+# manifest ("cues"): the embedded default runs the double-JPEG cue unless told --no-double-jpeg.
+_AS_ARTIFACT = "default: as the artifact's manifest says (its cues)"
+
+
 def add_copy_move(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--copy-move``: a flag (dest ``copy_move``) joining the copy-move search (focal.runtime.copymove)."""
-    parser.add_argument("--copy-move", action="store_true",
+    """``--copy-move`` / ``--no-copy-move`` (dest ``copy_move``: True, False or None = the manifest's):
+    the copy-move search (focal.runtime.copymove)."""
+    parser.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
                         help=f"also search each image for copy-moves (a region repeated in it; source and target "
-                             f"marked, about 0.5-1.2 s per image on a CPU core): {what}")
+                             f"marked, about 0.5-1.2 s per image on a CPU core): {what}; {_AS_ARTIFACT}")
 
 
 def add_double_jpeg(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--double-jpeg``: a flag (dest ``double_jpeg``) joining the double-JPEG cue (focal.runtime.doublejpeg)."""
-    parser.add_argument("--double-jpeg", action="store_true",
+    """``--double-jpeg`` / ``--no-double-jpeg`` (dest ``double_jpeg``: True, False or None = the
+    manifest's): the double-JPEG cue (focal.runtime.doublejpeg)."""
+    parser.add_argument("--double-jpeg", action=argparse.BooleanOptionalAction, default=None,
                         help=f"also look in each JPEG file for regions that missed the compression the rest went "
-                             f"through (the double-quantisation trace of most real edits): {what}")
+                             f"through (the double-quantisation trace of most real edits): {what}; {_AS_ARTIFACT}")
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:

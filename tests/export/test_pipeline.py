@@ -147,6 +147,18 @@ def test_fusion_manifest(tmp_path):
     assert result.onnx.max_abs_diff < 1e-4
 
 
+def test_cue_flags_are_written_into_the_manifest(tmp_path, capsys):
+    out = tmp_path / "cued"
+    assert main(["--backbone", "tiny", "--random-weights", "--input-size", "64", "--cue", "double-jpeg",
+                 "--out", str(out), "-q"]) == 0
+    assert load_manifest(out).cues == ["double-jpeg"]
+    with pytest.raises(SystemExit) as exit_info:  # argparse's choices: one line naming the allowed cues
+        main(["--backbone", "tiny", "--random-weights", "--cue", "zero", "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2 and "invalid choice: 'zero'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="cues must be distinct"):
+        ExportConfig(backbone="tiny", cues=("double-jpeg", "double-jpeg"))
+
+
 def test_weights_round_trip_through_our_checkpoint(tmp_path, tiny_extractor):
     from focal.export import model_from_manifest
     from focal.training import save_checkpoint

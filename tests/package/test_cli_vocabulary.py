@@ -23,7 +23,7 @@ PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 SCRIPTS: dict[str, str] = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
 TORCH_PACKAGES = ("focal.training", "focal.export")  # their parsers list the backbone registry
 
-# Shared options: argparse dest -> the one spelling every tool uses.
+# Shared options: argparse dest -> the one spelling every tool uses (the cues' on/off pairs: both).
 SPELLING = {
     "backend": "--backend",
     "precision": "--precision",
@@ -33,8 +33,8 @@ SPELLING = {
     "json": "--json",
     "photos": "--photos",
     "segmentations": "--segmentations",
-    "copy_move": "--copy-move",
-    "double_jpeg": "--double-jpeg",
+    "copy_move": ["--copy-move", "--no-copy-move"],
+    "double_jpeg": ["--double-jpeg", "--no-double-jpeg"],
 }
 # Every spelling with "batch" in it: images per call, the exported graph's batch axis, or Triton's
 # max_batch_size (the largest batch its dynamic batcher forms, in Triton's own words).
@@ -84,7 +84,10 @@ def test_every_argument_has_help(script: str) -> None:
 def test_shared_options_have_one_spelling(script: str) -> None:
     for action in _options(_parser(script)):
         if action.dest in SPELLING:
-            assert action.option_strings == [SPELLING[action.dest]], action.option_strings
+            spelling = SPELLING[action.dest]
+            assert action.option_strings == (spelling if isinstance(spelling, list) else [spelling])
+            if isinstance(spelling, list):  # a cue left unsaid is the artifact's manifest's to decide
+                assert action.default is None, (script, action.option_strings, action.default)
         batchy = [s for s in action.option_strings if "batch" in s]
         assert set(batchy) <= BATCH_OPTIONS, batchy
         if "--max-batch-size" in batchy:

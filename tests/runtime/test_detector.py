@@ -180,6 +180,51 @@ def test_manifest_round_trip_and_validation(tiny_artifact: Path, tmp_path: Path)
 
 
 
+def test_the_manifest_names_the_cues_its_decision_joins(tiny_artifact: Path, tmp_path: Path) -> None:
+    raw = json.loads((tiny_artifact / "focal.json").read_text())
+    assert load_manifest(tiny_artifact).cues == []  # an export without --cue: the paper's rule
+    for bad in (["double_jpeg"], ["double-jpeg", "double-jpeg"], "double-jpeg", [{"a": 1}]):
+        (tmp_path / "focal.json").write_text(json.dumps({**raw, "cues": bad}))
+        with pytest.raises(ValueError, match="cues must be a list of distinct names"):
+            load_manifest(tmp_path)
+    (tmp_path / "focal.json").write_text(json.dumps({**raw, "cues": ["copy-move", "double-jpeg"], "version": 4}))
+    both = load_manifest(tmp_path)
+    assert both.cue("copy-move") and both.cue("double-jpeg") and not both.cue("double-jpeg", False)
+    with pytest.raises(ValueError, match="unknown cue"):
+        both.cue("zero")
+    save_manifest(both, tmp_path)
+    assert load_manifest(tmp_path) == both
+    old = {k: v for k, v in raw.items() if k != "cues"} | {"version": 3}  # a version-3 artifact has no cues
+    (tmp_path / "focal.json").write_text(json.dumps(old))
+    assert load_manifest(tmp_path).cues == []
+
+
+def test_a_cue_left_unsaid_runs_as_the_manifest_says(tiny_artifact: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from make_fixtures import write_double_jpeg_cases
+
+    splice = write_double_jpeg_cases(tmp_path / "cases")["splice"]
+    listed = Path(shutil.copytree(tiny_artifact, tmp_path / "listed"))
+    save_manifest(replace(load_manifest(listed), cues=["double-jpeg"]), listed)
+    with Detector(tiny_artifact) as det:  # no cue in the manifest: off
+        assert det.config.double_jpeg is False and det.config.copy_move is False
+        assert det(splice).double_jpeg is None
+    with Detector(listed) as det:  # listed: on, unasked
+        assert det.config.double_jpeg is True and det.config.copy_move is False
+        on = det(splice)
+    assert on.double_jpeg is not None and on.double_jpeg.any() and "double_jpeg" in on.timings
+    with Detector(listed, double_jpeg=False) as det:  # a run's False wins over the manifest
+        off = det(splice)
+    assert off.double_jpeg is None and "double_jpeg" not in off.timings
+    with Detector(tiny_artifact, double_jpeg=True) as det:  # and a run's True over its absence
+        assert det(splice).double_jpeg is not None
+
+
+def test_the_embedded_default_lists_the_double_jpeg_cue() -> None:
+    assert load_manifest(Path(__file__).resolve().parents[2] / "runtime/default_model").cues == ["double-jpeg"]
+
+
 @pytest.mark.parametrize("order", ["general first", "cpu first"])
 def test_model_files_are_chosen_by_precision_and_target_whatever_the_order(tiny_artifact: Path, tmp_path: Path,
                                                                           order: str) -> None:

@@ -24,6 +24,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 from make_fixtures import copy_moved_texture, texture, write_double_jpeg_cases  # noqa: E402
 from focal.runtime import Detector  # noqa: E402
 from focal.runtime.detector import STAGES  # noqa: E402
+from focal.runtime.manifest import load_manifest  # noqa: E402
 from focal.serving._triton_env import interpreter_libdir, triton_env  # noqa: E402
 from focal.serving.local_server import LocalServer, free_port_block  # noqa: E402
 from focal.serving.serve_cli import build_parser, config_from_args  # noqa: E402
@@ -75,7 +76,8 @@ def test_every_sample_matches_the_detector(server, files, expected, protocol) ->
         for path in files:
             [remote] = client.detect([path.read_bytes()])
             _same(remote, expected[path])
-            assert set(remote.timings) == {"decode", "preprocess", "infer", "cluster", "postprocess"}
+            # The embedded default's manifest lists the double-JPEG cue: the server runs it unasked.
+            assert set(remote.timings) == {"decode", "preprocess", "double_jpeg", "infer", "cluster", "postprocess"}
 
 
 def test_a_corrupt_element_fails_alone(server, files, expected) -> None:
@@ -226,7 +228,8 @@ def copy_moves(tmp_path_factory) -> dict[str, Path]:
 
 def test_copy_move_flag_reaches_the_detector_config() -> None:
     assert config_from_args(build_parser().parse_args(["--copy-move"])).detector.copy_move is True
-    assert config_from_args(build_parser().parse_args([])).detector.copy_move is False
+    assert config_from_args(build_parser().parse_args(["--no-copy-move"])).detector.copy_move is False
+    assert config_from_args(build_parser().parse_args([])).detector.copy_move is None  # the manifest's: off
 
 
 def test_copy_move_is_served_as_the_detector_finds_it(tmp_path, server, copy_moves) -> None:
@@ -249,7 +252,8 @@ def test_copy_move_is_served_as_the_detector_finds_it(tmp_path, server, copy_mov
             _same(copied, joint["copied"])
             _same(plain, joint["plain"])
             assert copied.copy_move is True and plain.copy_move is False
-            assert set(copied.timings) == {*STAGES, "copy_move"} and copied.timings["copy_move"] > 0
+            # the default's manifest adds the double-JPEG cue, which reads the PNG too and finds nothing
+            assert set(copied.timings) == {*STAGES, "copy_move", "double_jpeg"} and copied.timings["copy_move"] > 0
         with FocalClient(srv.http) as client:  # a failed element was not searched
             [bad] = client.detect([b"not an image at all"])
         assert bad.error is not None and bad.copy_move is None
@@ -260,7 +264,7 @@ def test_copy_move_is_served_as_the_detector_finds_it(tmp_path, server, copy_mov
     with FocalClient(server.http) as client:
         [remote] = client.detect([blobs[0]])
     _same(remote, alone["copied"])
-    assert remote.copy_move is None and set(remote.timings) == set(STAGES)
+    assert remote.copy_move is None and set(remote.timings) == {*STAGES, "double_jpeg"}
     raw = httpclient.InferenceServerClient(server.http)
     try:
         inp = httpclient.InferInput("image", [1, 1], "BYTES")
@@ -292,13 +296,16 @@ def double_jpegs(tmp_path_factory) -> dict[str, Path]:
 
 def test_double_jpeg_flag_reaches_the_detector_config() -> None:
     assert config_from_args(build_parser().parse_args(["--double-jpeg"])).detector.double_jpeg is True
-    assert config_from_args(build_parser().parse_args([])).detector.double_jpeg is False
+    assert config_from_args(build_parser().parse_args(["--no-double-jpeg"])).detector.double_jpeg is False
+    unsaid = config_from_args(build_parser().parse_args([]))
+    assert unsaid.detector.double_jpeg is None  # left to the manifest, whose cues turn it on for the default
+    assert load_manifest(unsaid.artifact).settle_cues(unsaid.detector).double_jpeg is True
 
 
 def test_double_jpeg_is_served_as_the_detector_finds_it(tmp_path, server, double_jpegs) -> None:
-    with Detector(double_jpeg=True) as det:
+    with Detector() as det:  # the embedded default's manifest turns the cue on
         joint = {k: det(p) for k, p in double_jpegs.items()}
-    with Detector() as det:
+    with Detector(double_jpeg=False) as det:
         alone = {k: det(p) for k, p in double_jpegs.items()}
     # The cue finds the splice (turned with the picture), sees the untouched photo saved twice, and has nothing
     # to say on a PNG; its mask changes the splice's, so the checks below can tell the two servers apart.
@@ -310,31 +317,32 @@ def test_double_jpeg_is_served_as_the_detector_finds_it(tmp_path, server, double
     blobs = [double_jpegs[k].read_bytes() for k in names]
     flags = {"splice": 1, "turned": 1, "twice": 0, "plain": -1}
 
-    srv = LocalServer(tmp_path / "double-jpeg.log", free_port_block(), "--double-jpeg").start()
+    # The module's server runs the default with no flag: the cue is on, as the manifest says.
+    with FocalClient(server.http) as client:
+        remote = dict(zip(names, client.detect(blobs)))  # one request, four images of two shapes
+    for k in names:
+        _same(remote[k], joint[k])
+        assert remote[k].copy_move is None
+        assert set(remote[k].timings) == {*STAGES, "double_jpeg"}, k  # the cue read every file
+    want = {k: None if f < 0 else bool(f) for k, f in flags.items()}  # the client's reading of 1 / 0 / -1
+    assert {k: r.double_jpeg for k, r in remote.items()} == want
+    raw = _raw(server.http, blobs, "double_jpeg")
+    assert raw.dtype == np.int8 and raw.tolist() == [[flags[k]] for k in names]
+    with FocalClient(server.http) as client:  # a failed element was not searched
+        [bad] = client.detect([blobs[0][:300]])
+    assert bad.error is not None and bad.double_jpeg is None
+
+    # --no-double-jpeg: the plain masks, and -1 for every file.
+    srv = LocalServer(tmp_path / "double-jpeg.log", free_port_block(), "--no-double-jpeg").start()
     try:
         with FocalClient(srv.http) as client:
-            remote = dict(zip(names, client.detect(blobs)))  # one request, four images of two shapes
+            plain = dict(zip(names, client.detect(blobs)))
         for k in names:
-            _same(remote[k], joint[k])
-            assert remote[k].copy_move is None
-            assert set(remote[k].timings) == {*STAGES, "double_jpeg"}, k  # the cue read every file
-        want = {k: None if f < 0 else bool(f) for k, f in flags.items()}  # the client's reading of 1 / 0 / -1
-        assert {k: r.double_jpeg for k, r in remote.items()} == want
-        raw = _raw(srv.http, blobs, "double_jpeg")
-        assert raw.dtype == np.int8 and raw.tolist() == [[flags[k]] for k in names]
-        with FocalClient(srv.http) as client:  # a failed element was not searched
-            [bad] = client.detect([blobs[0][:300]])
-        assert bad.error is not None and bad.double_jpeg is None
+            _same(plain[k], alone[k])
+            assert plain[k].double_jpeg is None and set(plain[k].timings) == set(STAGES)
+        assert _raw(srv.http, blobs, "double_jpeg").tolist() == [[-1]] * len(names)
     finally:
         assert srv.stop() == 0, srv.log.read_text()[-3000:]
-
-    # The module's server runs without --double-jpeg: the plain masks, and -1 for every file.
-    with FocalClient(server.http) as client:
-        plain = dict(zip(names, client.detect(blobs)))
-    for k in names:
-        _same(plain[k], alone[k])
-        assert plain[k].double_jpeg is None and set(plain[k].timings) == set(STAGES)
-    assert _raw(server.http, blobs, "double_jpeg").tolist() == [[-1]] * len(names)
 
 
 def test_port_in_use_and_bad_artifact_exit_2(tmp_path) -> None:

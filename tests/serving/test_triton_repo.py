@@ -40,7 +40,7 @@ from focal.runtime import Detector
 from focal.runtime.default import default_artifact
 from focal.runtime.imageio import decode_image
 from focal.runtime.manifest import ModelFile, load_manifest, save_manifest
-from focal.serving.triton_repo import TritonRepoConfig, model_names, write_repository
+from focal.serving.triton_repo import TritonRepoConfig, model_names, repository_config, write_repository
 
 model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 text_format = pytest.importorskip("google.protobuf.text_format")
@@ -141,7 +141,9 @@ def test_cli_triton_copy_move_reaches_the_config() -> None:
 
     base = ["--from-artifact", "default", "--triton", "out"]
     assert triton_config_from_args(build_triton_parser().parse_args([*base, "--triton-copy-move"])).copy_move
-    assert not triton_config_from_args(build_triton_parser().parse_args(base)).copy_move
+    assert triton_config_from_args(build_triton_parser().parse_args([*base, "--no-triton-copy-move"])).copy_move is False
+    unsaid = triton_config_from_args(build_triton_parser().parse_args(base))
+    assert unsaid.copy_move is None and repository_config("default", unsaid).copy_move is False
 
 
 def test_cli_triton_double_jpeg_reaches_the_config() -> None:
@@ -149,7 +151,11 @@ def test_cli_triton_double_jpeg_reaches_the_config() -> None:
 
     base = ["--from-artifact", "default", "--triton", "out"]
     assert triton_config_from_args(build_triton_parser().parse_args([*base, "--triton-double-jpeg"])).double_jpeg
-    assert not triton_config_from_args(build_triton_parser().parse_args(base)).double_jpeg
+    no = triton_config_from_args(build_triton_parser().parse_args([*base, "--no-triton-double-jpeg"]))
+    assert no.double_jpeg is False and repository_config("default", no).double_jpeg is False
+    # Unsaid, the default's manifest decides: its cues list the double-JPEG cue.
+    unsaid = triton_config_from_args(build_triton_parser().parse_args(base))
+    assert unsaid.double_jpeg is None and repository_config("default", unsaid).double_jpeg is True
 
 
 def test_dynamic_tensorrt_graph_batches_up_to_its_profile(tmp_path: Path) -> None:
@@ -242,7 +248,9 @@ def server(tmp_path_factory):
     python_repo = write_repository(None, root / "python", TritonRepoConfig(features="python", queue_delay_us=50_000))
     # Its Python models go through EXECUTION_ENV_PATH (this interpreter's venv, unpacked: it has bin/activate),
     # the route documented for servers whose own Python lacks focal.
-    ort_repo = write_repository(None, root / "ort", TritonRepoConfig(prefix="focalort", python_env=sys.prefix))
+    # No cue: its postprocess model is called straight with features and size, as the features model hands them.
+    ort_repo = write_repository(None, root / "ort", TritonRepoConfig(prefix="focalort", python_env=sys.prefix,
+                                                                     double_jpeg=False))
     # The default with "split" as its default decision: the postprocess model applies its threshold.
     split_artifact = Path(shutil.copytree(default_artifact(), root / "split-artifact"))
     manifest = load_manifest(split_artifact)
@@ -251,11 +259,12 @@ def server(tmp_path_factory):
                                   TritonRepoConfig(prefix="focalsplit", features="python"))
     copy_move_repo = write_repository(None, root / "copy-move",
                                       TritonRepoConfig(prefix="focalcm", features="python", copy_move=True))
-    double_jpeg_repo = write_repository(None, root / "double-jpeg",
-                                        TritonRepoConfig(prefix="focaldq", features="python", double_jpeg=True))
-    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, copy_move_repo, double_jpeg_repo),
+    # The module's plain repository runs the default's cue (its manifest lists it); this one is told not to.
+    no_dq_repo = write_repository(None, root / "no-double-jpeg",
+                                  TritonRepoConfig(prefix="focalnodq", features="python", double_jpeg=False))
+    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, copy_move_repo, no_dq_repo),
                           load=(*model_names().values(), *model_names("focalsplit").values(),
-                                *model_names("focalcm").values(), *model_names("focaldq").values()))
+                                *model_names("focalcm").values(), *model_names("focalnodq").values()))
     try:
         srv = BundledServer(launch).start()
     except ServeUnavailable as exc:
@@ -430,8 +439,8 @@ def test_copy_move_repository_joins_the_search_as_the_detector(server, tmp_path:
             assert float(result.as_numpy("forged_fraction")[0, 0]) == np.float32(want.forged_fraction), name
             flag = result.as_numpy("copy_move")
             assert flag.dtype == np.int8 and flag.tolist() == [[int(want.copy_move.any())]], name
-            assert result.as_numpy("double_jpeg").tolist() == [[-1]], name  # that cue off here
-        plain = _infer_http(client, files["copied"].read_bytes())  # the module's plain repository: no search
+            assert result.as_numpy("double_jpeg").tolist() == [[-1]], name  # on, but a PNG gives it no evidence
+        plain = _infer_http(client, files["copied"].read_bytes())  # the module's repository: no search
         assert plain.as_numpy("mask")[0].tobytes() == alone["copied"].mask.tobytes()
         assert plain.as_numpy("copy_move").tolist() == [[-1]]
     finally:
@@ -440,9 +449,9 @@ def test_copy_move_repository_joins_the_search_as_the_detector(server, tmp_path:
 
 def test_double_jpeg_repository_joins_the_cue_as_the_detector(server, tmp_path: Path) -> None:
     files = write_double_jpeg_cases(tmp_path)
-    with Detector(double_jpeg=True) as det:
+    with Detector() as det:  # the default's manifest turns the cue on
         joint = {k: det(p) for k, p in files.items()}
-    with Detector() as det:
+    with Detector(double_jpeg=False) as det:
         alone = {k: det(p) for k, p in files.items()}
     # Found as stored and turned with the picture, double compression without a region, no evidence; and a
     # mask the cue changes, so the checks below tell the two repositories apart.
@@ -456,7 +465,7 @@ def test_double_jpeg_repository_joins_the_cue_as_the_detector(server, tmp_path: 
     try:
         for name, want in joint.items():
             data = files[name].read_bytes()
-            result = _infer_http(client, data, model="focaldq")
+            result = _infer_http(client, data)  # the module's repository, written with no cue flag
             assert result.as_numpy("mask")[0].tobytes() == want.mask.tobytes(), name
             assert result.as_numpy("mask").shape == (1, *want.mask.shape), name
             assert float(result.as_numpy("score")[0, 0]) == np.float32(want.score), name
@@ -464,7 +473,7 @@ def test_double_jpeg_repository_joins_the_cue_as_the_detector(server, tmp_path: 
             flag = result.as_numpy("double_jpeg")
             assert flag.dtype == np.int8 and flag.tolist() == [[flags[name]]], name
             assert result.as_numpy("copy_move").tolist() == [[-1]], name
-            plain = _infer_http(client, data)  # the module's plain repository: no cue
+            plain = _infer_http(client, data, model="focalnodq")
             assert plain.as_numpy("mask")[0].tobytes() == alone[name].mask.tobytes(), name
             assert plain.as_numpy("double_jpeg").tolist() == [[-1]], name
     finally:
