@@ -29,7 +29,7 @@ import numpy as np
 from focal._datasets import FilePair, load_pairs
 from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE
 from focal.runtime.copymove import detect_copy_move
-from focal.runtime.doublejpeg import detect_double_jpeg
+from focal.runtime.doublejpeg import detect_double_jpeg, joined_score
 from focal.runtime.geometry import Geometry
 from focal.runtime.imageio import decode_image, read_bytes, read_image, read_mask
 from focal.runtime.manifest import MANIFEST_NAME
@@ -139,13 +139,15 @@ def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, metho
                 usable = found is not None and found.mask is not None and found.mask.shape == (h, w)
                 requantised = found.mask > 0 if usable else np.zeros((h, w), bool)
             pred = pred | requantised
+        # The image score as the Detector gives it: the features', lifted where the double-JPEG cue found a region.
+        score = joined_score(loc.score, requantised) if DOUBLE_JPEG_SUFFIX in method else loc.score
         soft = soft_map(loc.features, loc.labels, h, w, geometry)
         s = pixel_scores(pred, truth)
         f1_best, iou_best = best_threshold_scores(soft, truth)
         rec[method] = {
             "f1": s.f1, "f1_macro": s.f1_macro, "iou": s.iou, "auc": pixel_auc(soft, truth),
             "f1_best": f1_best, "iou_best": iou_best, "flagged": s.flagged, "any_flag": bool(pred.any()),
-            "score": loc.score,
+            "score": score,
         }
         masks[method] = pred
     return rec, masks

@@ -23,7 +23,7 @@ from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
 from focal.runtime.copymove import detect_copy_move
 from focal.runtime.default import default_artifact
-from focal.runtime.doublejpeg import double_jpeg_mask
+from focal.runtime.doublejpeg import double_jpeg_mask, joined_score
 from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_bytes, decode_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
@@ -76,7 +76,9 @@ class Result:
     Attributes:
         mask: ``[H, W]`` uint8 at the image's size, 255 = forged.
         labels: ``[h, w]`` uint8 at feature resolution, 1 = forged.
-        score: image-level forgery score in ``[0, 1]`` (0 when nothing is flagged).
+        score: image-level forgery score in ``[0, 1]``: the features' (0 when
+            their clustering flags nothing), raised to at least 0.99 where the
+            double-JPEG cue found a region (:func:`focal.runtime.doublejpeg.joined_score`).
         forged_fraction: share of mask pixels flagged, in ``[0, 1]``.
         timings: milliseconds per stage (``STAGES``); ``infer`` is this
             image's share of its batch's engine call.
@@ -390,12 +392,14 @@ class Detector:
                 p.image = None  # the batch may be long: do not hold decoded images past their use
                 timings["copy_move"] = (time.perf_counter() - t0) * 1e3
                 mask = np.maximum(mask, copies)
+            score = loc.score
             if p.double_jpeg is not None:
                 mask = np.maximum(mask, p.double_jpeg)
+                score = joined_score(score, p.double_jpeg)
             if copies is not None or p.double_jpeg is not None:
                 fraction = float(np.count_nonzero(mask)) / mask.size
             results.append(Result(
-                mask=mask, labels=loc.labels, score=loc.score, forged_fraction=fraction,
+                mask=mask, labels=loc.labels, score=score, forged_fraction=fraction,
                 timings=timings, features=loc.features if self.config.keep_features else None, path=p.source,
                 copy_move=copies, double_jpeg=p.double_jpeg,
             ))

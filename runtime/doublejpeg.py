@@ -66,6 +66,7 @@ __all__ = [
     "detect_double_jpeg",
     "double_jpeg_mask",
     "exif_orientation",
+    "joined_score",
     "first_step",
     "luma_quantization",
     "orient",
@@ -94,6 +95,7 @@ class DoubleJpegConfig:
     # double compression: the photos of ../shared/data/natural outside the held-out list, each as it
     # is and 3 copies each saved twice more at random qualities (benchmarks/double_jpeg.py --calibrate).
     threshold: float = 0.430
+    false_alarm: float = 0.01  # the rate ``threshold`` was fitted to (its quantile is 1 - false_alarm)
     grow_window: int = 5  # blocks averaged for the mask's extent
     grow_llr: float = 0.5  # mean evidence a block needs to join a flagged region
     min_pixels: int = 64 * 64  # smaller images give no evidence: too few blocks for a histogram
@@ -105,6 +107,8 @@ class DoubleJpegConfig:
             raise ValueError(f"DoubleJpegConfig.max_ratio must be >= 2, got {self.max_ratio}")
         if self.window < 1 or self.grow_window < 1:
             raise ValueError("DoubleJpegConfig windows must be >= 1 block")
+        if not 0.0 < self.false_alarm < 1.0:
+            raise ValueError(f"DoubleJpegConfig.false_alarm must lie in (0, 1), got {self.false_alarm}")
         if self.min_gain <= 0 or self.clip_llr <= 0 or self.max_value < 2:
             raise ValueError("DoubleJpegConfig needs min_gain > 0, clip_llr > 0 and max_value >= 2")
 
@@ -496,3 +500,25 @@ def double_jpeg_mask(data: bytes, shape: tuple[int, int], apply_orientation: boo
                                            name, mask.shape, tuple(shape))
         return None
     return mask
+
+
+def joined_score(score: float, mask: np.ndarray | None, cfg: DoubleJpegConfig = DoubleJpegConfig()) -> float:
+    """The image score once the cue has looked: at least ``1 - cfg.false_alarm`` where it found a region.
+
+    The features' score (focal.runtime.score, in ``[0, 1]``) says how far apart the clustering's
+    two sides lie; the cue says something else, a region that missed a compression, and flags an
+    untouched photo with probability ``false_alarm`` at most (its threshold is that quantile). Its
+    finding is therefore worth ``1 - false_alarm`` as a score, and an image it found ranks above
+    every image only the features suspect.
+
+    Args:
+        score: the features' score, float in ``[0, 1]``.
+        mask: the cue's ``[H, W]`` uint8 mask, or None where it had no evidence.
+        cfg: the cue's settings (its ``false_alarm``).
+
+    Returns:
+        A float in ``[0, 1]``: ``score``, or ``max(score, 1 - false_alarm)`` where ``mask`` marks a region.
+    """
+    if mask is None or not mask.any():
+        return score
+    return max(score, 1.0 - cfg.false_alarm)

@@ -39,13 +39,14 @@ image is also searched for a region repeated inside it
 (:mod:`focal.runtime.copymove`), as ``focal-detect --copy-move`` does: ``mask``
 and ``forged`` are the union, ``score`` stays the features'.
 
-Double JPEG: with ``DetectorConfig.double_jpeg`` (``focal-serve --double-jpeg``)
+Double JPEG: with ``DetectorConfig.double_jpeg`` (on for an artifact whose manifest
+lists the cue, as the embedded default's does; ``--double-jpeg`` / ``--no-double-jpeg``)
 each file's bytes also go to the double-JPEG cue (:mod:`focal.runtime.doublejpeg`):
 the server hands the Detector an :class:`~focal.runtime.detector.EncodedImage`
 holding the pixels it decoded and the bytes they came from, so the cue reads
 the very file that was decoded, as ``focal-detect --double-jpeg`` does. The
-mask is the union (clustering, copy-move, double-JPEG), ``score`` stays the
-features'.
+mask is the union (clustering, copy-move, double-JPEG); ``score`` is the
+features', lifted where the cue found a region (``joined_score``).
 
 A bad element (corrupt file, over the pixel limit) gets its ``error`` and
 an empty mask; the other elements of its request and of its batch are

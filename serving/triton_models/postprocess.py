@@ -27,7 +27,9 @@ mask is turned by the file's EXIF orientation where the preprocess model
 decodes with it (``exif_orientation``), and joined after the copy-move mask,
 as ``Detector(double_jpeg=True)`` joins it: a mask whose shape is not the
 image's (an orientation OpenCV read and the header parse did not) is
-dropped with a warning, and the element answers -1, as in the Detector.
+dropped with a warning, and the element answers -1, as in the Detector. A
+region it found lifts ``score`` as the Detector's does
+(:func:`focal.runtime.doublejpeg.joined_score`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import triton_python_backend_utils as pb_utils
 
 from focal.runtime.cluster import resolve_backend
 from focal.runtime.copymove import detect_copy_move
-from focal.runtime.doublejpeg import double_jpeg_mask
+from focal.runtime.doublejpeg import double_jpeg_mask, joined_score
 from focal.runtime.geometry import image_geometry
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from focal.runtime.postprocess import localize
@@ -92,6 +94,7 @@ class TritonPythonModel:
                     raise ValueError("images of different sizes in one request: send one image per request")
                 masks = np.stack([loc.mask for loc in locs])
                 fractions = [loc.forged_fraction for loc in locs]
+                scores = [loc.score for loc in locs]
                 found = [NOT_SEARCHED] * len(locs)
                 spliced = [NOT_SEARCHED] * len(locs)
                 if self.copy_move or self.double_jpeg:
@@ -111,11 +114,12 @@ class TritonPythonModel:
                             if regions is not None:
                                 masks[k] = np.maximum(masks[k], regions)
                                 spliced[k], joined = int(regions.any()), True
+                                scores[k] = joined_score(scores[k], regions)
                         if joined:  # the Detector recounts only where a cue gave a mask
                             fractions[k] = float(np.count_nonzero(masks[k])) / masks[k].size
                 responses.append(pb_utils.InferenceResponse(output_tensors=[
                     pb_utils.Tensor("mask", masks),
-                    pb_utils.Tensor("score", np.asarray([[loc.score] for loc in locs], np.float32)),
+                    pb_utils.Tensor("score", np.asarray([[v] for v in scores], np.float32)),
                     pb_utils.Tensor("forged_fraction", np.asarray([[f] for f in fractions], np.float32)),
                     pb_utils.Tensor("post_ms", np.asarray([[loc.cluster_ms, loc.post_ms] for loc in locs], np.float32)),
                     pb_utils.Tensor("copy_move", np.asarray([[f] for f in found], np.int8)),
