@@ -66,8 +66,8 @@ __all__ = [
     "detect_double_jpeg",
     "double_jpeg_mask",
     "exif_orientation",
-    "joined_score",
     "first_step",
+    "joined_score",
     "luma_quantization",
     "orient",
 ]
