@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,6 +18,7 @@ from focal.runtime import Detector, Result
 from focal.runtime.engines import check_engine_compatibility, open_engine
 from focal.runtime.manifest import load_manifest, save_manifest
 
+from make_fixtures import write_double_jpeg_cases
 from runtime_artifacts import export_artifact
 
 
@@ -200,10 +202,6 @@ def test_the_manifest_names_the_cues_its_decision_joins(tiny_artifact: Path, tmp
 
 
 def test_a_cue_left_unsaid_runs_as_the_manifest_says(tiny_artifact: Path, tmp_path: Path) -> None:
-    import shutil
-
-    from make_fixtures import write_double_jpeg_cases
-
     splice = write_double_jpeg_cases(tmp_path / "cases")["splice"]
     listed = Path(shutil.copytree(tiny_artifact, tmp_path / "listed"))
     save_manifest(replace(load_manifest(listed), cues=["double-jpeg"]), listed)
