@@ -263,8 +263,10 @@ def bench(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     backends = cfg.backends or available_backends()
     precisions = cfg.precisions or sorted({m.precision for m in manifest.models if m.kind == "onnx"})
     rows = []
-    cues = ([(False, False)] + ([(True, False)] if manifest.cue("copy-move", cfg.copy_move) else [])
-            + ([(False, True)] if manifest.cue("double-jpeg", cfg.double_jpeg) else []))
+    copy_move, double_jpeg = manifest.cue("copy-move", cfg.copy_move), manifest.cue("double-jpeg", cfg.double_jpeg)
+    # The plain run, each cue alone and, with both on, the two together: what a run with both costs.
+    cues = ([(False, False)] + ([(True, False)] if copy_move else []) + ([(False, True)] if double_jpeg else [])
+            + ([(True, True)] if copy_move and double_jpeg else []))
     plan = [(b, p, c) for b in backends for p in precisions for c in cues
             if b != "tensorrt" or any(m.kind == "tensorrt" and m.precision == p for m in manifest.models)]
     for i, (b, p, c) in enumerate(plan, 1):

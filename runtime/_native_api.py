@@ -237,12 +237,12 @@ def ring_descriptors(smooth: np.ndarray, magnitude: np.ndarray, radius: int, *, 
     Args:
         smooth: ``[H, W]`` float32 smoothed grey levels.
         magnitude: ``[H, W]`` float32 gradient magnitudes of ``smooth``.
-        radius: outermost ring, pixels, ``1 <= radius < min(H, W)``.
+        radius: outermost ring, pixels, ``1 <= radius < min(H, W)``, at most 15.
         num_threads: worker threads, 0 for the default.
 
     Returns:
-        ``[H, W, P]`` float32, P = ``2 * radius + 1`` rounded up to a multiple
-        of 16, the padding 0.
+        ``[H, W, P]`` int16 in eighths of a grey level, P = ``2 * radius + 1``
+        rounded up to a multiple of 16, the padding 0.
     """
     return _require().ring_descriptors(
         np.ascontiguousarray(smooth, np.float32), np.ascontiguousarray(magnitude, np.float32), int(radius),
@@ -256,7 +256,7 @@ def patchmatch(
     """The PatchMatch field, bit-identical to :func:`focal.runtime.copymove.patchmatch_reference`.
 
     Args:
-        descriptors: ``[H, W, P]`` float32, P a multiple of 16.
+        descriptors: ``[H, W, P]`` int16 of :func:`ring_descriptors`, P 16 or 32.
         stride: grid step of the matched cells, pixels.
         min_offset: shortest offset a match may have, pixels.
         iterations: propagation and random-search rounds.
@@ -265,9 +265,16 @@ def patchmatch(
 
     Returns:
         ``(oy, ox, cost)``: ``[ceil(H / stride), ceil(W / stride)]`` int32
-        offsets and float32 squared descriptor distances (+inf: never matched).
+        offsets and float32 squared descriptor distances in grey levels
+        squared (+inf: never matched).
+
+    Raises:
+        TypeError: ``descriptors`` is not int16 (a cast would change the field unasked).
     """
+    descriptors = np.asarray(descriptors)
+    if descriptors.dtype != np.int16:
+        raise TypeError(f"patchmatch needs the int16 descriptors of ring_descriptors, got {descriptors.dtype}")
     return _require().patchmatch(
-        np.ascontiguousarray(descriptors, np.float32), int(stride), int(min_offset), int(iterations),
+        np.ascontiguousarray(descriptors), int(stride), int(min_offset), int(iterations),
         int(seed) % 2**64, int(num_threads),
     )

@@ -11,7 +11,10 @@ bits (``backend="reference"``, the oracle of the parity tests):
 
 1. every pixel gets a rotation-invariant descriptor: the means of the grey
    level on rings of radius 0..R around it and of the gradient magnitude on
-   rings 1..R (``2R + 1`` values, padded with zeros to 16-lane blocks);
+   rings 1..R (``2R + 1`` values, padded with zeros to 16-lane blocks),
+   stored as int16 in eighths of a grey level. The search reads targets
+   anywhere in the image, so its time follows the descriptor image's size
+   in cache; int16 halves float32's at the same masks;
 2. a PatchMatch search gives each cell of a grid (step ``stride``) the
    offset to its most similar pixel at least ``min_offset`` away. The
    search is seeded by a counter-based stream (each draw a hash of seed,
@@ -73,9 +76,10 @@ class CopyMoveConfig:
     seed: int = 0  # seeds the PatchMatch search: the same image and seed give the same mask
 
     def __post_init__(self) -> None:
-        if self.max_side < 64 or self.stride < 1 or self.radius < 1 or self.iterations < 1:
+        if self.max_side < 64 or self.stride < 1 or not 1 <= self.radius <= MAX_RADIUS or self.iterations < 1:
             raise ValueError(
-                "CopyMoveConfig: max_side >= 64, stride >= 1, radius >= 1 and iterations >= 1 needed; got "
+                f"CopyMoveConfig: max_side >= 64, stride >= 1, 1 <= radius <= {MAX_RADIUS} and iterations >= 1 "
+                "needed; got "
                 f"{self.max_side}, {self.stride}, {self.radius}, {self.iterations}"
             )
         if self.min_offset < 1 or self.min_std < 0.0 or self.tolerance < 0.0:
@@ -87,8 +91,15 @@ class CopyMoveConfig:
 
 
 _MASK64 = 2**64 - 1
-# The lane width the descriptors are padded to (one 64-byte line per pixel up to radius 7).
+# The lane width the descriptors are padded to (half a 64-byte line per pixel up to radius 7).
 _LANES = 16
+# Descriptor units per grey level, the largest stored value and the largest radius: the native
+# core's int32 distances of up to 32 values of 0..8191 stay below 2**31 (copymove.hpp).
+_SCALE = 8
+_MAX_VALUE = 8191
+MAX_RADIUS = 15
+# The cost of a candidate that is not allowed (outside the image, or too near).
+_NO_MATCH = 2**31 - 1
 
 
 def descriptor_width(radius: int) -> int:
@@ -119,27 +130,29 @@ def ring_descriptors_reference(smooth: np.ndarray, magnitude: np.ndarray, radius
     A ring of radius r holds the pixels at a distance in [r - 0.5, r + 0.5)
     (the disk of radius r + 0.5 minus that of r - 0.5), the planes mirrored
     at their border (OpenCV's BORDER_REFLECT). A disk sum is a sum of row runs
-    of a float64 row prefix sum, added in row order; ring means are rounded
-    to float32 last.
+    of a float64 row prefix sum, added in row order; ring means, in eighths
+    of a grey level, are rounded half to even and clipped to [0, 8191] last.
 
     Args:
         smooth: ``[H, W]`` float32 smoothed grey levels in [0, 255].
         magnitude: ``[H, W]`` float32 gradient magnitudes of ``smooth``.
-        radius: outermost ring, ``1 <= radius < min(H, W)``.
+        radius: outermost ring, ``1 <= radius < min(H, W)``, at most 15.
 
     Returns:
-        ``[H, W, descriptor_width(radius)]`` float32: ring means of ``smooth``
-        (radius 0..R), half the ring means of ``magnitude`` (1..R), which puts
-        both on a similar scale, then zeros.
+        ``[H, W, descriptor_width(radius)]`` int16, eighths of a grey level:
+        ring means of ``smooth`` (radius 0..R), half the ring means of
+        ``magnitude`` (1..R), which puts both on a similar scale, then zeros.
     """
     h, w = smooth.shape
-    if not 1 <= radius < min(h, w):
-        raise ValueError(f"ring_descriptors: need 1 <= radius < min(H, W), got {radius} for {h} x {w}")
-    out = np.zeros((h, w, descriptor_width(radius)), np.float32)
+    if not 1 <= radius < min(h, w) or radius > MAX_RADIUS:
+        raise ValueError(
+            f"ring_descriptors: need 1 <= radius < min(H, W) and radius <= {MAX_RADIUS}, got {radius} for {h} x {w}"
+        )
+    out = np.zeros((h, w, descriptor_width(radius)), np.int16)
     runs = [[_half_width(r, dy) for dy in range(-r, r + 1)] for r in range(radius + 1)]
     disk_sizes = [sum(2 * hw + 1 for hw in run) for run in runs]
     counts = [float(disk_sizes[0])] + [float(disk_sizes[r] - disk_sizes[r - 1]) for r in range(1, radius + 1)]
-    for channel, (plane, scale) in enumerate(((smooth, 1.0), (magnitude, 0.5))):
+    for channel, (plane, scale) in enumerate(((smooth, float(_SCALE)), (magnitude, 0.5 * _SCALE))):
         padded = np.pad(plane, radius, mode="symmetric").astype(np.float64)
         prefix = np.zeros((h + 2 * radius, w + 2 * radius + 1))
         prefix[:, 1:] = np.cumsum(padded, axis=1)
@@ -150,7 +163,8 @@ def ring_descriptors_reference(smooth: np.ndarray, magnitude: np.ndarray, radius
                 rows = prefix[radius + dy : radius + dy + h]
                 disk = disk + (rows[:, radius + hw + 1 : radius + hw + 1 + w] - rows[:, radius - hw : radius - hw + w])
             if channel == 0 or r > 0:
-                out[:, :, r if channel == 0 else radius + r] = ((disk - previous) / counts[r] * scale).astype(np.float32)
+                means = np.rint((disk - previous) / counts[r] * scale)  # half to even, as the native core
+                out[:, :, r if channel == 0 else radius + r] = np.clip(means, 0, _MAX_VALUE).astype(np.int16)
             previous = disk
     return out
 
@@ -165,9 +179,10 @@ def ring_descriptors(gray: np.ndarray, radius: int = 6, *, backend: str = "auto"
             ``"auto"``; both give the same bits.
 
     Returns:
-        ``[H, W, descriptor_width(radius)]`` float32: ring means of the grey
-        level (radius 0..R), then half the ring means of the gradient
-        magnitude (1..R), which puts both on a similar scale, then zeros.
+        ``[H, W, descriptor_width(radius)]`` int16 in eighths of a grey level
+        (0..8191): ring means of the grey level (radius 0..R), then half the
+        ring means of the gradient magnitude (1..R), which puts both on a
+        similar scale, then zeros.
     """
     smooth, magnitude = _planes(np.asarray(gray, np.float32))
     if resolve_backend(backend) == "native":
@@ -218,46 +233,40 @@ def patchmatch_reference(
     and a random search, each candidate drawn around the best offset so far,
     at radii halving from ``max(H, W)``. A candidate counts only if its target lies inside the image
     at least ``min_offset`` pixels away; it is taken only when strictly
-    closer. The distance sums the squared differences in a fixed tree (the
-    16-lane blocks lane-wise, then halving), in float32.
+    closer. Distances are exact integer sums of squared differences.
 
     Args:
-        desc: ``[H, W, P]`` float32 descriptors, P a multiple of 16.
+        desc: ``[H, W, P]`` int16 descriptors of :func:`ring_descriptors`, P 16 or 32.
         stride: grid step, pixels. min_offset: pixels. iterations: rounds.
         seed: any int (mod 2**64).
 
     Returns:
         ``(oy, ox, cost)``: ``[ceil(H / stride), ceil(W / stride)]`` int32
-        offsets and float32 squared distances, +inf where no valid match was
-        ever offered.
+        offsets and float32 squared distances in grey levels squared, +inf
+        where no valid match was ever offered.
     """
     h, w, p = desc.shape
-    if p % _LANES or p == 0:
-        raise ValueError(f"patchmatch: the descriptor width must be a multiple of {_LANES}, got {p}")
+    if p % _LANES or p == 0 or p > descriptor_width(MAX_RADIUS):
+        raise ValueError(f"patchmatch: the descriptor width must be 16 or 32 (a multiple of 16), got {p}")
+    if desc.dtype != np.int16:
+        raise TypeError(f"patchmatch needs the int16 descriptors of ring_descriptors, got {desc.dtype}")
     ys, xs = np.mgrid[0:h:stride, 0:w:stride]
     shape = ys.shape
     ys, xs = ys.ravel().astype(np.int64), xs.ravel().astype(np.int64)
     cells = np.arange(ys.size, dtype=np.uint64)
-    flat_desc = desc.reshape(-1, p)
+    flat_desc = desc.reshape(-1, p).astype(np.int64)
     query = flat_desc[ys * w + xs]
     min_offset2 = int(min_offset) ** 2
     oy = np.zeros(ys.size, np.int64)
     ox = np.zeros(ys.size, np.int64)
-    cost = np.full(ys.size, np.inf, np.float32)
+    cost = np.full(ys.size, _NO_MATCH, np.int64)  # descriptor units squared
 
     def offer(cy: np.ndarray, cx: np.ndarray) -> None:
         ty, tx = ys + cy, xs + cx
         valid = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w) & (cy * cy + cx * cx >= min_offset2)
         diff = flat_desc[np.clip(ty, 0, h - 1) * w + np.clip(tx, 0, w - 1)] - query
-        sq = diff * diff
-        s = sq[:, :_LANES]
-        for k in range(_LANES, p, _LANES):
-            s = s + sq[:, k : k + _LANES]
-        s = s[:, :8] + s[:, 8:16]
-        s = s[:, :4] + s[:, 4:8]
-        s = s[:, :2] + s[:, 2:4]
-        c = s[:, 0] + s[:, 1]
-        c[~valid] = np.inf
+        c = (diff * diff).sum(axis=1)  # exact: any order gives the native core's value
+        c[~valid] = _NO_MATCH
         better = c < cost
         oy[better], ox[better], cost[better] = cy[better], cx[better], c[better]
 
@@ -272,7 +281,9 @@ def patchmatch_reference(
             offer(oy + _draw(seed, stream, cells, -radius, 2 * radius + 1),
                   ox + _draw(seed, stream + 1, cells, -radius, 2 * radius + 1))
             radius, step = radius // 2, step + 1
-    return oy.reshape(shape).astype(np.int32), ox.reshape(shape).astype(np.int32), cost.reshape(shape)
+    # Grey levels squared: rounded to float32, then an exact division by a power of two.
+    grey2 = np.where(cost == _NO_MATCH, np.float32(np.inf), cost.astype(np.float32) / np.float32(_SCALE * _SCALE))
+    return oy.reshape(shape).astype(np.int32), ox.reshape(shape).astype(np.int32), grey2.reshape(shape)
 
 
 def detect_copy_move(

@@ -116,7 +116,7 @@ py::tuple kmeans(const CArray<float>& x, int k, i64 first, int max_iter, int num
   return py::make_tuple(to_numpy(out), it);
 }
 
-py::array_t<float> ring_descriptors(const CArray<float>& smooth, const CArray<float>& magnitude, int radius,
+py::array_t<std::int16_t> ring_descriptors(const CArray<float>& smooth, const CArray<float>& magnitude, int radius,
                                     int num_threads) {
   require_2d(smooth, "smooth");
   require_2d(magnitude, "magnitude");
@@ -124,11 +124,12 @@ py::array_t<float> ring_descriptors(const CArray<float>& smooth, const CArray<fl
     throw std::invalid_argument("smooth and magnitude must have one shape, got " + str(smooth.shape(0)) + " x " +
                                 str(smooth.shape(1)) + " and " + str(magnitude.shape(0)) + " x " + str(magnitude.shape(1)));
   const int h = static_cast<int>(smooth.shape(0)), w = static_cast<int>(smooth.shape(1));
-  if (radius < 1 || radius >= std::min(h, w))
-    throw std::invalid_argument("radius must be in [1, min(h, w)), got " + str(radius) + " for " + str(h) + " x " + str(w));
+  if (radius < 1 || radius > focal::kMaxRadius || radius >= std::min(h, w))
+    throw std::invalid_argument("radius must be in [1, min(h, w)) and at most " + str(focal::kMaxRadius) + ", got " +
+                                str(radius) + " for " + str(h) + " x " + str(w));
   const int p = focal::ring_descriptor_width(radius);
-  py::array_t<float> out({static_cast<py::ssize_t>(h), static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(p)});
-  float* o = out.mutable_data();
+  py::array_t<std::int16_t> out({static_cast<py::ssize_t>(h), static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(p)});
+  std::int16_t* o = out.mutable_data();
   {
     py::gil_scoped_release nogil;
     focal::ring_descriptors(smooth.data(), magnitude.data(), h, w, radius, num_threads, o);
@@ -136,11 +137,13 @@ py::array_t<float> ring_descriptors(const CArray<float>& smooth, const CArray<fl
   return out;
 }
 
-py::tuple patchmatch(const CArray<float>& desc, int stride, int min_offset, int iterations, std::uint64_t seed,
+py::tuple patchmatch(const CArray<std::int16_t>& desc, int stride, int min_offset, int iterations, std::uint64_t seed,
                      int num_threads) {
   if (desc.ndim() != 3) throw std::invalid_argument("descriptors must be [H, W, P], got " + str(desc.ndim()) + " dimensions");
   const int p = static_cast<int>(desc.shape(2));
-  if (p < 16 || p % 16 != 0) throw std::invalid_argument("descriptor width must be a multiple of 16, got " + str(p));
+  if (p < 16 || p % 16 != 0 || p > focal::ring_descriptor_width(focal::kMaxRadius))
+    throw std::invalid_argument("descriptor width must be 16 or 32 (a multiple of 16 up to radius " +
+                                str(focal::kMaxRadius) + "), got " + str(p));
   if (stride < 1 || min_offset < 0 || iterations < 0)
     throw std::invalid_argument("need stride >= 1, min_offset >= 0, iterations >= 0; got " + str(stride) + ", " +
                                 str(min_offset) + ", " + str(iterations));

@@ -42,47 +42,43 @@ std::vector<double> mirrored_row_prefix(const float* img, int h, int w, int radi
   return prefix;
 }
 
-// Squared distance of two descriptors of p floats (p a multiple of 16): the
-// 16-lane blocks summed lane-wise in block order, then the lanes by halving
-// (8, 4, 2, 1). A fixed tree, so that NumPy repeats it exactly, and short
-// dependency chains where a sequential sum would serialise.
-inline float distance(const float* a, const float* b, int p) {
-  float s[16];
-  for (int l = 0; l < 16; ++l) {
-    const float d = a[l] - b[l];
-    s[l] = d * d;
-  }
-  for (int k = 16; k < p; k += 16)
+// Squared distance of two descriptors of p values (p a multiple of 16), in
+// descriptor units: exact in int32 (kDescriptorMax and kMaxRadius bound it
+// below 2^31), so any summation order gives the reference's value. The
+// fixed 16-lane blocks let the compiler use multiply-add of 16-bit pairs.
+inline std::int32_t distance(const std::int16_t* a, const std::int16_t* b, int p) {
+  std::int32_t s = 0;
+  for (int k = 0; k < p; k += 16)
     for (int l = 0; l < 16; ++l) {
-      const float d = a[k + l] - b[k + l];
-      s[l] = s[l] + d * d;
+      const std::int32_t d = static_cast<std::int32_t>(a[k + l]) - b[k + l];
+      s += d * d;
     }
-  for (int l = 0; l < 8; ++l) s[l] = s[l] + s[l + 8];
-  for (int l = 0; l < 4; ++l) s[l] = s[l] + s[l + 4];
-  for (int l = 0; l < 2; ++l) s[l] = s[l] + s[l + 2];
-  return s[0] + s[1];
+  return s;
 }
 
+// The cost of a candidate that is not allowed (outside the image, too near).
+constexpr std::int32_t kNoMatch = std::numeric_limits<std::int32_t>::max();
+
 struct Grid {
-  const float* desc;
+  const std::int16_t* desc;
   int h, w, p, stride, gh, gw;
   i64 min_offset2;
 
-  const float* at(int y, int x) const { return desc + (static_cast<i64>(y) * w + x) * p; }
+  const std::int16_t* at(int y, int x) const { return desc + (static_cast<i64>(y) * w + x) * p; }
 
-  // Cost of cell (r, c) matching the pixel `offset` away; +inf when the
+  // Cost of cell (r, c) matching the pixel `offset` away; kNoMatch when the
   // target is outside the image or closer than min_offset. Without branches
   // (the distance to a clamped target is computed and discarded): the
   // validity test then never stalls on a mispredict behind a cache miss.
-  float cost(int r, int c, std::int32_t oy, std::int32_t ox) const {
+  std::int32_t cost(int r, int c, std::int32_t oy, std::int32_t ox) const {
     const int y = r * stride, x = c * stride;
     const i64 ty = static_cast<i64>(y) + oy, tx = static_cast<i64>(x) + ox;
     const bool valid = (ty >= 0) & (ty < h) & (tx >= 0) & (tx < w) &
                        (static_cast<i64>(oy) * oy + static_cast<i64>(ox) * ox >= min_offset2);
     const int cy = static_cast<int>(std::clamp<i64>(ty, 0, h - 1));
     const int cx = static_cast<int>(std::clamp<i64>(tx, 0, w - 1));
-    const float d = distance(at(cy, cx), at(y, x), p);
-    return valid ? d : kInf;
+    const std::int32_t d = distance(at(cy, cx), at(y, x), p);
+    return valid ? d : kNoMatch;
   }
 };
 
@@ -107,9 +103,10 @@ std::uint64_t splitmix64(std::uint64_t z) {
 int ring_descriptor_width(int radius) { return (2 * radius + 1 + 15) / 16 * 16; }
 
 void ring_descriptors(const float* smooth, const float* magnitude, int h, int w, int radius, int num_threads,
-                      float* out) {
-  if (radius < 1 || radius >= std::min(h, w))
-    throw std::invalid_argument("ring_descriptors: need 1 <= radius < min(h, w), got radius " + std::to_string(radius) +
+                      std::int16_t* out) {
+  if (radius < 1 || radius > kMaxRadius || radius >= std::min(h, w))
+    throw std::invalid_argument("ring_descriptors: need 1 <= radius <= " + std::to_string(kMaxRadius) +
+                                " and radius < min(h, w), got radius " + std::to_string(radius) +
                                 " for " + std::to_string(h) + " x " + std::to_string(w));
   const int p = ring_descriptor_width(radius);
   const int pw = w + 2 * radius + 1;
@@ -131,11 +128,13 @@ void ring_descriptors(const float* smooth, const float* magnitude, int h, int w,
   parallel_for(h, nthreads, 8, [&](i64 y0, i64 y1, int) {
     std::vector<double> disk(w), previous(w);
     for (i64 y = y0; y < y1; ++y) {
-      float* row_out = out + y * w * p;
-      for (i64 x = 0; x < w; ++x) std::fill(row_out + x * p + 2 * radius + 1, row_out + (x + 1) * p, 0.0f);
+      std::int16_t* row_out = out + y * w * p;
+      for (i64 x = 0; x < w; ++x)
+        std::fill(row_out + x * p + 2 * radius + 1, row_out + (x + 1) * p, static_cast<std::int16_t>(0));
       for (int channel = 0; channel < 2; ++channel) {
         const double* prefix = channel == 0 ? ps.data() : pm.data();
-        const double scale = channel == 0 ? 1.0 : 0.5;  // gradient magnitudes on the grey levels' scale
+        // Gradient magnitudes are halved, onto the grey levels' scale.
+        const double scale = channel == 0 ? kDescriptorScale : 0.5 * kDescriptorScale;
         std::fill(previous.begin(), previous.end(), 0.0);
         for (int r = 0; r <= radius; ++r) {
           std::fill(disk.begin(), disk.end(), 0.0);
@@ -149,8 +148,13 @@ void ring_descriptors(const float* smooth, const float* magnitude, int h, int w,
           }
           if (channel == 0 || r > 0) {
             const int slot = channel == 0 ? r : radius + r;
-            for (int x = 0; x < w; ++x)
-              row_out[static_cast<i64>(x) * p + slot] = static_cast<float>((disk[x] - previous[x]) / counts[r] * scale);
+            for (int x = 0; x < w; ++x) {
+              // Clipped, then rounded half to even (lrint in the default rounding mode: one
+              // conversion instruction, where nearbyint is a library call below SSE4.1).
+              const double v = std::clamp((disk[x] - previous[x]) / counts[r] * scale, 0.0,
+                                          static_cast<double>(kDescriptorMax));
+              row_out[static_cast<i64>(x) * p + slot] = static_cast<std::int16_t>(std::lrint(v));
+            }
           }
           std::swap(disk, previous);
         }
@@ -159,10 +163,11 @@ void ring_descriptors(const float* smooth, const float* magnitude, int h, int w,
   });
 }
 
-PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, int min_offset, int iterations,
+PatchMatchField patchmatch(const std::int16_t* desc, int h, int w, int p, int stride, int min_offset, int iterations,
                            std::uint64_t seed, int num_threads) {
-  if (h < 1 || w < 1 || p < 16 || p % 16 != 0 || stride < 1 || min_offset < 0 || iterations < 0)
-    throw std::invalid_argument("patchmatch: need h, w >= 1, p a positive multiple of 16, stride >= 1, min_offset >= 0, "
+  if (h < 1 || w < 1 || p < 16 || p % 16 != 0 || p > ring_descriptor_width(kMaxRadius) || stride < 1 ||
+      min_offset < 0 || iterations < 0)
+    throw std::invalid_argument("patchmatch: need h, w >= 1, p 16 or 32, stride >= 1, min_offset >= 0, "
                                 "iterations >= 0; got h " + std::to_string(h) + ", w " + std::to_string(w) + ", p " +
                                 std::to_string(p) + ", stride " + std::to_string(stride) + ", min_offset " +
                                 std::to_string(min_offset) + ", iterations " + std::to_string(iterations));
@@ -173,7 +178,7 @@ PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, i
   const Grid g{desc, h, w, p, stride, f.gh, f.gw, static_cast<i64>(min_offset) * min_offset};
   f.oy.assign(cells, 0);
   f.ox.assign(cells, 0);
-  f.cost.assign(cells, kInf);
+  std::vector<std::int32_t> cost(cells, kNoMatch);  // descriptor units squared
   std::vector<std::int32_t> ny(cells), nx(cells);
   const int nthreads = resolve_threads(num_threads);
   const i64 grain = 4;  // rows of cells per task
@@ -187,8 +192,8 @@ PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, i
           const i64 i = r * f.gw + c;
           const std::int32_t oy = draw(ky, i, 0, h) - static_cast<std::int32_t>(r * stride);
           const std::int32_t ox = draw(kx, i, 0, w) - c * stride;
-          const float cost = g.cost(static_cast<int>(r), c, oy, ox);
-          if (cost < f.cost[i]) f.oy[i] = oy, f.ox[i] = ox, f.cost[i] = cost;
+          const std::int32_t d = g.cost(static_cast<int>(r), c, oy, ox);
+          if (d < cost[i]) f.oy[i] = oy, f.ox[i] = ox, cost[i] = d;
         }
     });
   }
@@ -207,9 +212,9 @@ PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, i
               const i64 i = r * f.gw + c;
               const i64 j = sr * f.gw + std::clamp<i64>(c - shift[1], 0, f.gw - 1);
               const std::int32_t oy = f.oy[j], ox = f.ox[j];
-              const float cost = g.cost(static_cast<int>(r), c, oy, ox);
-              const bool take = cost < f.cost[i];
-              ny[i] = take ? oy : f.oy[i], nx[i] = take ? ox : f.ox[i], f.cost[i] = take ? cost : f.cost[i];
+              const std::int32_t d = g.cost(static_cast<int>(r), c, oy, ox);
+              const bool take = d < cost[i];
+              ny[i] = take ? oy : f.oy[i], nx[i] = take ? ox : f.ox[i], cost[i] = take ? d : cost[i];
             }
           }
         });
@@ -230,20 +235,24 @@ PatchMatchField patchmatch(const float* desc, int h, int w, int p, int stride, i
           // Each candidate is drawn around the best offset so far, so a far
           // lucky hit is refined by the nearer radii of the same round.
           std::int32_t by = f.oy[i], bx = f.ox[i];
-          float best = f.cost[i];
+          std::int32_t best = cost[i];
           for (int step = 0; step < steps; ++step) {
             const int radius = radius0 >> step;
             const i64 span = 2 * static_cast<i64>(radius) + 1;
             const std::int32_t oy = by + draw(keys[2 * step], i, -radius, span);
             const std::int32_t ox = bx + draw(keys[2 * step + 1], i, -radius, span);
-            const float cost = g.cost(static_cast<int>(r), c, oy, ox);
-            const bool take = cost < best;
-            by = take ? oy : by, bx = take ? ox : bx, best = take ? cost : best;
+            const std::int32_t d = g.cost(static_cast<int>(r), c, oy, ox);
+            const bool take = d < best;
+            by = take ? oy : by, bx = take ? ox : bx, best = take ? d : best;
           }
-          f.oy[i] = by, f.ox[i] = bx, f.cost[i] = best;
+          f.oy[i] = by, f.ox[i] = bx, cost[i] = best;
         }
     });
   }
+  // Grey levels squared: the int32 rounded to float32, then an exact division by a power of two.
+  constexpr float kUnits = static_cast<float>(kDescriptorScale * kDescriptorScale);
+  f.cost.resize(cells);
+  for (i64 i = 0; i < cells; ++i) f.cost[i] = cost[i] == kNoMatch ? kInf : static_cast<float>(cost[i]) / kUnits;
   return f;
 }
 

@@ -79,6 +79,21 @@ def test_cue_runs_are_timed_beside_the_plain_ones(tiny_artifact: Path, photos: P
     assert [c.strip() for c in plain_row.split("|")][column] == "-"  # no cue in the plain run
 
 
+def test_both_cues_are_also_timed_together(tiny_artifact: Path, photos: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.json"
+    image = sorted(photos.glob("*.jpg"))[0]
+    assert main([str(tiny_artifact), "--backend", "cpu", "--precision", "fp32", "--warmup", "0", "--images",
+                 str(image), "--copy-move", "--double-jpeg", "--report", str(out)]) == 0
+    table = capsys.readouterr().out
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["copy_move"], r["double_jpeg"]) for r in runs] == [(False, False), (True, False), (False, True),
+                                                                  (True, True)]
+    both = runs[-1]
+    assert set(both["stages"]) == {*STAGES, "copy_move", "double_jpeg"}
+    assert both["total_ms"] == pytest.approx(sum(v["median"] for v in both["stages"].values()))
+    assert any(line.startswith("| cpu | fp32 + copy-move + double-JPEG |") for line in table.splitlines())
+
+
 def test_onnx_flop_count_matches_the_convolutions(tiny_artifact: Path) -> None:
     # tiny at 128: three 3x3 convs 3->16 (64x64 out), 16->16 (32x32), 16->16 (16x16).
     expected = 2 * (64 * 64 * 16 * 3 * 9 + 32 * 32 * 16 * 16 * 9 + 16 * 16 * 16 * 16 * 9)

@@ -87,7 +87,8 @@ def test_descriptors_do_not_change_under_rotation() -> None:
     a = ring_descriptors(image)[128, 100]
     b = ring_descriptors(turned)[255 - 100, 128]  # the same pixel after a quarter turn
     assert a.shape == (16,) and not a[13:].any()  # 13 ring means, padded to 16 lanes
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    # int16 eighths of a grey level: a rounding may land one unit apart.
+    np.testing.assert_allclose(a.astype(np.int32), b.astype(np.int32), rtol=0, atol=1)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def test_descriptors_are_the_references_bits(shape: tuple[int, int], radius: int
     grey = _grey(1, *shape)
     native = cm.ring_descriptors(grey, radius, backend="native")
     reference = cm.ring_descriptors(grey, radius, backend="reference")
-    assert native.shape == (*shape, cm.descriptor_width(radius)) and native.dtype == np.float32
+    assert native.shape == (*shape, cm.descriptor_width(radius)) and native.dtype == np.int16
     assert np.array_equal(native, reference)
     assert not native[:, :, 2 * radius + 1 :].any()  # the padding is zeros
 
@@ -87,7 +87,34 @@ def test_bad_arguments_are_refused() -> None:
     smooth, magnitude = cm._planes(_grey(6, 20, 20))
     with pytest.raises(ValueError, match="radius"):
         na.ring_descriptors(smooth, magnitude, 20)
+    with pytest.raises(ValueError, match="radius"):
+        na.ring_descriptors(*cm._planes(_grey(6, 40, 40)), 16)  # int32 distances need radius <= 15
     with pytest.raises(ValueError, match="multiple of 16"):
-        na.patchmatch(np.zeros((8, 8, 13), np.float32), 1, 1, 1, 0)
+        na.patchmatch(np.zeros((8, 8, 13), np.int16), 1, 1, 1, 0)
     with pytest.raises(ValueError, match="multiple of 16"):
-        cm.patchmatch_reference(np.zeros((8, 8, 13), np.float32), 1, 1, 1, 0)
+        cm.patchmatch_reference(np.zeros((8, 8, 13), np.int16), 1, 1, 1, 0)
+    with pytest.raises(ValueError, match="16 or 32"):
+        na.patchmatch(np.zeros((8, 8, 48), np.int16), 1, 1, 1, 0)
+    for kernel in (na.patchmatch, cm.patchmatch_reference):  # a float field would be cast unasked
+        with pytest.raises(TypeError, match="int16"):
+            kernel(np.zeros((8, 8, 16), np.float32), 1, 1, 1, 0)
+
+
+def test_descriptors_round_to_eighths_of_a_grey_level() -> None:
+    """A flat grey 100.3 is 802.4 eighths: 802 on every ring; a flat image has no gradient."""
+    flat = np.full((20, 24), 100.3, np.float32)
+    for backend in ("native", "reference"):
+        desc = cm.ring_descriptors(flat, 3, backend=backend)
+        assert (desc[:, :, :4] == 802).all() and not desc[:, :, 4:].any()
+
+
+def test_distances_are_exact_in_grey_levels_squared() -> None:
+    """Two halves of one constant image, 1/8 grey level apart on 7 values: cost 7/64 across."""
+    desc = np.zeros((4, 64, 16), np.int16)
+    desc[:, :32, :7] = 800
+    desc[:, 32:, :7] = 801
+    for field in (na.patchmatch(desc, 1, 32, 1, 0), cm.patchmatch_reference(desc, 1, 32, 1, 0)):
+        oy, ox, cost = field
+        found = np.isfinite(cost)  # a few cells may never be offered a valid match in one round
+        assert found.mean() > 0.9 and cost.dtype == np.float32
+        assert (np.abs(ox[found]) >= 32).all() and (cost[found] == np.float32(7 / 64)).all()
