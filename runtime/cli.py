@@ -33,6 +33,7 @@ on from there).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -63,7 +64,7 @@ from focal.runtime.imageio import decode_image, read_bytes, read_image
 from focal.runtime.integrity import IntegrityError
 from focal.runtime.inputs import DetectJob, collect_inputs
 from focal.runtime.journal import JOURNAL_NAME, Journal, RunLock, read_journal_state
-from focal.runtime.manifest import MANIFEST_NAME
+from focal.runtime.manifest import MANIFEST_NAME, load_manifest
 from focal.runtime.render import overlay
 
 RESULTS_NAME = JOURNAL_NAME
@@ -168,7 +169,40 @@ def render_outputs(job: DetectJob, result: Result, cfg: DetectorConfig, err: Std
         return exc
 
 
-def _record(job: DetectJob, result: ImageOutputs | Exception | str, notes: list[str]) -> dict:
+def record_settings(cfg: DetectConfig) -> dict | None:
+    """What a record's mask depends on, settled against the artifact's manifest.
+
+    A run resumed into a folder skips only images done under the same
+    settings, and redoes the others: the model (its manifest's sha256, first
+    16 hex digits), the precision or model file, the clustering and its
+    minimum cluster size, the cues and the EXIF rotation. The engine backend
+    is left out on purpose: CPU, CUDA and TensorRT run the same model.
+
+    Returns:
+        The settings (a JSON-ready dict, stored as each record's
+        ``"settings"``), or ``None`` when the artifact cannot be read: the
+        run then treats no image as done, and the model's own loading
+        reports the problem.
+    """
+    try:
+        manifest = load_manifest(cfg.artifact)
+        digest = hashlib.sha256((cfg.artifact / MANIFEST_NAME).read_bytes()).hexdigest()[:16]
+    except (OSError, ValueError):
+        return None
+    d = manifest.settle_cues(cfg.detector)
+    return {
+        "model": digest,
+        "precision": d.model_file or d.precision,
+        "clustering": d.clustering or manifest.clustering.method,
+        "min_cluster_size": int(d.min_cluster_size or manifest.clustering.min_cluster_size),
+        "copy_move": bool(d.copy_move),
+        "double_jpeg": bool(d.double_jpeg),
+        "exif_orientation": bool(d.exif_orientation),
+    }
+
+
+def _record(job: DetectJob, result: ImageOutputs | Exception | str, notes: list[str],
+            settings: dict | None = None) -> dict:
     rec: dict = {"path": job.path}
     if isinstance(result, (Exception, str)):
         rec["error"] = error_text(str(result), job.source)
@@ -187,17 +221,30 @@ def _record(job: DetectJob, result: ImageOutputs | Exception | str, notes: list[
             rec["copy_move"] = result.copy_move
         if result.double_jpeg is not None:
             rec["double_jpeg"] = result.double_jpeg
+        if settings is not None:
+            rec["settings"] = settings
     if notes:
         rec["decoder_messages"] = notes
     return rec
 
 
-def _is_done(job: DetectJob, rec: dict | None, out: Path) -> bool:
-    """An image is done when its last record is good, names this job's outputs, and they exist."""
+def _is_written(job: DetectJob, rec: dict | None, out: Path) -> bool:
+    """Whether the image's last record is good, names this job's outputs, and they exist."""
     return (
         rec is not None and rec.get("error") is None and rec.get("mask") == f"{job.key}.mask.png"
         and (out / f"{job.key}.mask.png").is_file() and (out / f"{job.key}.overlay.png").is_file()
     )
+
+
+def _same_settings(rec: dict, settings: dict | None) -> bool:
+    """Whether a record was made under ``settings`` (records of versions before settings were kept count as made
+    under them: there is nothing to compare)."""
+    return settings is not None and rec.get("settings", settings) == settings
+
+
+def _is_done(job: DetectJob, rec: dict | None, out: Path, settings: dict | None) -> bool:
+    """An image is done when its outputs are written (:func:`_is_written`) under this run's settings."""
+    return _is_written(job, rec, out) and _same_settings(rec, settings)
 
 
 class StderrCapture:
@@ -347,10 +394,17 @@ def plan_run(inputs: list[str], cfg: DetectConfig) -> RunPlan:
     err = StderrCapture()
     for item in unmatched:
         err.print(f"focal-detect: {item}: no such file, folder or matching image")
-    pending = [j for j in jobs if cfg.overwrite or not _is_done(j, state.get(j.path), cfg.out)]
+    settings = record_settings(cfg)
+    pending = [j for j in jobs if cfg.overwrite or not _is_done(j, state.get(j.path), cfg.out, settings)]
     counts = {"done": 0, "flagged": 0, "failed": len(unmatched), "skipped": len(jobs) - len(pending)}
     if counts["skipped"]:
         err.print(f"focal-detect: {counts['skipped']} image(s) already done in {cfg.out} (use --overwrite to redo)")
+    other = [state[j.path]["settings"] for j in pending if not cfg.overwrite and settings is not None
+             and _is_written(j, state.get(j.path), cfg.out) and not _same_settings(state[j.path], settings)]
+    if other:  # a resumed run never mixes masks made under different settings without saying so
+        changed = sorted({k for o in other for k in settings if o.get(k) != settings[k]})
+        err.print(f"focal-detect: {len(other)} image(s) in {cfg.out} were done under other settings "
+                  f"({', '.join(changed)}): redoing them")
     return RunPlan(pending, counts, err, created, t0)
 
 
@@ -447,6 +501,7 @@ class RunRecorder:
         self.lock = RunLock(cfg.out)
         self.lock.remove_stale_temporaries()
         self.journal = Journal(cfg.out)
+        self.settings = record_settings(cfg)  # stored in every record; a resumed run compares them
         self.interrupted = False
         self.deferred: list[DetectJob] = []  # held by another run when their turn came
         self.progress: Progress | None = None
@@ -476,7 +531,8 @@ class RunRecorder:
                 break
             self.lock.release(key)  # another input wrote this name meanwhile: take the hashed one
         rec = self.journal.latest.get(job.path)
-        if _is_done(job, rec, self.cfg.out) and (not self.cfg.overwrite or self.journal.written_since_start(job.path)):
+        if _is_done(job, rec, self.cfg.out, self.settings) and (
+                not self.cfg.overwrite or self.journal.written_since_start(job.path)):
             self.lock.release(job.key)
             self.counts["skipped"] += 1
             return None
@@ -499,7 +555,7 @@ class RunRecorder:
                     write_atomic(self.cfg.out / f"{job.key}.overlay.png", result.overlay_png)
                 except OSError as exc:
                     result = exc
-            rec = _record(job, result, notes)
+            rec = _record(job, result, notes, self.settings)
             self.journal.append(rec)
         finally:
             self.lock.release(job.key)

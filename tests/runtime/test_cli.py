@@ -13,6 +13,7 @@ import numpy as np
 
 from focal.runtime.cli import DetectSummary, build_parser, main
 from focal.runtime.inputs import collect_inputs
+from focal.runtime.manifest import load_manifest
 
 
 def _records(out: Path) -> dict[str, dict]:
@@ -59,6 +60,44 @@ def test_rerun_skips_done_images_unless_overwrite(tiny_artifact: Path, photo_dir
     assert main(args + ["--overwrite", "--json"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and all(json.loads(line)["error"] is None for line in lines)
+
+
+def test_a_rerun_under_other_settings_redoes_the_images_and_says_why(tiny_artifact: Path, photo_dir: Path,
+                                                                     tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = [str(tiny_artifact), str(photo_dir), "--out", str(out), "--backend", "cpu"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert {r["settings"]["copy_move"] for r in records} == {False}
+    size = load_manifest(tiny_artifact).clustering.min_cluster_size
+    assert {r["settings"]["min_cluster_size"] for r in records} == {size}
+    capsys.readouterr()
+    # The copy-move search changes masks: the images done without it are redone, not skipped.
+    assert main(args + ["--copy-move", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "5 image(s) in" in captured.err and "under other settings (copy_move): redoing them" in captured.err
+    redone = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(redone) == 5 and all(r["settings"]["copy_move"] for r in redone)
+    # Under the same settings again, everything is done; two settings changed at once are both named.
+    assert main(args + ["--copy-move"]) == 0
+    assert "5 image(s) already done" in capsys.readouterr().err
+    assert main(args + ["--min-cluster-size", str(size + 7)]) == 0
+    assert "(copy_move, min_cluster_size): redoing them" in capsys.readouterr().err
+
+
+def test_records_without_settings_count_as_done(tiny_artifact: Path, photo_dir: Path, tmp_path: Path,
+                                                capsys) -> None:
+    """Folders written before records kept their settings resume as they did: nothing to compare."""
+    out = tmp_path / "out"
+    args = [str(tiny_artifact), str(photo_dir), "--out", str(out), "--backend", "cpu"]
+    assert main(args) == 0
+    journal = out / "results.jsonl"
+    old = [json.loads(line) for line in journal.read_text().splitlines()]
+    journal.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "settings"}) + "\n" for r in old))
+    capsys.readouterr()
+    assert main(args + ["--copy-move"]) == 0
+    err = capsys.readouterr().err
+    assert "5 image(s) already done" in err and "other settings" not in err
 
 
 def test_artifact_is_an_optional_first_positional_and_options_may_come_between() -> None:
