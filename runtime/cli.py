@@ -371,6 +371,7 @@ class RunPlan:
     err: StderrCapture  # the run's stderr (decoder capture and its own lines)
     created: list[Path]  # folders made for --out (removed again if the run stops before any work)
     start: float  # time.perf_counter() at the start
+    settings: dict | None  # record_settings(cfg): what this run's records store and resume compares
 
     def summary(self, interrupted: bool = False) -> DetectSummary:
         return DetectSummary(**self.counts, seconds=time.perf_counter() - self.start, interrupted=interrupted)
@@ -405,7 +406,7 @@ def plan_run(inputs: list[str], cfg: DetectConfig) -> RunPlan:
         changed = sorted({k for o in other for k in settings if o.get(k) != settings[k]})
         err.print(f"focal-detect: {len(other)} image(s) in {cfg.out} were done under other settings "
                   f"({', '.join(changed)}): redoing them")
-    return RunPlan(pending, counts, err, created, t0)
+    return RunPlan(pending, counts, err, created, t0, settings)
 
 
 def open_detector(cfg: DetectConfig) -> tuple[Detector, str]:
@@ -454,7 +455,7 @@ def detect(inputs: list[str], cfg: DetectConfig) -> DetectSummary:
         raise
     plan.err.print(line)
     cfg = replace(cfg, detector=det.config)  # decoding follows the cues settled against the manifest
-    run = _Run(cfg, det, plan.err, plan.counts)
+    run = _Run(cfg, det, plan)
     try:
         run.go(plan.pending)
     except KeyboardInterrupt:
@@ -491,17 +492,18 @@ class RunRecorder:
         cfg: the run.
         err: the run's stderr.
         counts: the counters to update ("done", "flagged", "failed", "skipped").
+        settings: the plan's :func:`record_settings`, stored in every record.
         stdout: where ``--json`` prints the records (default: ``sys.stdout`` now).
     """
 
-    def __init__(self, cfg: DetectConfig, err: StderrCapture, counts: dict[str, int],
+    def __init__(self, cfg: DetectConfig, err: StderrCapture, counts: dict[str, int], settings: dict | None,
                  stdout: TextIO | None = None) -> None:
         self.cfg, self.err, self.counts = cfg, err, counts
         self.stdout = stdout or sys.stdout
         self.lock = RunLock(cfg.out)
         self.lock.remove_stale_temporaries()
         self.journal = Journal(cfg.out)
-        self.settings = record_settings(cfg)  # stored in every record; a resumed run compares them
+        self.settings = settings  # stored in every record; a resumed run compares them
         self.interrupted = False
         self.deferred: list[DetectJob] = []  # held by another run when their turn came
         self.progress: Progress | None = None
@@ -590,8 +592,8 @@ class RunRecorder:
 class _Run(RunRecorder):
     """The local run: images flow through ``Detector.detect_many`` into the recorder."""
 
-    def __init__(self, cfg: DetectConfig, det: Detector, err: StderrCapture, counts: dict[str, int]) -> None:
-        super().__init__(cfg, err, counts)
+    def __init__(self, cfg: DetectConfig, det: Detector, plan: RunPlan) -> None:
+        super().__init__(cfg, plan.err, plan.counts, plan.settings)
         self.det = det
         self.stop = threading.Event()
         self.in_flight: deque[tuple[DetectJob, list[str], float]] = deque()  # fed to the detector, in order

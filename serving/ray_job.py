@@ -448,7 +448,7 @@ def detect_on_ray(inputs: list[str], cfg: DetectConfig, ray_cfg: RayConfig | Non
             plan.abandon()
             raise
         plan.err.print(line)
-        recorder = RunRecorder(cfg, plan.err, plan.counts, stdout=stdout)
+        recorder = RunRecorder(cfg, plan.err, plan.counts, plan.settings, stdout=stdout)
         recorder.progress = Progress(len(plan.pending), "detect", stream=sys.stderr)
         try:
             # Inputs known bad without reading them (dangling symlinks) are recorded here.
