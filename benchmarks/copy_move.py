@@ -99,10 +99,13 @@ def main() -> int:
                         help=f"CopyMoveConfig.iterations (default: {CopyMoveConfig.iterations})")
     parser.add_argument("--stride", type=int, default=CopyMoveConfig.stride,
                         help=f"CopyMoveConfig.stride, the grid step of the matched cells (default: {CopyMoveConfig.stride})")
+    parser.add_argument("--tolerance", type=float, default=CopyMoveConfig.tolerance,
+                        help=f"CopyMoveConfig.tolerance, pixels (default: {CopyMoveConfig.tolerance})")
     parser.add_argument("--backend", action="append", choices=BACKENDS,
                         help="copy-move kernels: auto (default), native or reference; repeat to time several")
     args = parser.parse_args()
-    config = CopyMoveConfig(max_cost=args.max_cost, iterations=args.iterations, stride=args.stride)
+    config = CopyMoveConfig(max_cost=args.max_cost, iterations=args.iterations, stride=args.stride,
+                            tolerance=args.tolerance)
     backends = args.backend or ["auto"]
     other = _eval_masks(args.eval) if args.eval else {}
     print(f"| dataset | images (forged / authentic) | IoU | overlapping (IoU > 0.1) | authentic flagged | ms / image |"

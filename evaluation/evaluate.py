@@ -28,14 +28,15 @@ import numpy as np
 
 from focal._datasets import FilePair, load_pairs
 from focal.runtime.cluster import DEFAULT_MIN_CLUSTER_SIZE
-from focal.runtime.copymove import detect_copy_move
-from focal.runtime.doublejpeg import detect_double_jpeg, joined_score
+from focal.runtime.copymove import CopyMoveConfig, detect_copy_move
+from focal.runtime.doublejpeg import DoubleJpegConfig, detect_double_jpeg
 from focal.runtime.geometry import Geometry
 from focal.runtime.imageio import decode_image, read_bytes, read_image, read_mask
 from focal.runtime.manifest import MANIFEST_NAME
 from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
 from focal.evaluation.plots import line_panel, write_png
 from focal.runtime.postprocess import localize, soft_map
+from focal.runtime.score import joined_score
 from focal._progress import Progress
 from focal.runtime.render import overlay
 from focal.evaluation.robustness import PERTURBATIONS, perturb
@@ -139,8 +140,10 @@ def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, metho
                 usable = found is not None and found.mask is not None and found.mask.shape == (h, w)
                 requantised = found.mask > 0 if usable else np.zeros((h, w), bool)
             pred = pred | requantised
-        # The image score as the Detector gives it: the features', lifted where the double-JPEG cue found a region.
-        score = joined_score(loc.score, requantised) if DOUBLE_JPEG_SUFFIX in method else loc.score
+        # The image score as the Detector gives it: the features', lifted where a joined cue found a region.
+        score = joined_score(loc.score, copies, CopyMoveConfig.false_alarm) if COPY_MOVE_SUFFIX in method else loc.score
+        if DOUBLE_JPEG_SUFFIX in method:
+            score = joined_score(score, requantised, DoubleJpegConfig.false_alarm)
         soft = soft_map(loc.features, loc.labels, h, w, geometry)
         s = pixel_scores(pred, truth)
         f1_best, iou_best = best_threshold_scores(soft, truth)

@@ -21,9 +21,9 @@ import numpy as np
 
 from focal.runtime.cluster import CLUSTER_METHODS
 from focal.runtime.cluster import resolve_backend as resolve_cluster_backend
-from focal.runtime.copymove import detect_copy_move
+from focal.runtime.copymove import CopyMoveConfig, detect_copy_move
 from focal.runtime.default import default_artifact
-from focal.runtime.doublejpeg import double_jpeg_mask, joined_score
+from focal.runtime.doublejpeg import DoubleJpegConfig, double_jpeg_mask
 from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engine, resolve_backend
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_bytes, decode_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
@@ -31,6 +31,7 @@ from focal.runtime.fusion import fuse_feature_maps
 from focal.runtime.postprocess import localize
 from focal.runtime.geometry import Geometry, image_geometry
 from focal.runtime.preprocess import network_input
+from focal.runtime.score import joined_score
 
 STAGES: tuple[str, ...] = ("decode", "preprocess", "infer", "cluster", "postprocess")
 
@@ -78,7 +79,8 @@ class Result:
         labels: ``[h, w]`` uint8 at feature resolution, 1 = forged.
         score: image-level forgery score in ``[0, 1]``: the features' (0 when
             their clustering flags nothing), raised to at least 0.99 where the
-            double-JPEG cue found a region (:func:`focal.runtime.doublejpeg.joined_score`).
+            copy-move search or the double-JPEG cue found a region
+            (:func:`focal.runtime.score.joined_score`).
         forged_fraction: share of mask pixels flagged, in ``[0, 1]``.
         timings: milliseconds per stage (``STAGES``); ``infer`` is this
             image's share of its batch's engine call.
@@ -88,7 +90,7 @@ class Result:
         copy_move: under ``copy_move``, ``[H, W]`` uint8 mask of the
             copy-moves found (255 = source or target of a copy; already in
             ``mask``, and timed as ``timings["copy_move"]``), else ``None``.
-            ``score`` and ``labels`` stay the features'.
+            ``labels`` stay the features'.
         double_jpeg: under ``double_jpeg``, ``[H, W]`` uint8 mask of the
             regions that missed the file's first JPEG compression (already in
             ``mask``; timed as ``timings["double_jpeg"]``, with the decode), all
@@ -392,10 +394,10 @@ class Detector:
                 p.image = None  # the batch may be long: do not hold decoded images past their use
                 timings["copy_move"] = (time.perf_counter() - t0) * 1e3
                 mask = np.maximum(mask, copies)
-            score = loc.score
+            score = joined_score(loc.score, copies, CopyMoveConfig.false_alarm)
             if p.double_jpeg is not None:
                 mask = np.maximum(mask, p.double_jpeg)
-                score = joined_score(score, p.double_jpeg)
+                score = joined_score(score, p.double_jpeg, DoubleJpegConfig.false_alarm)
             if copies is not None or p.double_jpeg is not None:
                 fraction = float(np.count_nonzero(mask)) / mask.size
             results.append(Result(

@@ -67,7 +67,6 @@ __all__ = [
     "double_jpeg_mask",
     "exif_orientation",
     "first_step",
-    "joined_score",
     "luma_quantization",
     "orient",
 ]
@@ -500,25 +499,3 @@ def double_jpeg_mask(data: bytes, shape: tuple[int, int], apply_orientation: boo
                                            name, mask.shape, tuple(shape))
         return None
     return mask
-
-
-def joined_score(score: float, mask: np.ndarray | None, cfg: DoubleJpegConfig = DoubleJpegConfig()) -> float:
-    """The image score once the cue has looked: at least ``1 - cfg.false_alarm`` where it found a region.
-
-    The features' score (focal.runtime.score, in ``[0, 1]``) says how far apart the clustering's
-    two sides lie; the cue says something else, a region that missed a compression, and flags an
-    untouched photo with probability ``false_alarm`` at most (its threshold is that quantile). Its
-    finding is therefore worth ``1 - false_alarm`` as a score, and an image it found ranks above
-    every image only the features suspect.
-
-    Args:
-        score: the features' score, float in ``[0, 1]``.
-        mask: the cue's ``[H, W]`` uint8 mask, or None where it had no evidence.
-        cfg: the cue's settings (its ``false_alarm``).
-
-    Returns:
-        A float in ``[0, 1]``: ``score``, or ``max(score, 1 - false_alarm)`` where ``mask`` marks a region.
-    """
-    if mask is None or not mask.any():
-        return score
-    return max(score, 1.0 - cfg.false_alarm)

@@ -52,3 +52,27 @@ def forgery_score(features: np.ndarray, labels: np.ndarray) -> float:
         return 0.0
     between = p_f * (1.0 - p_f) * float(((mu_f - mu_p) ** 2).sum())
     return float(np.clip(between / total, 0.0, 1.0))
+
+
+def joined_score(score: float, mask: np.ndarray | None, false_alarm: float) -> float:
+    """The image score once a training-free cue has looked: at least ``1 - false_alarm`` where it found a region.
+
+    The features' score (:func:`forgery_score`) says how far apart the clustering's two sides
+    lie; a cue (the copy-move search, the double-JPEG cue) says something else, a repeated
+    region or one that missed a compression, and flags an untouched photo with probability
+    ``false_alarm`` at most (its threshold was fitted to that rate on training-side photos).
+    Its finding is therefore worth ``1 - false_alarm`` as a score: an image a cue found ranks
+    above every image only the features suspect, and an image whose mask a cue filled is never
+    scored as clean. Applied once per cue; the order does not matter (a max).
+
+    Args:
+        score: the score so far, float in ``[0, 1]``.
+        mask: the cue's ``[H, W]`` mask (uint8 or bool), or None where it had no evidence.
+        false_alarm: the cue's false-alarm rate, in ``(0, 1)``.
+
+    Returns:
+        A float in ``[0, 1]``: ``score``, or ``max(score, 1 - false_alarm)`` where ``mask`` marks a region.
+    """
+    if mask is None or not mask.any():
+        return score
+    return max(score, 1.0 - false_alarm)

@@ -16,8 +16,8 @@
 #    image can flip under quantisation, so the parity table measures it),
 #    verifying parity on ../shared/data/real-samples, and the trained weights
 #    beside them (checkpoint.safetensors + .json: fine-tuning, focal-bench --reference);
-#    its manifest lists the double-JPEG cue (--cue double-jpeg), which every tool then runs
-#    unless told --no-double-jpeg;
+#    its manifest lists the copy-move and double-JPEG cues (--cue copy-move --cue double-jpeg),
+#    which every tool then runs unless told --no-copy-move / --no-double-jpeg;
 # 3. fits the `split` decision's threshold (a 10% false-alarm rate) on the
 #    photos training held out, which focal-synth lists.
 set -euo pipefail
@@ -32,7 +32,7 @@ SEGMENTATIONS=${FOCAL_SEGMENTATIONS:-$PHOTOS/bsds500_groundTruth_mat}
 rm -rf runtime/default_model.new
 .venv/bin/focal-export --backbone lite --weights "$RUN/best.safetensors" --input-size 512 \
   --int8 --calib "synthetic:$PHOTOS" --calib-count 64 --calib-method minmax \
-  --verify ../shared/data/real-samples/images --clustering hdbscan --cue double-jpeg --checkpoint \
+  --verify ../shared/data/real-samples/images --clustering hdbscan --cue copy-move --cue double-jpeg --checkpoint \
   --out runtime/default_model.new || echo "build_default_model: parity below a threshold: see the table above"
 HELDOUT=$(mktemp -d)
 .venv/bin/focal-synth --photos "$PHOTOS" --segmentations "$SEGMENTATIONS" --count 1 --out "$HELDOUT/synval" \

@@ -20,7 +20,7 @@ the geometry the preprocess model used, recomputed from the size. Under
 decoder settings (``max_pixels``, ``exif_orientation``: the same pixels),
 searched by :func:`focal.runtime.copymove.detect_copy_move` on the
 clustering's kernels, and its mask joined to the clustering's, as
-``Detector(copy_move=True)`` joins them; ``score`` stays the features'.
+``Detector(copy_move=True)`` joins them.
 Under ``double_jpeg`` the file's bytes go to
 :func:`focal.runtime.doublejpeg.detect_double_jpeg` (``max_pixels``), its
 mask is turned by the file's EXIF orientation where the preprocess model
@@ -28,8 +28,8 @@ decodes with it (``exif_orientation``), and joined after the copy-move mask,
 as ``Detector(double_jpeg=True)`` joins it: a mask whose shape is not the
 image's (an orientation OpenCV read and the header parse did not) is
 dropped with a warning, and the element answers -1, as in the Detector. A
-region it found lifts ``score`` as the Detector's does
-(:func:`focal.runtime.doublejpeg.joined_score`).
+copy or region either cue found lifts ``score`` as the Detector's does
+(:func:`focal.runtime.score.joined_score`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from focal.runtime.cluster import resolve_backend
-from focal.runtime.copymove import detect_copy_move
-from focal.runtime.doublejpeg import double_jpeg_mask, joined_score
+from focal.runtime.copymove import CopyMoveConfig, detect_copy_move
+from focal.runtime.doublejpeg import DoubleJpegConfig, double_jpeg_mask
+from focal.runtime.score import joined_score
 from focal.runtime.geometry import image_geometry
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
 from focal.runtime.postprocess import localize
@@ -109,12 +110,13 @@ class TritonPythonModel:
                             copies = self._copies(data, name, int(h), int(w))
                             masks[k] = np.maximum(masks[k], copies)
                             found[k], joined = int(copies.any()), True
+                            scores[k] = joined_score(scores[k], copies, CopyMoveConfig.false_alarm)
                         if self.double_jpeg:
                             regions = double_jpeg_mask(data, (int(h), int(w)), self.orientation, name, self.max_pixels)
                             if regions is not None:
                                 masks[k] = np.maximum(masks[k], regions)
                                 spliced[k], joined = int(regions.any()), True
-                                scores[k] = joined_score(scores[k], regions)
+                                scores[k] = joined_score(scores[k], regions, DoubleJpegConfig.false_alarm)
                         if joined:  # the Detector recounts only where a cue gave a mask
                             fractions[k] = float(np.count_nonzero(masks[k])) / masks[k].size
                 responses.append(pb_utils.InferenceResponse(output_tensors=[

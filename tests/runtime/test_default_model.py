@@ -28,7 +28,7 @@ def test_default_detector_runs_on_a_real_forgery(default_present: None, shared_d
 
     image = shared_data / "real-samples/images/misc_casia1_Sp_S_NNN_A_ani0041_ani0041_0199.jpg"
     untouched = shared_data / "natural/bsds500/test_100007.jpg"
-    with Detector(backend="cpu", keep_features=True) as det:
+    with Detector(backend="cpu", keep_features=True, copy_move=False, double_jpeg=False) as det:  # features alone
         assert det.manifest.extractor == "lite" and det.manifest.input.size == 512
         r, u = det(image), det(untouched)
     assert r.mask.shape == (256, 384) and r.labels.shape == (64, 64)
@@ -39,6 +39,15 @@ def test_default_detector_runs_on_a_real_forgery(default_present: None, shared_d
     # ... and tells the forgery from an untouched photo (measured 0.50 and 0.0).
     assert 0.0 < r.forged_fraction < 0.5 and r.score > 0.25
     assert u.score < r.score - 0.2
+    # The default's rule joins its cues: this splice from the same photo (CASIA's Sp_S) repeats a
+    # region, the copy-move search finds it, and the found copy lifts the score.
+    with Detector(backend="cpu") as det:
+        assert det.config.copy_move and det.config.double_jpeg
+        joint, clean = det(image), det(untouched)
+    assert joint.copy_move.any() and joint.score == max(r.score, 0.99)
+    cues = [m for m in (joint.copy_move, joint.double_jpeg) if m is not None]  # None: no JPEG evidence
+    assert np.array_equal(joint.mask, np.maximum.reduce([r.mask, *cues]))
+    assert not clean.mask.any() and clean.score == u.score
 
 
 def test_default_int8_agrees_with_fp32(default_present: None, shared_data: Path) -> None:

@@ -219,8 +219,8 @@ def test_a_cue_left_unsaid_runs_as_the_manifest_says(tiny_artifact: Path, tmp_pa
         assert det(splice).double_jpeg is not None
 
 
-def test_the_embedded_default_lists_the_double_jpeg_cue() -> None:
-    assert load_manifest(Path(__file__).resolve().parents[2] / "runtime/default_model").cues == ["double-jpeg"]
+def test_the_embedded_default_lists_both_cues() -> None:
+    assert load_manifest(Path(__file__).resolve().parents[2] / "runtime/default_model").cues == ["copy-move", "double-jpeg"]
 
 
 @pytest.mark.parametrize("order", ["general first", "cpu first"])

@@ -12,9 +12,10 @@ import pytest
 
 from focal.evaluation.metrics import pixel_scores
 from focal.runtime.doublejpeg import (
-    ZIGZAG, DoubleJpegConfig, dct_coefficients, detect_double_jpeg, exif_orientation, joined_score, luma_quantization,
+    ZIGZAG, DoubleJpegConfig, dct_coefficients, detect_double_jpeg, exif_orientation, luma_quantization,
     orient,
 )
+from focal.runtime.score import joined_score
 from make_fixtures import (  # tests/ is on sys.path (conftest.py)
     decode_rgb, double_jpeg_splice, jpeg_bytes, sample_photos, with_exif_orientation,
 )
@@ -147,7 +148,7 @@ def test_the_detector_joins_the_cue_for_files_and_encoded_images(tiny_artifact, 
     assert np.array_equal(joint.mask, np.maximum(alone.mask, joint.double_jpeg))
     assert np.array_equal(joint.labels, alone.labels)  # the features' own
     # A region found lifts the score to the cue's confidence, and never lowers it.
-    assert joint.score == joined_score(alone.score, joint.double_jpeg) == max(alone.score, 0.99)
+    assert joint.score == joined_score(alone.score, joint.double_jpeg, 0.01) == max(alone.score, 0.99)
     assert array.score == alone.score  # no evidence: the features' score as it was
     assert np.array_equal(encoded.mask, joint.mask) and encoded.path == str(path)
     assert array.double_jpeg is None  # an array carries no JPEG header: no evidence, said as None
@@ -156,9 +157,9 @@ def test_the_detector_joins_the_cue_for_files_and_encoded_images(tiny_artifact, 
 
 def test_the_joined_score_is_lifted_only_by_a_found_region() -> None:
     found, empty = np.full((16, 16), 255, np.uint8), np.zeros((16, 16), np.uint8)
-    assert joined_score(0.2, None) == 0.2 and joined_score(0.2, empty) == 0.2
-    assert joined_score(0.2, found) == 0.99 and joined_score(0.995, found) == 0.995
-    assert joined_score(0.2, found, DoubleJpegConfig(false_alarm=0.05)) == 0.95
+    assert joined_score(0.2, None, 0.01) == 0.2 and joined_score(0.2, empty, 0.01) == 0.2
+    assert joined_score(0.2, found, 0.01) == 0.99 and joined_score(0.995, found, 0.01) == 0.995
+    assert joined_score(0.2, found > 0, 0.05) == 0.95  # a bool mask too
     with pytest.raises(ValueError, match="false_alarm"):
         DoubleJpegConfig(false_alarm=0.0)
 

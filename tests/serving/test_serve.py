@@ -76,8 +76,8 @@ def test_every_sample_matches_the_detector(server, files, expected, protocol) ->
         for path in files:
             [remote] = client.detect([path.read_bytes()])
             _same(remote, expected[path])
-            # The embedded default's manifest lists the double-JPEG cue: the server runs it unasked.
-            assert set(remote.timings) == {"decode", "preprocess", "double_jpeg", "infer", "cluster", "postprocess"}
+            # The embedded default's manifest lists both cues: the server runs them unasked.
+            assert set(remote.timings) == {*STAGES, "copy_move", "double_jpeg"}
 
 
 def test_a_corrupt_element_fails_alone(server, files, expected) -> None:
@@ -229,50 +229,45 @@ def copy_moves(tmp_path_factory) -> dict[str, Path]:
 def test_copy_move_flag_reaches_the_detector_config() -> None:
     assert config_from_args(build_parser().parse_args(["--copy-move"])).detector.copy_move is True
     assert config_from_args(build_parser().parse_args(["--no-copy-move"])).detector.copy_move is False
-    assert config_from_args(build_parser().parse_args([])).detector.copy_move is None  # the manifest's: off
+    unsaid = config_from_args(build_parser().parse_args([]))
+    assert unsaid.detector.copy_move is None  # left to the manifest, whose cues turn it on for the default
+    assert load_manifest(unsaid.artifact).settle_cues(unsaid.detector).copy_move is True
 
 
 def test_copy_move_is_served_as_the_detector_finds_it(tmp_path, server, copy_moves) -> None:
-    import tritonclient.http as httpclient
-
-    with Detector(copy_move=True) as det:
+    with Detector() as det:  # the embedded default's manifest turns the search on
         joint = {k: det(p) for k, p in copy_moves.items()}
-    with Detector() as det:
+    with Detector(copy_move=False) as det:
         alone = {k: det(p) for k, p in copy_moves.items()}
     # The image holds a copy the features miss: the two masks differ, so the checks below can tell them apart.
     assert joint["copied"].copy_move.any() and not joint["plain"].copy_move.any()
     assert not np.array_equal(joint["copied"].mask, alone["copied"].mask)
     blobs = [copy_moves["copied"].read_bytes(), copy_moves["plain"].read_bytes()]
 
-    srv = LocalServer(tmp_path / "copy-move.log", free_port_block(), "--copy-move").start()
+    # The module's server runs the default with no flag: the search is on, as the manifest says.
+    for protocol, port in (("http", server.port), ("grpc", server.port + 1)):
+        with FocalClient(f"127.0.0.1:{port}", protocol=protocol) as client:
+            copied, plain = client.detect(blobs)  # one request, two images
+        _same(copied, joint["copied"])
+        _same(plain, joint["plain"])
+        assert copied.copy_move is True and plain.copy_move is False
+        # the default's manifest adds the double-JPEG cue, which reads the PNG too and finds nothing
+        assert set(copied.timings) == {*STAGES, "copy_move", "double_jpeg"} and copied.timings["copy_move"] > 0
+    with FocalClient(server.http) as client:  # a failed element was not searched
+        [bad] = client.detect([b"not an image at all"])
+    assert bad.error is not None and bad.copy_move is None
+
+    # --no-copy-move: the features' mask, and "not searched" (-1, int8).
+    srv = LocalServer(tmp_path / "copy-move.log", free_port_block(), "--no-copy-move").start()
     try:
-        for protocol, port in (("http", srv.port), ("grpc", srv.port + 1)):
-            with FocalClient(f"127.0.0.1:{port}", protocol=protocol) as client:
-                copied, plain = client.detect(blobs)  # one request, two images
-            _same(copied, joint["copied"])
-            _same(plain, joint["plain"])
-            assert copied.copy_move is True and plain.copy_move is False
-            # the default's manifest adds the double-JPEG cue, which reads the PNG too and finds nothing
-            assert set(copied.timings) == {*STAGES, "copy_move", "double_jpeg"} and copied.timings["copy_move"] > 0
-        with FocalClient(srv.http) as client:  # a failed element was not searched
-            [bad] = client.detect([b"not an image at all"])
-        assert bad.error is not None and bad.copy_move is None
+        with FocalClient(srv.http) as client:
+            [remote] = client.detect([blobs[0]])
+        _same(remote, alone["copied"])
+        assert remote.copy_move is None and set(remote.timings) == {*STAGES, "double_jpeg"}
+        flag = _raw(srv.http, [blobs[0]], "copy_move")
+        assert flag.dtype == np.int8 and flag.tolist() == [[-1]]
     finally:
         assert srv.stop() == 0, srv.log.read_text()[-3000:]
-
-    # The module's server runs without --copy-move: the features' mask, and "not searched" (-1, int8).
-    with FocalClient(server.http) as client:
-        [remote] = client.detect([blobs[0]])
-    _same(remote, alone["copied"])
-    assert remote.copy_move is None and set(remote.timings) == {*STAGES, "double_jpeg"}
-    raw = httpclient.InferenceServerClient(server.http)
-    try:
-        inp = httpclient.InferInput("image", [1, 1], "BYTES")
-        inp.set_data_from_numpy(np.array([[blobs[0]]], dtype=object))
-        flag = raw.infer("focal", [inp]).as_numpy("copy_move")
-    finally:
-        raw.close()
-    assert flag.dtype == np.int8 and flag.tolist() == [[-1]]
 
 
 def _raw(url: str, blobs: list[bytes], output: str) -> np.ndarray:
@@ -322,8 +317,8 @@ def test_double_jpeg_is_served_as_the_detector_finds_it(tmp_path, server, double
         remote = dict(zip(names, client.detect(blobs)))  # one request, four images of two shapes
     for k in names:
         _same(remote[k], joint[k])
-        assert remote[k].copy_move is None
-        assert set(remote[k].timings) == {*STAGES, "double_jpeg"}, k  # the cue read every file
+        assert remote[k].copy_move is not None  # the manifest's other cue searched every file
+        assert set(remote[k].timings) == {*STAGES, "copy_move", "double_jpeg"}, k  # the cue read every file
     want = {k: None if f < 0 else bool(f) for k, f in flags.items()}  # the client's reading of 1 / 0 / -1
     assert {k: r.double_jpeg for k, r in remote.items()} == want
     raw = _raw(server.http, blobs, "double_jpeg")
@@ -339,7 +334,7 @@ def test_double_jpeg_is_served_as_the_detector_finds_it(tmp_path, server, double
             plain = dict(zip(names, client.detect(blobs)))
         for k in names:
             _same(plain[k], alone[k])
-            assert plain[k].double_jpeg is None and set(plain[k].timings) == set(STAGES)
+            assert plain[k].double_jpeg is None and set(plain[k].timings) == {*STAGES, "copy_move"}
         assert _raw(srv.http, blobs, "double_jpeg").tolist() == [[-1]] * len(names)
     finally:
         assert srv.stop() == 0, srv.log.read_text()[-3000:]

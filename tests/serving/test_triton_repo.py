@@ -11,14 +11,15 @@
 - The default (onnxruntime) repository beside it: the wheel's server has no
   onnxruntime backend, so ``focalort_features`` does not load (the message
   says so) while its Python pre/post models load and match the Detector.
-- A ``copy_move`` repository beside them: on an image holding a pasted copy
-  its ensemble's mask is ``Detector(copy_move=True)``'s, byte for byte, where
-  the plain ensemble's is ``Detector()``'s, and ``copy_move`` says 1 / 0 / -1.
-- A ``double_jpeg`` repository beside them: on a splice that missed the first
-  JPEG compression (as stored, and EXIF-turned), an untouched photo saved
-  twice and a PNG its masks are ``Detector(double_jpeg=True)``'s on the file
-  paths, byte for byte, and ``double_jpeg`` says 1 / 1 / 0 / -1; the plain
-  ensemble answers ``Detector()``'s masks and -1.
+- The module's repository runs the default's cues (its manifest lists both);
+  repositories told ``copy_move=False`` and ``double_jpeg=False`` beside it:
+  on an image holding a pasted copy the module's ensemble answers
+  ``Detector()``'s mask and score, byte for byte, and ``copy_move`` 1 / 0, the
+  ``copy_move=False`` one ``Detector(copy_move=False)``'s and -1; on a splice
+  that missed the first JPEG compression (as stored, and EXIF-turned), an
+  untouched photo saved twice and a PNG the module's masks are ``Detector()``'s
+  on the file paths and ``double_jpeg`` says 1 / 1 / 0 / -1, the
+  ``double_jpeg=False`` one ``Detector(double_jpeg=False)``'s and -1.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def test_cli_triton_copy_move_reaches_the_config() -> None:
     assert triton_config_from_args(build_triton_parser().parse_args([*base, "--triton-copy-move"])).copy_move
     assert triton_config_from_args(build_triton_parser().parse_args([*base, "--no-triton-copy-move"])).copy_move is False
     unsaid = triton_config_from_args(build_triton_parser().parse_args(base))
-    assert unsaid.copy_move is None and repository_config("default", unsaid).copy_move is False
+    # Unsaid, the default's manifest decides: its cues list the copy-move search.
+    assert unsaid.copy_move is None and repository_config("default", unsaid).copy_move is True
 
 
 def test_cli_triton_double_jpeg_reaches_the_config() -> None:
@@ -250,21 +252,21 @@ def server(tmp_path_factory):
     # the route documented for servers whose own Python lacks focal.
     # No cue: its postprocess model is called straight with features and size, as the features model hands them.
     ort_repo = write_repository(None, root / "ort", TritonRepoConfig(prefix="focalort", python_env=sys.prefix,
-                                                                     double_jpeg=False))
+                                                                     copy_move=False, double_jpeg=False))
     # The default with "split" as its default decision: the postprocess model applies its threshold.
     split_artifact = Path(shutil.copytree(default_artifact(), root / "split-artifact"))
     manifest = load_manifest(split_artifact)
     save_manifest(replace(manifest, clustering=replace(manifest.clustering, method="split")), split_artifact)
     split_repo = write_repository(split_artifact, root / "split",
                                   TritonRepoConfig(prefix="focalsplit", features="python"))
-    copy_move_repo = write_repository(None, root / "copy-move",
-                                      TritonRepoConfig(prefix="focalcm", features="python", copy_move=True))
-    # The module's plain repository runs the default's cue (its manifest lists it); this one is told not to.
+    # The module's plain repository runs the default's cues (its manifest lists both); these are told not to.
+    no_cm_repo = write_repository(None, root / "no-copy-move",
+                                  TritonRepoConfig(prefix="focalnocm", features="python", copy_move=False))
     no_dq_repo = write_repository(None, root / "no-double-jpeg",
                                   TritonRepoConfig(prefix="focalnodq", features="python", double_jpeg=False))
-    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, copy_move_repo, no_dq_repo),
+    launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, no_cm_repo, no_dq_repo),
                           load=(*model_names().values(), *model_names("focalsplit").values(),
-                                *model_names("focalcm").values(), *model_names("focalnodq").values()))
+                                *model_names("focalnocm").values(), *model_names("focalnodq").values()))
     try:
         srv = BundledServer(launch).start()
     except ServeUnavailable as exc:
@@ -401,7 +403,7 @@ def test_onnxruntime_repository_beside_it(server, images) -> None:
         client.load_model("focalort_postprocess")
         assert f"Using Python execution env {sys.prefix}" in server.log_text()
         path = images[0]
-        with Detector() as det:
+        with Detector(copy_move=False) as det:  # as the repository: no cue (an array gives double-JPEG none)
             image = decode_image(path.read_bytes(), path.name, apply_orientation=True)
             tensor = det.members[0].preprocess(image)
             feats = det.feature_map(image)
@@ -423,9 +425,9 @@ def test_copy_move_repository_joins_the_search_as_the_detector(server, tmp_path:
     files = {"copied": tmp_path / "copied.png", "plain": tmp_path / "plain.png"}
     cv2.imwrite(str(files["copied"]), copy_moved_texture(9)[0][:, :, ::-1])
     cv2.imwrite(str(files["plain"]), texture(11)[:, :, ::-1])
-    with Detector(copy_move=True) as det:
+    with Detector() as det:  # the default's manifest turns the search on
         joint = {k: det(p) for k, p in files.items()}
-    with Detector() as det:
+    with Detector(copy_move=False) as det:
         alone = {k: det(p) for k, p in files.items()}
     # The copy is one the features miss: the masks differ, so the checks below tell the two apart.
     assert joint["copied"].copy_move.any() and not joint["plain"].copy_move.any()
@@ -433,15 +435,16 @@ def test_copy_move_repository_joins_the_search_as_the_detector(server, tmp_path:
     client = _http(server)
     try:
         for name, want in joint.items():
-            result = _infer_http(client, files[name].read_bytes(), model="focalcm")
+            result = _infer_http(client, files[name].read_bytes())  # the module's repository, no cue flag
             assert result.as_numpy("mask")[0].tobytes() == want.mask.tobytes(), name
             assert float(result.as_numpy("score")[0, 0]) == np.float32(want.score), name
             assert float(result.as_numpy("forged_fraction")[0, 0]) == np.float32(want.forged_fraction), name
             flag = result.as_numpy("copy_move")
             assert flag.dtype == np.int8 and flag.tolist() == [[int(want.copy_move.any())]], name
             assert result.as_numpy("double_jpeg").tolist() == [[-1]], name  # on, but a PNG gives it no evidence
-        plain = _infer_http(client, files["copied"].read_bytes())  # the module's repository: no search
+        plain = _infer_http(client, files["copied"].read_bytes(), model="focalnocm")  # told no search
         assert plain.as_numpy("mask")[0].tobytes() == alone["copied"].mask.tobytes()
+        assert float(plain.as_numpy("score")[0, 0]) == np.float32(alone["copied"].score)
         assert plain.as_numpy("copy_move").tolist() == [[-1]]
     finally:
         client.close()
@@ -472,7 +475,7 @@ def test_double_jpeg_repository_joins_the_cue_as_the_detector(server, tmp_path: 
             assert float(result.as_numpy("forged_fraction")[0, 0]) == np.float32(want.forged_fraction), name
             flag = result.as_numpy("double_jpeg")
             assert flag.dtype == np.int8 and flag.tolist() == [[flags[name]]], name
-            assert result.as_numpy("copy_move").tolist() == [[-1]], name
+            assert result.as_numpy("copy_move").tolist() == [[int(want.copy_move.any())]], name  # searched too
             plain = _infer_http(client, data, model="focalnodq")
             assert plain.as_numpy("mask")[0].tobytes() == alone[name].mask.tobytes(), name
             assert plain.as_numpy("double_jpeg").tolist() == [[-1]], name
