@@ -172,7 +172,7 @@ def ring_descriptors_reference(smooth: np.ndarray, magnitude: np.ndarray, radius
                 rows = prefix[radius + dy : radius + dy + h]
                 disk = disk + (rows[:, radius + hw + 1 : radius + hw + 1 + w] - rows[:, radius - hw : radius - hw + w])
             if channel == 0 or r > 0:
-                means = np.rint((disk - previous) / counts[r] * scale)  # half to even, as the native core
+                means = np.rint((disk - previous) * (scale / counts[r]))  # half to even, as the native core
                 out[:, :, r if channel == 0 else radius + r] = np.clip(means, 0, _MAX_VALUE).astype(np.int16)
             previous = disk
     return out
@@ -320,14 +320,17 @@ def detect_copy_move(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"detect_copy_move needs an [H, W, 3] uint8 image, got {image.shape} {image.dtype}")
     h0, w0 = image.shape[:2]
+    # Grey first, then shrunk: the search reads grey levels only, and shrinking one plane costs
+    # a third of shrinking three (a 9 MP photo: 4 against 13 ms).
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     factor = min(1.0, config.max_side / max(h0, w0))
     if factor < 1.0:
         size = (max(1, round(w0 * factor)), max(1, round(h0 * factor)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
     # No room for a copy that far from its source, or for the descriptors' rings.
-    if max(image.shape[:2]) < 2 * config.min_offset or min(image.shape[:2]) <= config.radius:
+    if max(gray.shape) < 2 * config.min_offset or min(gray.shape) <= config.radius:
         return np.zeros((h0, w0), np.uint8)
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gray = gray.astype(np.float32)
     desc = ring_descriptors(gray, config.radius, backend=backend)
     args = (config.stride, config.min_offset, config.iterations, config.seed)
     if resolve_backend(backend) == "native":

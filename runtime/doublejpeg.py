@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from focal.runtime._headers import JPEG_SOF_MARKERS, HeaderError, declared_size, jpeg_segments
 
@@ -250,6 +251,12 @@ def dct_coefficients(gray: np.ndarray, table: np.ndarray, zigzag: int | None = N
     return out.reshape(bh, bw, 8, 8) if zigzag is None else out
 
 
+@functools.lru_cache(maxsize=1)
+def _blas() -> ThreadpoolController:
+    """The process's thread pools (inspected once: the loaded libraries do not change)."""
+    return ThreadpoolController()
+
+
 def _erf(x: np.ndarray) -> np.ndarray:
     """The error function, Abramowitz and Stegun 7.1.26 (absolute error < 1.5e-7): NumPy has none."""
     t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
@@ -304,6 +311,29 @@ def _comb_over(first: int, last: int, lim: int, spread: float) -> np.ndarray:
     return table
 
 
+def _off_zero(lim: int) -> np.ndarray:
+    """``[2 * lim + 1]`` bool over the values ``-lim..lim``: those that tell combs apart (not 0, not clipped)."""
+    values = np.arange(-lim, lim + 1)
+    return (values != 0) & (np.abs(values) < lim)
+
+
+@functools.lru_cache(maxsize=512)
+def _log_combs(last: int, top: int, lim: int, clip_llr: float) -> np.ndarray:
+    """Every candidate's ``log max(comb, exp(-clip_llr))`` over the off-zero values, kept.
+
+    Returns:
+        ``[(top - last) * len(SPREADS), n]`` float64, read-only: row ``k`` is the first step
+        ``last + 1 + k // len(SPREADS)`` at spread ``SPREADS[k % len(SPREADS)]``, so one
+        matrix-vector product scores them all (a table's steps recur on every image of a camera).
+    """
+    off, floor = _off_zero(lim), np.exp(-clip_llr)
+    rows = [np.log(np.maximum(_comb_over(first, last, lim, sd)[off], floor))
+            for first in range(last + 1, top + 1) for sd in SPREADS]
+    table = np.array(rows, np.float64).reshape(len(rows), int(off.sum()))
+    table.setflags(write=False)
+    return table
+
+
 def first_step(hist: np.ndarray, last: int, cfg: DoubleJpegConfig) -> tuple[int, float, float]:
     """The first quantisation step that best explains a histogram, and by how much.
 
@@ -326,19 +356,18 @@ def first_step(hist: np.ndarray, last: int, cfg: DoubleJpegConfig) -> tuple[int,
         with; ``(0, 0.0, 0.0)`` when no step gains over a single compression.
     """
     lim = cfg.max_value
-    values = np.arange(-lim, lim + 1)
-    off = (values != 0) & (np.abs(values) < lim)
+    off = _off_zero(lim)
     total = hist[off].sum()
-    best, gain, spread = 0, 0.0, 0.0
     if total <= 0:
-        return best, gain, spread
-    floor = np.exp(-cfg.clip_llr)
+        return 0, 0.0, 0.0
     top = min(last * cfg.max_ratio, 255)
-    for first in range(last + 1, top + 1):
-        for sd in SPREADS:
-            g = float(hist[off] @ np.log(np.maximum(_comb_over(first, last, lim, sd)[off], floor)) / total)
-            if g > gain:
-                best, gain, spread = first, g, sd
+    if top <= last:  # a last step of 255: no larger first step to look for
+        return 0, 0.0, 0.0
+    gains = _log_combs(last, top, lim, cfg.clip_llr) @ hist[off].astype(np.float64) / total
+    k = int(np.argmax(gains))  # the first of equal gains: the smallest step, then the narrowest spread
+    if gains[k] <= 0.0:
+        return 0, 0.0, 0.0
+    best, gain, spread = last + 1 + k // len(SPREADS), float(gains[k]), SPREADS[k % len(SPREADS)]
     if best == top:  # the best step is the last one tried: the true one may lie beyond, and its comb is not this
         return 0, 0.0, 0.0
     return best, gain, spread
@@ -435,6 +464,18 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         ValueError: naming ``name``, when a JPEG declares more than ``max_pixels``
         or does not decode.
     """
+    # On one BLAS thread: NumPy's BLAS would split the cue's products (the blocks' DCT, the
+    # combs' scores) over every core, and its idle workers then spin for a while against the
+    # native core's and ONNX Runtime's threads in the stages that follow (focal-bench:
+    # clustering 14 -> 17 ms and the copy-move search 13 -> 20 ms after the cue); one thread
+    # costs the DCT about a millisecond on a 2 MP photo.
+    with _blas().limit(limits=1, user_api="blas"):
+        return _detect(data, cfg, name, max_pixels, colour)
+
+
+def _detect(data: bytes, cfg: DoubleJpegConfig, name: str, max_pixels: int,
+            colour: np.ndarray | None) -> DoubleJpegResult:
+    """:func:`detect_double_jpeg`'s work, on whatever BLAS threads the caller allows."""
     table = luma_quantization(data)
     if table is None:
         return DoubleJpegResult(None, 0.0, {})

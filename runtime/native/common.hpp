@@ -7,7 +7,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
@@ -65,6 +67,33 @@ bool built_with_openmp();
 // once, before any fn, with the size of the team actually made.
 void run_team(int nthreads, const std::function<void(int)>& setup,
               const std::function<void(int, int)>& fn);
+
+// A reusable barrier for the `n` threads of one run_team call. Waiters sleep (no spinning):
+// the cores may be shared with ONNX Runtime's threads. A kernel of many short phases runs
+// them in one team with a barrier between phases, where one parallel_for per phase would
+// start a team (n - 1 threads) each time.
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lock(m_);
+    const std::uint64_t generation = generation_;
+    if (++arrived_ == n_) {
+      arrived_ = 0;
+      ++generation_;
+      cv_.notify_all();
+      return;
+    }
+    cv_.wait(lock, [&] { return generation_ != generation; });
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  const int n_;
+  int arrived_ = 0;
+  std::uint64_t generation_ = 0;
+};
 
 // Dynamic parallel loop over [0, n) in chunks of `grain`: f(begin, end, tid).
 template <class F>

@@ -2,12 +2,14 @@
 // (copymove.hpp). Every floating-point operation is the reference's, in its
 // order: the binding's tests compare the two bit for bit.
 #include "copymove.hpp"
+#include "isa.hpp"
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -102,6 +104,69 @@ std::uint64_t splitmix64(std::uint64_t z) {
 
 int ring_descriptor_width(int radius) { return (2 * radius + 1 + 15) / 16 * 16; }
 
+namespace {
+
+// What every row of ring_descriptors reads and writes.
+struct RingPlan {
+  const double* ps;  // row prefix sums of the mirrored smoothed grey levels
+  const double* pm;  // and of the mirrored gradient magnitudes
+  int w, radius, p, pw;
+  const std::vector<std::vector<int>>* widths;  // per disk r: half widths of its rows dy = -r..r
+  const std::vector<double>* counts;            // pixels per ring
+  std::int16_t* out;
+};
+
+// Descriptor rows [y0, y1). One body for every ISA: the operations per pixel and their order
+// are the reference's, vector lanes run across pixels, so every family gives the same bits.
+__attribute__((always_inline)) inline void ring_rows_body(const RingPlan& a, i64 y0, i64 y1) {
+  const int w = a.w, radius = a.radius, p = a.p, pw = a.pw;
+  std::vector<double> disk(w), previous(w);
+  for (i64 y = y0; y < y1; ++y) {
+    std::int16_t* row_out = a.out + y * w * p;
+    for (i64 x = 0; x < w; ++x)
+      std::fill(row_out + x * p + 2 * radius + 1, row_out + (x + 1) * p, static_cast<std::int16_t>(0));
+    for (int channel = 0; channel < 2; ++channel) {
+      const double* prefix = channel == 0 ? a.ps : a.pm;
+      // Gradient magnitudes are halved, onto the grey levels' scale.
+      const double scale = channel == 0 ? kDescriptorScale : 0.5 * kDescriptorScale;
+      std::fill(previous.begin(), previous.end(), 0.0);
+      for (int r = 0; r <= radius; ++r) {
+        std::fill(disk.begin(), disk.end(), 0.0);
+        for (int dy = -r; dy <= r; ++dy) {
+          const int hw = (*a.widths)[r][dy + r];
+          // Mirrored row y + dy; the disk spans mirrored columns [x + R - hw, x + R + hw].
+          const double* pr = prefix + (y + radius + dy) * pw;
+          const double* hi = pr + radius + hw + 1;
+          const double* lo = pr + radius - hw;
+          for (int x = 0; x < w; ++x) disk[x] = disk[x] + (hi[x] - lo[x]);
+        }
+        if (channel == 0 || r > 0) {
+          const int slot = channel == 0 ? r : radius + r;
+          // One factor per ring: a product per value where a quotient would cost several.
+          const double factor = scale / (*a.counts)[r];
+          for (int x = 0; x < w; ++x) {
+            // Clipped, then rounded half to even (lrint in the default rounding mode: one
+            // conversion instruction, where nearbyint is a library call below SSE4.1).
+            const double v = std::clamp((disk[x] - previous[x]) * factor, 0.0,
+                                        static_cast<double>(kDescriptorMax));
+            row_out[static_cast<i64>(x) * p + slot] = static_cast<std::int16_t>(std::lrint(v));
+          }
+        }
+        std::swap(disk, previous);
+      }
+    }
+  }
+}
+
+void ring_rows_generic(const RingPlan& a, i64 y0, i64 y1) { ring_rows_body(a, y0, y1); }
+
+#if defined(__x86_64__) || defined(_M_X64)
+// The disk sums, four doubles a lane group instead of SSE2's two.
+__attribute__((target("avx2"))) void ring_rows_avx2(const RingPlan& a, i64 y0, i64 y1) { ring_rows_body(a, y0, y1); }
+#endif
+
+}  // namespace
+
 void ring_descriptors(const float* smooth, const float* magnitude, int h, int w, int radius, int num_threads,
                       std::int16_t* out) {
   if (radius < 1 || radius > kMaxRadius || radius >= std::min(h, w))
@@ -124,43 +189,12 @@ void ring_descriptors(const float* smooth, const float* magnitude, int h, int w,
   for (int r = radius; r >= 1; --r) counts[r] -= counts[r - 1];  // ring pixel counts
   const std::vector<double> ps = mirrored_row_prefix(smooth, h, w, radius);
   const std::vector<double> pm = mirrored_row_prefix(magnitude, h, w, radius);
-  const int nthreads = resolve_threads(num_threads);
-  parallel_for(h, nthreads, 8, [&](i64 y0, i64 y1, int) {
-    std::vector<double> disk(w), previous(w);
-    for (i64 y = y0; y < y1; ++y) {
-      std::int16_t* row_out = out + y * w * p;
-      for (i64 x = 0; x < w; ++x)
-        std::fill(row_out + x * p + 2 * radius + 1, row_out + (x + 1) * p, static_cast<std::int16_t>(0));
-      for (int channel = 0; channel < 2; ++channel) {
-        const double* prefix = channel == 0 ? ps.data() : pm.data();
-        // Gradient magnitudes are halved, onto the grey levels' scale.
-        const double scale = channel == 0 ? kDescriptorScale : 0.5 * kDescriptorScale;
-        std::fill(previous.begin(), previous.end(), 0.0);
-        for (int r = 0; r <= radius; ++r) {
-          std::fill(disk.begin(), disk.end(), 0.0);
-          for (int dy = -r; dy <= r; ++dy) {
-            const int hw = widths[r][dy + r];
-            // Mirrored row y + dy; the disk spans mirrored columns [x + R - hw, x + R + hw].
-            const double* pr = prefix + (y + radius + dy) * pw;
-            const double* hi = pr + radius + hw + 1;
-            const double* lo = pr + radius - hw;
-            for (int x = 0; x < w; ++x) disk[x] = disk[x] + (hi[x] - lo[x]);
-          }
-          if (channel == 0 || r > 0) {
-            const int slot = channel == 0 ? r : radius + r;
-            for (int x = 0; x < w; ++x) {
-              // Clipped, then rounded half to even (lrint in the default rounding mode: one
-              // conversion instruction, where nearbyint is a library call below SSE4.1).
-              const double v = std::clamp((disk[x] - previous[x]) / counts[r] * scale, 0.0,
-                                          static_cast<double>(kDescriptorMax));
-              row_out[static_cast<i64>(x) * p + slot] = static_cast<std::int16_t>(std::lrint(v));
-            }
-          }
-          std::swap(disk, previous);
-        }
-      }
-    }
-  });
+  const RingPlan plan{ps.data(), pm.data(), w, radius, p, pw, &widths, &counts, out};
+  void (*rows)(const RingPlan&, i64, i64) = ring_rows_generic;
+#if defined(__x86_64__) || defined(_M_X64)
+  if (active_isa() >= Isa::avx2) rows = ring_rows_avx2;
+#endif
+  parallel_for(h, resolve_threads(num_threads), 8, [&](i64 y0, i64 y1, int) { rows(plan, y0, y1); });
 }
 
 PatchMatchField patchmatch(const std::int16_t* desc, int h, int w, int p, int stride, int min_offset, int iterations,
@@ -176,79 +210,92 @@ PatchMatchField patchmatch(const std::int16_t* desc, int h, int w, int p, int st
   f.gw = (w + stride - 1) / stride;
   const i64 cells = static_cast<i64>(f.gh) * f.gw;
   const Grid g{desc, h, w, p, stride, f.gh, f.gw, static_cast<i64>(min_offset) * min_offset};
-  f.oy.assign(cells, 0);
-  f.ox.assign(cells, 0);
+  // Two offset fields: a propagation phase reads one and writes the other, so a cell reads its
+  // neighbour's offset as the previous phase left it, whatever the thread split or visiting order.
+  std::vector<std::int32_t> oy[2] = {std::vector<std::int32_t>(cells, 0), std::vector<std::int32_t>(cells, 0)};
+  std::vector<std::int32_t> ox[2] = {std::vector<std::int32_t>(cells, 0), std::vector<std::int32_t>(cells, 0)};
   std::vector<std::int32_t> cost(cells, kNoMatch);  // descriptor units squared
-  std::vector<std::int32_t> ny(cells), nx(cells);
-  const int nthreads = resolve_threads(num_threads);
-  const i64 grain = 4;  // rows of cells per task
-
-  // Random start: a target anywhere in the image.
-  {
-    const std::uint64_t ky = stream_key(seed, 0), kx = stream_key(seed, 1);
-    parallel_for(f.gh, nthreads, grain, [&](i64 r0, i64 r1, int) {
-      for (i64 r = r0; r < r1; ++r)
-        for (int c = 0; c < f.gw; ++c) {
-          const i64 i = r * f.gw + c;
-          const std::int32_t oy = draw(ky, i, 0, h) - static_cast<std::int32_t>(r * stride);
-          const std::int32_t ox = draw(kx, i, 0, w) - c * stride;
-          const std::int32_t d = g.cost(static_cast<int>(r), c, oy, ox);
-          if (d < cost[i]) f.oy[i] = oy, f.ox[i] = ox, cost[i] = d;
-        }
-    });
-  }
   const int radius0 = std::max(h, w);
-  for (int it = 0; it < iterations; ++it) {
-    for (int jump : {8, 4, 2, 1})
-      for (const auto& shift : {std::array<int, 2>{jump, 0}, {-jump, 0}, {0, jump}, {0, -jump}}) {
-        // One direction at a time, each reading the field the previous one
-        // left (an offset can travel down, then up, within one jump). Cells
-        // read their neighbour's offset from that field (ny, nx are written),
-        // so the result does not depend on the order cells are visited in.
-        parallel_for(f.gh, nthreads, grain, [&](i64 r0, i64 r1, int) {
+  int steps = 0;
+  for (int radius = radius0; radius >= 1; radius /= 2) ++steps;
+  // Random-search streams, per round and radius step: the y stream's key, then the x stream's.
+  std::vector<std::uint64_t> keys;
+  for (int it = 0; it < iterations; ++it)
+    for (int step = 0; step < steps; ++step)
+      for (std::uint64_t axis = 0; axis < 2; ++axis)
+        keys.push_back(stream_key(seed, 2 + 64 * static_cast<std::uint64_t>(it) + 2 * static_cast<std::uint64_t>(step) + axis));
+  const std::uint64_t ky0 = stream_key(seed, 0), kx0 = stream_key(seed, 1);
+  const std::array<int, 4> jumps{8, 4, 2, 1};
+
+  // One team for the whole search, each thread on the same rows of cells in every phase, with a
+  // barrier before each propagation phase: a round has 17 short phases (a few hundred
+  // microseconds each on a 512 px image), too short to start a team per phase.
+  const int wanted = static_cast<int>(std::min<i64>(resolve_threads(num_threads), f.gh));
+  std::unique_ptr<Barrier> barrier;
+  run_team(wanted, [&](int team) { barrier = std::make_unique<Barrier>(team); }, [&](int tid, int team) {
+    const i64 r0 = f.gh * tid / team, r1 = f.gh * (tid + 1) / team;
+    // Random start: a target anywhere in the image.
+    for (i64 r = r0; r < r1; ++r)
+      for (int c = 0; c < f.gw; ++c) {
+        const i64 i = r * f.gw + c;
+        const std::int32_t sy = draw(ky0, i, 0, h) - static_cast<std::int32_t>(r * stride);
+        const std::int32_t sx = draw(kx0, i, 0, w) - c * stride;
+        const std::int32_t d = g.cost(static_cast<int>(r), c, sy, sx);
+        if (d < cost[i]) oy[0][i] = sy, ox[0][i] = sx, cost[i] = d;
+      }
+    int cur = 0;  // the field holding the offsets so far (every thread flips it alike)
+    for (int it = 0; it < iterations; ++it) {
+      for (int jump : jumps)
+        for (const auto& shift : {std::array<int, 2>{jump, 0}, {-jump, 0}, {0, jump}, {0, -jump}}) {
+          // One direction at a time, each reading the field the previous one left (an offset
+          // can travel down, then up, within one jump); every row of that field is complete.
+          barrier->wait();
+          const std::int32_t* fy = oy[cur].data();
+          const std::int32_t* fx = ox[cur].data();
+          std::int32_t* ny = oy[cur ^ 1].data();
+          std::int32_t* nx = ox[cur ^ 1].data();
           for (i64 r = r0; r < r1; ++r) {
             const i64 sr = std::clamp<i64>(r - shift[0], 0, f.gh - 1);
             for (int c = 0; c < f.gw; ++c) {
               const i64 i = r * f.gw + c;
               const i64 j = sr * f.gw + std::clamp<i64>(c - shift[1], 0, f.gw - 1);
-              const std::int32_t oy = f.oy[j], ox = f.ox[j];
-              const std::int32_t d = g.cost(static_cast<int>(r), c, oy, ox);
+              const std::int32_t cy = fy[j], cx = fx[j];
+              const std::int32_t d = g.cost(static_cast<int>(r), c, cy, cx);
               const bool take = d < cost[i];
-              ny[i] = take ? oy : f.oy[i], nx[i] = take ? ox : f.ox[i], cost[i] = take ? d : cost[i];
+              ny[i] = take ? cy : fy[i], nx[i] = take ? cx : fx[i], cost[i] = take ? d : cost[i];
             }
           }
-        });
-        f.oy.swap(ny);
-        f.ox.swap(nx);
-      }
-    // Random search around each cell's own offset: no cell reads another's.
-    std::vector<std::uint64_t> keys;  // per radius step: the y stream's key, then the x stream's
-    int steps = 0;
-    for (int radius = radius0; radius >= 1; radius /= 2) ++steps;
-    for (int step = 0; step < steps; ++step)
-      for (std::uint64_t axis = 0; axis < 2; ++axis)
-        keys.push_back(stream_key(seed, 2 + 64 * static_cast<std::uint64_t>(it) + 2 * static_cast<std::uint64_t>(step) + axis));
-    parallel_for(f.gh, nthreads, grain, [&](i64 r0, i64 r1, int) {
+          cur ^= 1;
+        }
+      // Random search around each cell's own offset: no cell reads another's, so it needs no
+      // barrier (the next propagation phase waits for every row).
+      std::int32_t* fy = oy[cur].data();
+      std::int32_t* fx = ox[cur].data();
+      const std::uint64_t* round_keys = keys.data() + 2 * static_cast<std::size_t>(steps) * it;
       for (i64 r = r0; r < r1; ++r)
         for (int c = 0; c < f.gw; ++c) {
           const i64 i = r * f.gw + c;
           // Each candidate is drawn around the best offset so far, so a far
           // lucky hit is refined by the nearer radii of the same round.
-          std::int32_t by = f.oy[i], bx = f.ox[i];
+          std::int32_t by = fy[i], bx = fx[i];
           std::int32_t best = cost[i];
           for (int step = 0; step < steps; ++step) {
             const int radius = radius0 >> step;
             const i64 span = 2 * static_cast<i64>(radius) + 1;
-            const std::int32_t oy = by + draw(keys[2 * step], i, -radius, span);
-            const std::int32_t ox = bx + draw(keys[2 * step + 1], i, -radius, span);
-            const std::int32_t d = g.cost(static_cast<int>(r), c, oy, ox);
+            const std::int32_t cy = by + draw(round_keys[2 * step], i, -radius, span);
+            const std::int32_t cx = bx + draw(round_keys[2 * step + 1], i, -radius, span);
+            const std::int32_t d = g.cost(static_cast<int>(r), c, cy, cx);
             const bool take = d < best;
-            by = take ? oy : by, bx = take ? ox : bx, best = take ? d : best;
+            by = take ? cy : by, bx = take ? cx : bx, best = take ? d : best;
           }
-          f.oy[i] = by, f.ox[i] = bx, cost[i] = best;
+          fy[i] = by, fx[i] = bx, cost[i] = best;
         }
-    });
-  }
+    }
+  });
+  // 16 propagation phases a round: the offsets end in field 0 (written generally all the same).
+  const int last = (4 * static_cast<int>(jumps.size()) * iterations) & 1;
+  f.oy.swap(oy[last]);
+  f.ox.swap(ox[last]);
   // Grey levels squared: the int32 rounded to float32, then an exact division by a power of two.
   constexpr float kUnits = static_cast<float>(kDescriptorScale * kDescriptorScale);
   f.cost.resize(cells);
