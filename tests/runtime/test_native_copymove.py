@@ -9,6 +9,10 @@ Skipped, with the reason, where the extension is not built.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -38,6 +42,19 @@ def test_descriptors_are_the_references_bits(shape: tuple[int, int], radius: int
     assert native.shape == (*shape, cm.descriptor_width(radius)) and native.dtype == np.int16
     assert np.array_equal(native, reference)
     assert not native[:, :, 2 * radius + 1 :].any()  # the padding is zeros
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_every_isa_gives_the_references_descriptors(isa: str, tmp_path) -> None:
+    # FOCAL_NATIVE_ISA=generic forces the baseline rows (SSE2 / NEON), =avx2 the AVX2 ones where
+    # the CPU has them: other vector widths, the same bits. The family is read once per process.
+    grey = _grey(3, 45, 77)
+    np.save(tmp_path / "grey.npy", grey)
+    code = ("import numpy as np, sys; from focal.runtime import copymove as cm;"
+            "np.save(sys.argv[2], cm.ring_descriptors(np.load(sys.argv[1]), 6, backend='native'))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "grey.npy"), str(tmp_path / "out.npy")],
+                   env=dict(os.environ, FOCAL_NATIVE_ISA=isa), check=True)
+    assert np.array_equal(np.load(tmp_path / "out.npy"), cm.ring_descriptors(grey, 6, backend="reference"))
 
 
 def test_descriptors_do_not_depend_on_the_thread_count() -> None:
