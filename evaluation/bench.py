@@ -3,10 +3,11 @@
 For every backend and precision the artifact and machine allow, a fresh
 ``Detector`` is warmed up and then times each stage (decode, preprocess,
 infer, cluster, postprocess) per image; throughput comes from batched
-``detect_many`` passes (``repeat`` of them). The PyTorch reference (``--reference``), when given,
-runs the same images in the same process, so every ratio printed is
-measured in one run on one machine. Each configuration runs in its own
-subprocess so its peak memory (max RSS) is its own.
+``detect_many`` passes (``repeat`` of them). The PyTorch reference
+(``--reference``), when given, runs the same images in the same process,
+so every ratio printed is measured in one run on one machine. Each
+configuration runs in its own subprocess so its peak memory (max RSS) is
+its own.
 
 Also reported: the model's FLOPs (PyTorch's FLOP counter on the reference,
 else a count of Conv/MatMul/Gemm in the ONNX graph) and the machine's

@@ -59,8 +59,8 @@ class CopyMoveConfig:
 
     max_side: int = 512  # longer side the image is shrunk to first (speed); copies span many pixels
     # Grid step of the cells that are matched, pixels (every pixel can be a match). 4: CoMoFoD's
-    # IoU is 0.186 at 4, 0.185 at 3 and 0.211 at 2, at 0.45x the search time of 2; 2 flags 3 of the
-    # 56 held-out photos against 1, and finds turned copies that 3 and 4 miss (docs/evaluation.md).
+    # IoU is 0.186 at 4, 0.185 at 3 and 0.211 at 2, at about half the search time of 2; 2 flags 3 of
+    # the 56 held-out photos against 1, and finds turned copies that 3 and 4 miss (docs/evaluation.md).
     stride: int = 4
     radius: int = 6  # descriptor: rings 0..radius of grey level, 1..radius of gradient magnitude
     min_offset: int = 24  # matches closer than this, pixels, are the region's own neighbourhood
@@ -73,8 +73,9 @@ class CopyMoveConfig:
     # (docs/evaluation.md, "Copy-moves"); None: no limit.
     max_cost: float | None = 4.0
     min_area: float = 0.003  # smallest flagged patch, share of the image (one side of the copy)
-    # PatchMatch rounds (each: jump-flooding propagation, then random search). 3: at max_cost 4
-    # CoMoFoD's IoU is 0.210 at 3 rounds, 0.212 at 4 and 6, at half the time of 6 (docs/evaluation.md).
+    # PatchMatch rounds (each: jump-flooding propagation, then random search). 3: at max_cost 4 and
+    # step 4 CoMoFoD's IoU is 0.116 at 2 rounds, 0.186 at 3, 0.201 at 4 for a quarter more time
+    # (docs/evaluation.md).
     iterations: int = 3
     seed: int = 0  # seeds the PatchMatch search: the same image and seed give the same mask
     # The rate at which the search flags an untouched photo, what a found copy is worth as an
@@ -140,7 +141,8 @@ def ring_descriptors_reference(smooth: np.ndarray, magnitude: np.ndarray, radius
     (the disk of radius r + 0.5 minus that of r - 0.5), the planes mirrored
     at their border (OpenCV's BORDER_REFLECT). A disk sum is a sum of row runs
     of a float64 row prefix sum, added in row order; ring means, in eighths
-    of a grey level, are rounded half to even and clipped to [0, 8191] last.
+    of a grey level (the ring sum times one float64 factor per ring, scale /
+    pixel count), are rounded half to even and clipped to [0, 8191] last.
 
     Args:
         smooth: ``[H, W]`` float32 smoothed grey levels in [0, 255].

@@ -36,9 +36,9 @@ constexpr int kMaxRadius = 15;
 // distance in [r - 0.5, r + 0.5), the image mirrored at its border
 // (OpenCV's BORDER_REFLECT, "fedcba|abcdef"). Each disk sum is a sum of row
 // runs of a float64 row prefix sum, in row order; ring = disk(r) - disk(r-1),
-// divided by its pixel count and multiplied by kDescriptorScale (4 for the
-// halved magnitudes), then rounded half to even and clipped to
-// [0, kDescriptorMax].
+// times kDescriptorScale / its pixel count (kDescriptorScale / 2 for the
+// halved magnitudes; one float64 factor per ring), then rounded half to even
+// and clipped to [0, kDescriptorMax].
 // smooth, magnitude: [h, w] float32. out: [h, w, ring_descriptor_width(radius)] int16.
 // Needs 1 <= radius <= kMaxRadius and radius < min(h, w) (one mirror fold).
 void ring_descriptors(const float* smooth, const float* magnitude, int h, int w, int radius, int num_threads,
