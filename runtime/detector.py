@@ -61,7 +61,8 @@ class DetectorConfig:
     verify: bool = True  # check the model file's sha256 against the manifest before running it (cached)
     # Also search each image for copy-moves (focal.runtime.copymove): a repeat the features cannot
     # see, since a copy carries its own image's traces. The mask is then the union of both.
-    # None = as the artifact's manifest says (its "cues"), True / False = on / off for this run.
+    # None = as the artifact's manifest says (its "cues"; the embedded default has it on), True /
+    # False = on / off for this run.
     copy_move: bool | None = None
     # Also look in each JPEG file for regions that missed the compression the rest went through
     # (focal.runtime.doublejpeg): the trace most real edits leave, which a network input at 512 px

@@ -22,22 +22,23 @@ timings     BYTES   [1]         JSON: milliseconds per stage (decode, preprocess
                                 infer, cluster, postprocess; copy_move and
                                 double_jpeg when searched)
 copy_move   INT8    [1]         1 a copy-move was found (its mask is in ``mask``),
-                                0 none found, -1 not searched (a server started
-                                without ``--copy-move``, or a failed element)
+                                0 none found, -1 not searched (a server running
+                                without the search, or a failed element)
 double_jpeg INT8    [1]         1 a region that missed the file's first JPEG
                                 compression was found (its mask is in ``mask``),
                                 0 the file shows double compression but no such
                                 region, -1 not searched or no evidence (a server
-                                started without ``--double-jpeg``, a file that is
+                                running without the cue, a file that is
                                 not a JPEG or was compressed once, or a failed
                                 element)
 error       BYTES   [1]         empty when fine; else one line naming the problem
 ==========  ======  ==========  =====================================================
 
-Copy-moves: with ``DetectorConfig.copy_move`` (``focal-serve --copy-move``) each
-image is also searched for a region repeated inside it
-(:mod:`focal.runtime.copymove`), as ``focal-detect --copy-move`` does: ``mask``
-and ``forged`` are the union, ``score`` stays the features'.
+Copy-moves: with ``DetectorConfig.copy_move`` (on for an artifact whose manifest
+lists the search, as the embedded default's does; ``--copy-move`` / ``--no-copy-move``)
+each image is also searched for a region repeated inside it
+(:mod:`focal.runtime.copymove`), as ``focal-detect`` does: ``mask`` and ``forged``
+are the union, ``score`` is lifted where a copy was found (``joined_score``).
 
 Double JPEG: with ``DetectorConfig.double_jpeg`` (on for an artifact whose manifest
 lists the cue, as the embedded default's does; ``--double-jpeg`` / ``--no-double-jpeg``)
@@ -46,7 +47,8 @@ the server hands the Detector an :class:`~focal.runtime.detector.EncodedImage`
 holding the pixels it decoded and the bytes they came from, so the cue reads
 the very file that was decoded, as ``focal-detect --double-jpeg`` does. The
 mask is the union (clustering, copy-move, double-JPEG); ``score`` is the
-features', lifted where the cue found a region (``joined_score``).
+features', lifted where either cue found a region
+(:func:`focal.runtime.score.joined_score`).
 
 A bad element (corrupt file, over the pixel limit) gets its ``error`` and
 an empty mask; the other elements of its request and of its batch are

@@ -148,7 +148,7 @@ def add_batch_size(parser: argparse.ArgumentParser, help: str, *, default: int |
 
 
 # The cues' flags come in on/off pairs whose absence (None) leaves the choice to the artifact's
-# manifest ("cues"): the embedded default runs the double-JPEG cue unless told --no-double-jpeg.
+# manifest ("cues"): the embedded default runs both cues unless told --no-copy-move / --no-double-jpeg.
 _AS_ARTIFACT = "default: as the artifact's manifest says (its cues)"
 
 
@@ -157,7 +157,7 @@ def add_copy_move(parser: argparse.ArgumentParser, what: str) -> None:
     the copy-move search (focal.runtime.copymove)."""
     parser.add_argument("--copy-move", action=argparse.BooleanOptionalAction, default=None,
                         help=f"also search each image for copy-moves (a region repeated in it; source and target "
-                             f"marked, about 0.5-1.2 s per image on a CPU core): {what}; {_AS_ARTIFACT}")
+                             f"marked; 10-30 ms per image on 2 CPU cores): {what}; {_AS_ARTIFACT}")
 
 
 def add_double_jpeg(parser: argparse.ArgumentParser, what: str) -> None:
