@@ -232,6 +232,7 @@ PatchMatchField patchmatch(const std::int16_t* desc, int h, int w, int p, int st
   // microseconds each on a 512 px image), too short to start a team per phase.
   const int wanted = static_cast<int>(std::min<i64>(resolve_threads(num_threads), f.gh));
   std::unique_ptr<Barrier> barrier;
+  int last = 0;  // the field the offsets end in (thread 0 says; every thread flips alike)
   run_team(wanted, [&](int team) { barrier = std::make_unique<Barrier>(team); }, [&](int tid, int team) {
     const i64 r0 = f.gh * tid / team, r1 = f.gh * (tid + 1) / team;
     // Random start: a target anywhere in the image.
@@ -291,9 +292,8 @@ PatchMatchField patchmatch(const std::int16_t* desc, int h, int w, int p, int st
           fy[i] = by, fx[i] = bx, cost[i] = best;
         }
     }
+    if (tid == 0) last = cur;
   });
-  // 16 propagation phases a round: the offsets end in field 0 (written generally all the same).
-  const int last = (4 * static_cast<int>(jumps.size()) * iterations) & 1;
   f.oy.swap(oy[last]);
   f.ox.swap(ox[last]);
   // Grey levels squared: the int32 rounded to float32, then an exact division by a power of two.
