@@ -22,6 +22,11 @@ Usage::
         --every 2 --false-alarm 0.01
     .venv/bin/python benchmarks/double_jpeg.py --data ../shared/data/real-dev/imd2020 \
         --data ../shared/data/real-dev/imd2020/authentic --data heldout.json [--eval eval]
+    .venv/bin/python benchmarks/double_jpeg.py --kernels --data ../shared/data/real-samples
+
+``--kernels`` times the block DCT instead (``dct_coefficients``, the cue's
+largest step), the native core against its NumPy reference taking turns on
+each JPEG, and checks that the two give the same coefficients.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from focal._files import list_images
 from focal._progress import Progress
 from focal.evaluation.evaluate import truth_mask
 from focal.evaluation.metrics import pixel_scores
-from focal.runtime.doublejpeg import DoubleJpegConfig, detect_double_jpeg
+from focal.runtime.doublejpeg import DoubleJpegConfig, dct_coefficients, detect_double_jpeg, luma_quantization
 from focal.runtime.imageio import read_image, read_mask
 from focal.runtime.render import overlay
 
@@ -106,6 +111,39 @@ def calibrate(photos: list[Path], config: DoubleJpegConfig, alpha: float, resave
             f"their evidence median {np.median(shown):.3f}, max {shown.max():.3f}; threshold at {alpha:.0%} false "
             f"alarms among them: {tau:.3f} (flags {np.mean(shown > tau):.1%} of them, "
             f"{np.count_nonzero(shown > tau) / len(values):.1%} of all)")
+
+
+def _kernel_row(spec: str, frequencies: int, repeat: int = 3) -> str:
+    """One dataset's row of ``--kernels``: median ms per JPEG of the block DCT, native and
+    reference (taking turns, best of ``repeat`` each), the largest photo's, and whether they agree."""
+    times: dict[str, list[float]] = {"native": [], "reference": []}
+    largest: tuple[int, str, dict[str, float]] = (0, "", {})
+    same = True
+    for pair in load_pairs(spec):
+        data = Path(pair.image).read_bytes()
+        table = luma_quantization(data)
+        if table is None:
+            continue
+        gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+        best, out = {}, {}
+        for backend in ("native", "reference"):
+            runs = []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                out[backend] = dct_coefficients(gray, table, frequencies, backend=backend)
+                runs.append((time.perf_counter() - start) * 1e3)
+            best[backend] = min(runs)
+            times[backend].append(best[backend])
+        same &= bool(np.array_equal(out["native"], out["reference"]))
+        if gray.size > largest[0]:
+            largest = (gray.size, Path(pair.image).name, best)
+    if not times["native"]:
+        return f"| {Path(spec).name} | 0 | - | - | - | - |"
+    n, r = np.median(times["native"]), np.median(times["reference"])
+    big = largest[2]
+    return (f"| {Path(spec).name} | {len(times['native'])} | {n:.2f} | {r:.2f} | "
+            f"{largest[1]} ({largest[0] / 1e6:.1f} MP): {big['native']:.1f} / {big['reference']:.1f} | "
+            f"{'yes' if same else 'NO'} |")
 
 
 def _row(spec: str, config: DoubleJpegConfig, other: dict[str, Path], cases: list[tuple[float, Path, np.ndarray, np.ndarray]]) -> str:
@@ -184,6 +222,8 @@ def main() -> int:
     parser.add_argument("--picture", type=Path, metavar="JPG",
                         help="write the 3 forged images the cue found best and up to 2 untouched ones it flagged: "
                              "image | truth | the cue's mask")
+    parser.add_argument("--kernels", action="store_true",
+                        help="with --data: time the block DCT, native core against NumPy reference, instead")
     parser.add_argument("--threshold", type=float, default=DoubleJpegConfig.threshold,
                         help=f"DoubleJpegConfig.threshold (default: {DoubleJpegConfig.threshold})")
     args = parser.parse_args()
@@ -193,6 +233,13 @@ def main() -> int:
     if args.calibrate:
         photos = photo_list(args.calibrate, args.exclude, args.every)
         print(calibrate(photos, config, args.false_alarm, args.resaves), flush=True)
+    if args.data and args.kernels:
+        print("| dataset | JPEGs | native ms (median) | reference ms (median) | largest photo: native / reference ms "
+              "| same coefficients |")
+        print("|---|---|---|---|---|---|")
+        for spec in args.data:
+            print(_kernel_row(spec, config.frequencies), flush=True)
+        return 0
     if args.data:
         other = _eval_masks(args.eval) if args.eval else {}
         print("| dataset | images (forged / authentic) | JPEGs | IoU | overlapping (IoU > 0.1) | authentic flagged | "

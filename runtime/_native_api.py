@@ -38,6 +38,7 @@ __all__ = [
     "BACKENDS",
     "DENSE_MAX_POINTS",
     "available",
+    "block_dct",
     "build_info",
     "hdbscan_raw_labels",
     "kmeans_cosine",
@@ -277,4 +278,24 @@ def patchmatch(
     return _require().patchmatch(
         np.ascontiguousarray(descriptors), int(stride), int(min_offset), int(iterations),
         int(seed) % 2**64, int(num_threads),
+    )
+
+
+def block_dct(gray: np.ndarray, cosines: np.ndarray, positions: np.ndarray, steps: np.ndarray, *,
+              num_threads: int = 0) -> np.ndarray:
+    """Quantised block DCT, bit-identical to :func:`focal.runtime.doublejpeg.block_dct_reference`.
+
+    Args:
+        gray: ``[H, W]`` uint8 grey plane (block grid at 0, 0; partial edge blocks left out).
+        cosines: ``[8, 8]`` float64 DCT-II basis, ``C[k, n]``.
+        positions: ``[K]`` indices ``8 * u + v`` in 0..63, ``1 <= K <= 64``.
+        steps: ``[K]`` quantisation steps, >= 1.
+        num_threads: worker threads, 0 for the default; the output does not depend on it.
+
+    Returns:
+        ``[H // 8, W // 8, K]`` int32 ``round(DCT(block - 128)[u, v] / step)``, half to even.
+    """
+    return _require().block_dct(
+        np.ascontiguousarray(gray, np.uint8), np.ascontiguousarray(cosines, np.float64),
+        np.ascontiguousarray(positions, np.int32), np.ascontiguousarray(steps, np.int32), int(num_threads),
     )

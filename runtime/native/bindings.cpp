@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "blockdct.hpp"
 #include "copymove.hpp"
 #include "dmatrix.hpp"
 #include "gemm.hpp"
@@ -160,6 +161,29 @@ py::tuple patchmatch(const CArray<std::int16_t>& desc, int stride, int min_offse
   return py::make_tuple(grid(to_numpy(f.oy)), grid(to_numpy(f.ox)), grid(to_numpy(f.cost)));
 }
 
+// The double-JPEG cue's quantised block DCT (blockdct.hpp).
+py::array_t<std::int32_t> block_dct(const CArray<std::uint8_t>& gray, const CArray<double>& cosines,
+                                    const CArray<std::int32_t>& positions, const CArray<std::int32_t>& steps,
+                                    int num_threads) {
+  require_2d(gray, "gray");
+  if (cosines.ndim() != 2 || cosines.shape(0) != 8 || cosines.shape(1) != 8)
+    throw std::invalid_argument("cosines must be [8, 8]");
+  if (positions.ndim() != 1 || steps.ndim() != 1 || positions.shape(0) != steps.shape(0) || positions.shape(0) < 1 ||
+      positions.shape(0) > 64)
+    throw std::invalid_argument("positions and steps must be 1-D of one length in 1..64, got " +
+                                str(positions.shape(0)) + " and " + str(steps.shape(0)));
+  const int h = static_cast<int>(gray.shape(0)), w = static_cast<int>(gray.shape(1));
+  const int count = static_cast<int>(positions.shape(0));
+  py::array_t<std::int32_t> out(
+      {static_cast<py::ssize_t>(h / 8), static_cast<py::ssize_t>(w / 8), static_cast<py::ssize_t>(count)});
+  std::int32_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    focal::block_dct(gray.data(), h, w, cosines.data(), positions.data(), steps.data(), count, num_threads, o);
+  }
+  return out;
+}
+
 // The selection kernel on its own, for tests against np.partition.
 float kth_smallest(const CArray<float>& v, i64 k) {
   if (v.ndim() != 1) throw std::invalid_argument("values must be 1-D, got " + str(v.ndim()) + " dimensions");
@@ -212,6 +236,8 @@ PYBIND11_MODULE(_native, m) {
         py::arg("num_threads") = 0);
   m.def("patchmatch", &patchmatch, py::arg("descriptors"), py::arg("stride"), py::arg("min_offset"),
         py::arg("iterations"), py::arg("seed"), py::arg("num_threads") = 0);
+  m.def("block_dct", &block_dct, py::arg("gray"), py::arg("cosines"), py::arg("positions"), py::arg("steps"),
+        py::arg("num_threads") = 0);
   m.def("kth_smallest", &kth_smallest, py::arg("values"), py::arg("k"));
   m.def("half_to_float", &half_to_float, py::arg("bits"));
 }

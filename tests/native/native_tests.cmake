@@ -12,7 +12,8 @@ set(FOCAL_TEST_SOURCES
     ${FOCAL_TEST_DIR}/test_select.cpp
     ${FOCAL_TEST_DIR}/test_half.cpp
     ${FOCAL_TEST_DIR}/test_mst.cpp
-    ${FOCAL_TEST_DIR}/test_kmeans.cpp)
+    ${FOCAL_TEST_DIR}/test_kmeans.cpp
+    ${FOCAL_TEST_DIR}/test_blockdct.cpp)
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   # The references compute in double without fused multiply-adds, as the
   # kernels they check.
@@ -24,7 +25,7 @@ target_include_directories(focal_native_tests PRIVATE ${FOCAL_NATIVE_DIR} ${FOCA
 target_compile_options(focal_native_tests PRIVATE ${FOCAL_NATIVE_OPTIONS})
 focal_native_threads(focal_native_tests)
 
-foreach(group kernels select half mst kmeans isa)
+foreach(group kernels select half mst kmeans blockdct isa)
   add_test(NAME native_${group} COMMAND focal_native_tests ${group})
 endforeach()
 # The whole MST under each capped family (FOCAL_NATIVE_ISA picks the tables
@@ -33,5 +34,7 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
   foreach(cap avx2 generic)
     add_test(NAME native_mst_${cap} COMMAND focal_native_tests mst isa)
     set_tests_properties(native_mst_${cap} PROPERTIES ENVIRONMENT "FOCAL_NATIVE_ISA=${cap}")
+    add_test(NAME native_blockdct_${cap} COMMAND focal_native_tests blockdct)
+    set_tests_properties(native_blockdct_${cap} PROPERTIES ENVIRONMENT "FOCAL_NATIVE_ISA=${cap}")
   endforeach()
 endif()
