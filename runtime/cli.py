@@ -3,8 +3,10 @@
     focal-detect [ARTIFACT | default] INPUT... --out DIR [options]
 
 For each image it writes ``OUT/NAME.mask.png`` (255 = forged),
-``OUT/NAME.overlay.png`` (the mask tinted over the image) and appends one
-line to ``OUT/results.jsonl`` (the run journal, :mod:`focal.runtime.journal`).
+``OUT/NAME.overlay.png`` (the mask tinted over the image), under
+``--heatmap`` ``OUT/NAME.heatmap.png`` (the features' forgery map, on one
+fixed colour scale), and appends one line to ``OUT/results.jsonl`` (the run
+journal, :mod:`focal.runtime.journal`).
 ``NAME`` is the input's path relative to its root, suffix kept: a folder
 input's files keep their path inside it (``sub/a.png`` ->
 ``sub/a.png.mask.png``), files named explicitly or matched by a glob their
@@ -65,7 +67,7 @@ from focal.runtime.integrity import IntegrityError
 from focal.runtime.inputs import DetectJob, collect_inputs
 from focal.runtime.journal import JOURNAL_NAME, Journal, RunLock, read_journal_state
 from focal.runtime.manifest import MANIFEST_NAME, load_manifest
-from focal.runtime.render import overlay
+from focal.runtime.render import heatmap, overlay
 
 RESULTS_NAME = JOURNAL_NAME
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -134,6 +136,7 @@ class ImageOutputs:
     copy_move: bool | None = None  # under --copy-move: whether a copy-move was found; None: not searched
     # under --double-jpeg: whether a region missed the first compression; None: off, or no evidence
     double_jpeg: bool | None = None
+    heatmap_png: bytes | None = None  # under --heatmap: PNG of the [H, W, 3] coloured forgery map
 
 
 def render_outputs(job: DetectJob, result: Result, cfg: DetectorConfig, err: StderrCapture,
@@ -164,6 +167,7 @@ def render_outputs(job: DetectJob, result: Result, cfg: DetectorConfig, err: Std
             height=int(result.mask.shape[0]), width=int(result.mask.shape[1]), timings=dict(result.timings),
             copy_move=None if result.copy_move is None else bool(result.copy_move.any()),
             double_jpeg=None if result.double_jpeg is None else bool(result.double_jpeg.any()),
+            heatmap_png=None if result.heatmap is None else _png(heatmap(result.heatmap)[:, :, ::-1]),
         )
     except (OSError, ValueError) as exc:
         return exc
@@ -221,6 +225,8 @@ def _record(job: DetectJob, result: ImageOutputs | Exception | str, notes: list[
             rec["copy_move"] = result.copy_move
         if result.double_jpeg is not None:
             rec["double_jpeg"] = result.double_jpeg
+        if result.heatmap_png is not None:
+            rec["heatmap"] = f"{job.key}.heatmap.png"
         if settings is not None:
             rec["settings"] = settings
     if notes:
@@ -233,7 +239,9 @@ def _is_written(job: DetectJob, rec: dict | None, out: Path) -> bool:
     return (
         rec is not None and rec.get("error") is None and rec.get("mask") == f"{job.key}.mask.png"
         and (out / f"{job.key}.mask.png").is_file() and (out / f"{job.key}.overlay.png").is_file()
+        and ("heatmap" not in rec or (out / f"{job.key}.heatmap.png").is_file())
     )
+
 
 
 def _same_settings(rec: dict, settings: dict | None) -> bool:
@@ -242,9 +250,15 @@ def _same_settings(rec: dict, settings: dict | None) -> bool:
     return settings is not None and rec.get("settings", settings) == settings
 
 
-def _is_done(job: DetectJob, rec: dict | None, out: Path, settings: dict | None) -> bool:
-    """An image is done when its outputs are written (:func:`_is_written`) under this run's settings."""
-    return _is_written(job, rec, out) and _same_settings(rec, settings)
+def _has_heatmap(job: DetectJob, rec: dict) -> bool:
+    return rec.get("heatmap") == f"{job.key}.heatmap.png"
+
+
+def _is_done(job: DetectJob, rec: dict | None, out: Path, settings: dict | None, heatmap: bool = False) -> bool:
+    """An image is done when its outputs are written (:func:`_is_written`) under this run's settings,
+    with a heatmap when the run asks for one (a heatmap is no setting of the mask: a run without
+    ``--heatmap`` skips images done with one)."""
+    return _is_written(job, rec, out) and _same_settings(rec, settings) and (not heatmap or _has_heatmap(job, rec))
 
 
 class StderrCapture:
@@ -396,7 +410,8 @@ def plan_run(inputs: list[str], cfg: DetectConfig) -> RunPlan:
     for item in unmatched:
         err.print(f"focal-detect: {item}: no such file, folder or matching image")
     settings = record_settings(cfg)
-    pending = [j for j in jobs if cfg.overwrite or not _is_done(j, state.get(j.path), cfg.out, settings)]
+    heat = cfg.detector.heatmap
+    pending = [j for j in jobs if cfg.overwrite or not _is_done(j, state.get(j.path), cfg.out, settings, heat)]
     counts = {"done": 0, "flagged": 0, "failed": len(unmatched), "skipped": len(jobs) - len(pending)}
     if counts["skipped"]:
         err.print(f"focal-detect: {counts['skipped']} image(s) already done in {cfg.out} (use --overwrite to redo)")
@@ -406,6 +421,9 @@ def plan_run(inputs: list[str], cfg: DetectConfig) -> RunPlan:
         changed = sorted({k for o in other for k in settings if o.get(k) != settings[k]})
         err.print(f"focal-detect: {len(other)} image(s) in {cfg.out} were done under other settings "
                   f"({', '.join(changed)}): redoing them")
+    unheated = [j for j in pending if heat and not cfg.overwrite and _is_done(j, state.get(j.path), cfg.out, settings)]
+    if unheated:
+        err.print(f"focal-detect: {len(unheated)} image(s) in {cfg.out} were done without a heatmap: redoing them")
     return RunPlan(pending, counts, err, created, t0, settings)
 
 
@@ -533,7 +551,7 @@ class RunRecorder:
                 break
             self.lock.release(key)  # another input wrote this name meanwhile: take the hashed one
         rec = self.journal.latest.get(job.path)
-        if _is_done(job, rec, self.cfg.out, self.settings) and (
+        if _is_done(job, rec, self.cfg.out, self.settings, self.cfg.detector.heatmap) and (
                 not self.cfg.overwrite or self.journal.written_since_start(job.path)):
             self.lock.release(job.key)
             self.counts["skipped"] += 1
@@ -555,6 +573,8 @@ class RunRecorder:
                 try:
                     write_atomic(self.cfg.out / f"{job.key}.mask.png", result.mask_png)
                     write_atomic(self.cfg.out / f"{job.key}.overlay.png", result.overlay_png)
+                    if result.heatmap_png is not None:
+                        write_atomic(self.cfg.out / f"{job.key}.heatmap.png", result.heatmap_png)
                 except OSError as exc:
                     result = exc
             rec = _record(job, result, notes, self.settings)
@@ -698,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "embedded default model (a first path that does not exist is an error)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or globs")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="output folder: NAME.mask.png, NAME.overlay.png, results.jsonl")
+                        help="output folder: NAME.mask.png, NAME.overlay.png (NAME.heatmap.png), results.jsonl")
     add_backend(parser)
     add_precision(parser)
     add_clustering(parser, default=None, help="clustering method (default: the artifact's)")
@@ -706,6 +726,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_size(parser, help="images per engine call (more than 1 needs a dynamic-batch model)")
     add_copy_move(parser, "the mask is the union")
     add_double_jpeg(parser, "the mask is the union; records say double_jpeg true/false where a JPEG shows the trace")
+    parser.add_argument("--heatmap", action="store_true",
+                        help="also write NAME.heatmap.png: how unlike the pristine majority each pixel's features are, "
+                             "on one colour scale for all images (black: alike; yellow: at a right angle); shown "
+                             "where the mask is empty too")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="ONNX Runtime CPU threads (default: all cores)")
     parser.add_argument("--low-memory", action="store_true",
@@ -756,7 +780,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[list[str], DetectConfig]
             backend=args.backend, precision=args.precision, clustering=args.clustering,
             min_cluster_size=args.min_cluster_size, threads=args.threads, batch_size=args.batch_size,
             mem_arena=not args.low_memory, verify=not args.no_verify, copy_move=args.copy_move,
-            double_jpeg=args.double_jpeg,
+            double_jpeg=args.double_jpeg, heatmap=args.heatmap,
         ),
         overwrite=args.overwrite,
         json_stdout=args.json,

@@ -28,7 +28,7 @@ from focal.runtime.engines import LockedEngine, ProviderFallbackError, open_engi
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, read_bytes, decode_image
 from focal.runtime.manifest import PRECISIONS, Manifest, load_manifest
 from focal.runtime.fusion import fuse_feature_maps
-from focal.runtime.postprocess import localize
+from focal.runtime.postprocess import localize, soft_map
 from focal.runtime.geometry import Geometry, image_geometry
 from focal.runtime.preprocess import network_input
 from focal.runtime.score import joined_score
@@ -69,6 +69,10 @@ class DetectorConfig:
     # no longer holds. Needs the file's bytes (arrays carry no JPEG header); the mask is the union.
     # None = the manifest's "cues" (the embedded default has it on), True / False = on / off.
     double_jpeg: bool | None = None
+    # Also give each image's heatmap (Result.heatmap): how unlike the pristine majority each pixel's
+    # features are. It exists where the decision finds nothing (a forged region the features rank
+    # high but HDBSCAN leaves as noise shows up), at the cost of one map at the image's size.
+    heatmap: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,10 @@ class Result:
             zero when the file shows double compression but no such region;
             ``None`` when the cue is off or the input gives no evidence (an
             array, a file that is not a JPEG, or one compressed once).
+        heatmap: under ``heatmap``, ``[H, W]`` float32 in ``[0, 1]``: each pixel's
+            cosine distance to the pristine cluster's mean direction, halved
+            (:func:`focal.runtime.postprocess.soft_map`; the features' only, the
+            cues' masks are not in it; timed as ``timings["heatmap"]``), else ``None``.
     """
 
     mask: np.ndarray
@@ -109,6 +117,7 @@ class Result:
     path: str | None = None
     copy_move: np.ndarray | None = None
     double_jpeg: np.ndarray | None = None
+    heatmap: np.ndarray | None = None
 
 
 @dataclass
@@ -401,10 +410,15 @@ class Detector:
                 score = joined_score(score, p.double_jpeg, DoubleJpegConfig.false_alarm)
             if copies is not None or p.double_jpeg is not None:
                 fraction = float(np.count_nonzero(mask)) / mask.size
+            heat = None
+            if self.config.heatmap:
+                t0 = time.perf_counter()
+                heat = soft_map(loc.features, loc.labels, p.height, p.width, p.geometry)
+                timings["heatmap"] = (time.perf_counter() - t0) * 1e3
             results.append(Result(
                 mask=mask, labels=loc.labels, score=score, forged_fraction=fraction,
                 timings=timings, features=loc.features if self.config.keep_features else None, path=p.source,
-                copy_move=copies, double_jpeg=p.double_jpeg,
+                copy_move=copies, double_jpeg=p.double_jpeg, heatmap=heat,
             ))
             p.double_jpeg = None
         return results

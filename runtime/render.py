@@ -1,4 +1,4 @@
-"""Pictures a person looks at: masks tinted over images."""
+"""Pictures a person looks at: masks tinted over images, heatmaps."""
 
 from __future__ import annotations
 
@@ -29,3 +29,28 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndar
     thickness = max(1, round(max(image.shape[:2]) / 400))
     cv2.drawContours(out, contours, -1, FORGED_RGB, thickness)
     return out
+
+
+# The heatmap's full colour: a cosine distance of 0.5 to the pristine direction, i.e. features at a
+# right angle to it. One fixed scale for every image, so two heatmaps compare (a per-image stretch
+# would paint the warmest patch of an untouched photo as hot as a splice).
+HEATMAP_FULL_SCALE = 0.5
+
+
+def heatmap(soft: np.ndarray, full_scale: float = HEATMAP_FULL_SCALE) -> np.ndarray:
+    """Colour a forgery map (:func:`focal.runtime.postprocess.soft_map`) on a fixed scale.
+
+    Args:
+        soft: ``[H, W]`` float in ``[0, 1]``, higher = less like the pristine majority.
+        full_scale: the value drawn at full colour; above it, clipped.
+
+    Returns:
+        ``[H, W, 3]`` uint8 RGB, OpenCV's "inferno" map: near black at 0, pale yellow
+        at ``full_scale``.
+    """
+    if soft.ndim != 2:
+        raise ValueError(f"heatmap needs an [H, W] map, got shape {soft.shape}")
+    if not full_scale > 0:
+        raise ValueError(f"heatmap full_scale must be > 0, got {full_scale}")
+    levels = np.clip(np.asarray(soft, np.float32) * (255.0 / full_scale), 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO)[:, :, ::-1].copy()

@@ -187,7 +187,7 @@ def _ray_session(ray_cfg: RayConfig) -> Iterator[None]:
 # -- the actors --------------------------------------------------------------
 # One output row per input row; numbers in their own dtypes, the rest as object columns (bytes, str).
 _COLUMNS = ("index", "error", "notes", "mask_png", "overlay_png", "score", "forged_fraction", "height",
-            "width", "timings", "copy_move", "double_jpeg")
+            "width", "timings", "copy_move", "double_jpeg", "heatmap_png")
 
 
 def _on_worker(cfg: DetectConfig) -> DetectConfig:
@@ -247,7 +247,8 @@ class _DetectorActor:
             ``overlay_png`` PNG bytes (empty on error); ``score`` and ``forged_fraction`` float64 in
             ``[0, 1]``; ``height`` / ``width`` int64; ``timings`` a JSON object of ms per stage;
             ``copy_move`` JSON ``true``/``false`` under ``--copy-move``, else ``null``; ``double_jpeg``
-            likewise under ``--double-jpeg`` (``null`` also for a file without the trace).
+            likewise under ``--double-jpeg`` (``null`` also for a file without the trace);
+            ``heatmap_png`` PNG bytes under ``--heatmap``, else empty.
         """
         jobs = [DetectJob(Path(str(s)), "") for s in batch["source"]]
         decoded = []
@@ -281,6 +282,7 @@ class _DetectorActor:
             rows["timings"].append(json.dumps(out.timings if ok else {}))
             rows["copy_move"].append(json.dumps(out.copy_move if ok else None))
             rows["double_jpeg"].append(json.dumps(out.double_jpeg if ok else None))
+            rows["heatmap_png"].append((out.heatmap_png or b"") if ok else b"")
         rows["index"] = list(batch["index"])
         numeric = {"index": np.int64, "score": np.float64, "forged_fraction": np.float64, "height": np.int64,
                    "width": np.int64}
@@ -298,6 +300,7 @@ def _outcome(row: dict) -> tuple[ImageOutputs | str, list[str]]:
         height=int(row["height"]), width=int(row["width"]), timings=json.loads(row["timings"]),
         copy_move=json.loads(row["copy_move"]),
         double_jpeg=json.loads(row["double_jpeg"]),
+        heatmap_png=bytes(row["heatmap_png"]) or None,
     ), notes
 
 

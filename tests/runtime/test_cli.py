@@ -146,3 +146,32 @@ def test_console_script_reports_missing_default_model(tmp_path: Path, photo_dir:
         assert proc.returncode == 0, proc.stderr
     else:
         assert proc.returncode == 2 and "no embedded default model" in proc.stderr
+
+
+def test_heatmaps_are_written_on_request_and_a_rerun_adds_the_missing_ones(tiny_artifact: Path, photo_dir: Path,
+                                                                           tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    args = [str(tiny_artifact), str(photo_dir), "--out", str(out), "--backend", "cpu"]
+    assert main(args) == 0
+    assert not list(out.rglob("*.heatmap.png"))
+    capsys.readouterr()
+    # Asked for heatmaps, a folder done without them is redone (the masks' settings are the same).
+    assert main(args + ["--heatmap", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "5 image(s) in" in captured.err and "without a heatmap: redoing them" in captured.err
+    redone = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(redone) == 5
+    for rec in redone:
+        heat = cv2.imread(str(out / rec["heatmap"]))
+        src = cv2.imread(str(Path(os.path.normpath(out / rec["path"]))))
+        assert rec["heatmap"] == rec["mask"].replace(".mask.png", ".heatmap.png")
+        assert heat.shape == src.shape and "heatmap" in rec["timings_ms"]
+    # Done with heatmaps, the folder is done for a run with or without them.
+    assert main(args) == 0
+    assert "5 image(s) already done" in capsys.readouterr().err
+    assert main(args + ["--heatmap"]) == 0
+    assert "5 image(s) already done" in capsys.readouterr().err
+    # A heatmap the record names but the folder lost makes the image undone.
+    (out / redone[0]["heatmap"]).unlink()
+    assert main(args + ["--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1

@@ -106,3 +106,17 @@ def test_split_on_the_default_flags_what_passes_its_threshold(default_present: N
         tau = det.split_threshold
         for r in det.detect_many(images):
             assert r.mask.any() == (r.score > tau), (r.path, r.score, tau)
+
+
+def test_the_heatmap_shows_a_splice_the_decision_leaves_out(default_present: None, shared_data: Path) -> None:
+    # NIST16's pasted glider: the features rank its pixels far above the rest (pixel AUC 0.99
+    # measured), but they form no dense cluster, so the mask alone says nothing there.
+    from focal.evaluation.metrics import pixel_auc
+    from focal.runtime.imageio import read_mask
+
+    name = "misc_nist16_NC2016_2564"
+    with Detector(backend="cpu", heatmap=True) as det:
+        r = det(shared_data / f"real-samples/images/{name}.jpg")
+    truth = read_mask(shared_data / f"real-samples/masks/{name}.png")
+    assert r.heatmap.shape == truth.shape
+    assert pixel_auc(r.heatmap, truth) > 0.9

@@ -303,3 +303,25 @@ def test_default_names_the_embedded_model() -> None:
         pytest.skip("this build bundles no default model")
     with Detector("default", backend="cpu") as det:
         assert det.artifact == DEFAULT_DIR
+
+
+def test_the_heatmap_is_the_features_soft_map_at_the_images_size(tiny_artifact: Path, photo_dir: Path) -> None:
+    from focal.runtime.postprocess import soft_map
+    from focal.runtime.render import heatmap
+
+    path = sorted(photo_dir.glob("*.jpg"))[0]
+    with Detector(tiny_artifact, backend="cpu") as plain, \
+            Detector(tiny_artifact, backend="cpu", heatmap=True, keep_features=True) as heated:
+        off, on = plain(path), heated(path)
+    assert off.heatmap is None and "heatmap" not in off.timings
+    assert np.array_equal(on.mask, off.mask) and on.score == off.score  # the decision does not change
+    h, w = on.mask.shape
+    assert on.heatmap.shape == (h, w) and on.heatmap.dtype == np.float32
+    assert 0.0 <= on.heatmap.min() and on.heatmap.max() <= 1.0 and on.heatmap.max() > on.heatmap.min()
+    assert np.array_equal(on.heatmap, soft_map(on.features, on.labels, h, w))
+    picture = heatmap(on.heatmap)
+    assert picture.shape == (h, w, 3) and picture.dtype == np.uint8
+    # One fixed scale: zero is (near) black, the full-scale value and above the same brightest colour.
+    ramp = heatmap(np.array([[0.0, 0.25, 0.5, 0.9]], np.float32)).astype(int)
+    assert ramp[0, 0].sum() < 10 and np.array_equal(ramp[0, 2], ramp[0, 3])
+    assert ramp[0, 0].sum() < ramp[0, 1].sum() < ramp[0, 2].sum()

@@ -85,7 +85,7 @@ def _assert_same_outputs(local: Path, other: Path) -> None:
             {k: v for k, v in rec.items() if k != "timings_ms"}, path
         if rec["error"] is None:
             assert set(got[path]["timings_ms"]) == set(rec["timings_ms"])
-            for name in (rec["mask"], rec["overlay"]):
+            for name in (rec["mask"], rec["overlay"], *([rec["heatmap"]] if "heatmap" in rec else [])):
                 assert (other / name).read_bytes() == (local / name).read_bytes(), name
     assert sorted(p.name for p in other.rglob("*.png")) == sorted(p.name for p in local.rglob("*.png"))
 
@@ -111,6 +111,15 @@ def ray_out(local_ray, images: Path, local_out: Path) -> Path:
 def test_two_actors_write_what_the_local_run_writes(ray_out: Path, local_out: Path) -> None:
     assert len(_records(local_out)) >= 2
     _assert_same_outputs(local_out, ray_out)
+
+
+def test_heatmaps_come_back_from_the_actors(local_ray, few: Path, tmp_path: Path) -> None:
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert _cli([str(few), "--out", str(local), "--heatmap"]) == 0
+    inputs, cfg = _config([str(few), "--out", str(remote), "--heatmap"])
+    assert detect_on_ray(inputs, cfg, RayConfig(actors=1)).done == FEW
+    assert all("heatmap" in r for r in _records(remote))
+    _assert_same_outputs(local, remote)
 
 
 def test_a_rerun_skips_what_is_done_and_redoes_what_is_missing(ray_out: Path, images: Path, local_out: Path) -> None:
