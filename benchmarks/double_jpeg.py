@@ -115,7 +115,8 @@ def calibrate(photos: list[Path], config: DoubleJpegConfig, alpha: float, resave
 
 def _kernel_row(spec: str, frequencies: int, repeat: int = 3) -> str:
     """One dataset's row of ``--kernels``: median ms per JPEG of the block DCT, native and
-    reference (taking turns, best of ``repeat`` each), the largest photo's, and whether they agree."""
+    reference (taking turns, best of ``repeat`` each), the largest photo's (and its grey-plane
+    decode, the cue's other large step), and whether they agree."""
     times: dict[str, list[float]] = {"native": [], "reference": []}
     largest: tuple[int, str, dict[str, float]] = (0, "", {})
     same = True
@@ -124,8 +125,12 @@ def _kernel_row(spec: str, frequencies: int, repeat: int = 3) -> str:
         table = luma_quantization(data)
         if table is None:
             continue
-        gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
-        best, out = {}, {}
+        decodes = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+            decodes.append((time.perf_counter() - start) * 1e3)
+        best, out = {"decode": min(decodes)}, {}
         for backend in ("native", "reference"):
             runs = []
             for _ in range(repeat):
@@ -142,7 +147,8 @@ def _kernel_row(spec: str, frequencies: int, repeat: int = 3) -> str:
     n, r = np.median(times["native"]), np.median(times["reference"])
     big = largest[2]
     return (f"| {Path(spec).name} | {len(times['native'])} | {n:.2f} | {r:.2f} | "
-            f"{largest[1]} ({largest[0] / 1e6:.1f} MP): {big['native']:.1f} / {big['reference']:.1f} | "
+            f"{largest[1]} ({largest[0] / 1e6:.1f} MP): {big['native']:.1f} / {big['reference']:.1f} "
+            f"(grey decode {big['decode']:.1f}) | "
             f"{'yes' if same else 'NO'} |")
 
 
