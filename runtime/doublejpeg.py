@@ -52,7 +52,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from focal.runtime import _native_api
 from focal.runtime._headers import JPEG_SOF_MARKERS, HeaderError, declared_size, jpeg_segments
@@ -288,12 +287,6 @@ def dct_coefficients(gray: np.ndarray, table: np.ndarray, zigzag: int | None = N
     return out.astype(np.int64).reshape(bh, bw, 8, 8) if zigzag is None else out
 
 
-@functools.lru_cache(maxsize=1)
-def _blas() -> ThreadpoolController:
-    """The process's thread pools (inspected once: the loaded libraries do not change)."""
-    return ThreadpoolController()
-
-
 def _erf(x: np.ndarray) -> np.ndarray:
     """The error function, Abramowitz and Stegun 7.1.26 (absolute error < 1.5e-7): NumPy has none."""
     t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
@@ -400,7 +393,11 @@ def first_step(hist: np.ndarray, last: int, cfg: DoubleJpegConfig) -> tuple[int,
     top = min(last * cfg.max_ratio, 255)
     if top <= last:  # a last step of 255: no larger first step to look for
         return 0, 0.0, 0.0
-    gains = _log_combs(last, top, lim, cfg.clip_llr) @ hist[off].astype(np.float64) / total
+    # A product and a row sum, not BLAS's matrix-vector product: BLAS would split a large table over
+    # every core and leave its workers spinning against the native core's and ONNX Runtime's
+    # threads in the stages after the cue (focal-bench: clustering 14 -> 17 ms, the copy-move
+    # search 13 -> 20 ms, when it did); the table is at most a few hundred rows of 117 values.
+    gains = (_log_combs(last, top, lim, cfg.clip_llr) * hist[off].astype(np.float64)).sum(axis=1) / total
     k = int(np.argmax(gains))  # the first of equal gains: the smallest step, then the narrowest spread
     if gains[k] <= 0.0:
         return 0, 0.0, 0.0
@@ -506,18 +503,6 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         ValueError: naming ``name``, when a JPEG declares more than ``max_pixels``
         or does not decode.
     """
-    # On one BLAS thread: NumPy's BLAS would split the cue's products (the blocks' DCT, the
-    # combs' scores) over every core, and its idle workers then spin for a while against the
-    # native core's and ONNX Runtime's threads in the stages that follow (focal-bench:
-    # clustering 14 -> 17 ms and the copy-move search 13 -> 20 ms after the cue); one thread
-    # costs the DCT about a millisecond on a 2 MP photo.
-    with _blas().limit(limits=1, user_api="blas"):
-        return _detect(data, cfg, name, max_pixels, colour)
-
-
-def _detect(data: bytes, cfg: DoubleJpegConfig, name: str, max_pixels: int,
-            colour: np.ndarray | None) -> DoubleJpegResult:
-    """:func:`detect_double_jpeg`'s work, on whatever BLAS threads the caller allows."""
     table = luma_quantization(data)
     if table is None:
         return DoubleJpegResult(None, 0.0, {})
