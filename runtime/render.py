@@ -37,8 +37,26 @@ def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndar
 HEATMAP_FULL_SCALE = 0.5
 
 
+def heatmap_levels(soft: np.ndarray, full_scale: float = HEATMAP_FULL_SCALE) -> np.ndarray:
+    """A forgery map (:func:`focal.runtime.postprocess.soft_map`) as 8-bit levels on a fixed scale.
+
+    Args:
+        soft: ``[H, W]`` float in ``[0, 1]``, higher = less like the pristine majority.
+        full_scale: the value given level 255; above it, clipped.
+
+    Returns:
+        ``[H, W]`` uint8, ``floor(soft * 255 / full_scale)`` clipped to 0..255 (what
+        :func:`heatmap` colours, and what ``focal-serve --heatmap`` returns).
+    """
+    if soft.ndim != 2:
+        raise ValueError(f"heatmap needs an [H, W] map, got shape {soft.shape}")
+    if not full_scale > 0:
+        raise ValueError(f"heatmap full_scale must be > 0, got {full_scale}")
+    return np.clip(np.asarray(soft, np.float32) * (255.0 / full_scale), 0, 255).astype(np.uint8)
+
+
 def heatmap(soft: np.ndarray, full_scale: float = HEATMAP_FULL_SCALE) -> np.ndarray:
-    """Colour a forgery map (:func:`focal.runtime.postprocess.soft_map`) on a fixed scale.
+    """Colour a forgery map on a fixed scale (:func:`heatmap_levels`).
 
     Args:
         soft: ``[H, W]`` float in ``[0, 1]``, higher = less like the pristine majority.
@@ -48,9 +66,4 @@ def heatmap(soft: np.ndarray, full_scale: float = HEATMAP_FULL_SCALE) -> np.ndar
         ``[H, W, 3]`` uint8 RGB, OpenCV's "inferno" map: near black at 0, pale yellow
         at ``full_scale``.
     """
-    if soft.ndim != 2:
-        raise ValueError(f"heatmap needs an [H, W] map, got shape {soft.shape}")
-    if not full_scale > 0:
-        raise ValueError(f"heatmap full_scale must be > 0, got {full_scale}")
-    levels = np.clip(np.asarray(soft, np.float32) * (255.0 / full_scale), 0, 255).astype(np.uint8)
-    return cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO)[:, :, ::-1].copy()
+    return cv2.applyColorMap(heatmap_levels(soft, full_scale), cv2.COLORMAP_INFERNO)[:, :, ::-1].copy()

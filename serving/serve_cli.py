@@ -54,6 +54,9 @@ def build_parser():
     add_copy_move(model, "the mask is the union; the copy_move output says per image whether one was found")
     add_double_jpeg(model, "the mask is the union; the double_jpeg output says per image 1 found, 0 double "
                            "compression without a region, -1 no evidence")
+    model.add_argument("--heatmap", action="store_true",
+                       help="also return each image's heatmap (a heatmap output: the features' forgery map as "
+                            "0-255 levels on one fixed scale)")
     model.add_argument("--threads", type=positive_int, metavar="N", help="ONNX Runtime CPU threads (default: all cores)")
     model.add_argument("--no-verify", action="store_true",
                        help="run model files even if their sha256 differs from the manifest's (logged)")
@@ -81,7 +84,7 @@ def config_from_args(args) -> ServeConfig:
     detector = DetectorConfig(backend=args.backend, precision=args.precision, clustering=args.clustering,
                               min_cluster_size=args.min_cluster_size, threads=args.threads,
                               batch_size=args.batch_size, verify=not args.no_verify, copy_move=args.copy_move,
-                              double_jpeg=args.double_jpeg)
+                              double_jpeg=args.double_jpeg, heatmap=args.heatmap)
     return ServeConfig(artifact=artifact, detector=detector, host=args.host, http_port=args.port,
                        grpc_port=args.grpc_port, metrics_port=args.metrics_port, model_name=args.model_name,
                        max_batch=args.max_batch_size, max_queue=args.max_queue, queue_delay_us=args.queue_delay_us,

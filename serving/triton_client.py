@@ -36,7 +36,10 @@ class RemoteResult:
     the file shows double compression but no such region, None where the cue
     did not run or the file gave no evidence (a server without
     ``--double-jpeg`` or older than the output, a file that is not a JPEG
-    or was compressed once, or an error).
+    or was compressed once, or an error);
+    ``heatmap``: ``[H, W]`` uint8 levels of the features' forgery map (255 at a
+    cosine distance of 0.5 to the pristine direction) from a server run with
+    ``--heatmap``, else None.
     """
 
     mask: np.ndarray
@@ -46,6 +49,7 @@ class RemoteResult:
     error: str | None
     copy_move: bool | None = None
     double_jpeg: bool | None = None
+    heatmap: np.ndarray | None = None
 
 
 def _flag(column: np.ndarray | None, k: int) -> bool | None:
@@ -108,6 +112,7 @@ class FocalClient:
         timings, errors = response.as_numpy("timings"), response.as_numpy("error")
         copies = response.as_numpy("copy_move")  # None from a server without that output
         spliced = response.as_numpy("double_jpeg")  # likewise
+        heat = response.as_numpy("heatmap")  # None from a server without --heatmap
         out = []
         for k in range(len(files)):
             error = errors[k, 0].decode() if isinstance(errors[k, 0], bytes) else str(errors[k, 0])
@@ -117,5 +122,6 @@ class FocalClient:
                 forged_fraction=float(forged[k, 0]), timings=json.loads(timings[k, 0] or b"{}"),
                 error=error or None, copy_move=_flag(copies, k),
                 double_jpeg=_flag(spliced, k),
+                heatmap=None if heat is None or error else np.ascontiguousarray(heat[k, :h, :w]),
             ))
         return out

@@ -32,6 +32,10 @@ double_jpeg INT8    [1]         1 a region that missed the file's first JPEG
                                 not a JPEG or was compressed once, or a failed
                                 element)
 error       BYTES   [1]         empty when fine; else one line naming the problem
+heatmap     UINT8   [H, W]      only from a server run with ``--heatmap``: the features'
+                                forgery map as levels, 255 at a cosine distance of 0.5
+                                to the pristine direction (``focal.runtime.render.
+                                heatmap_levels``), zero-padded as ``mask``
 ==========  ======  ==========  =====================================================
 
 Copy-moves: with ``DetectorConfig.copy_move`` (on for an artifact whose manifest
@@ -80,11 +84,13 @@ import numpy as np
 
 from focal.runtime.detector import STAGES, Detector, DetectorConfig, EncodedImage, Result
 from focal.runtime.imageio import decode_image
+from focal.runtime.render import heatmap_levels
 from focal.serving._triton_env import ServeUnavailable, require_pytriton, triton_env
 
 __all__ = ["FocalModel", "NOT_SEARCHED", "OUTPUT_NAMES", "ServeConfig", "ServeError", "ServeUnavailable",
            "serve"]
 
+# Every server's outputs; one run with --heatmap adds "heatmap".
 OUTPUT_NAMES = ("mask", "size", "score", "forged", "timings", "copy_move", "double_jpeg", "error")
 # The ``copy_move`` / ``double_jpeg`` output where the cue did not run (or, for the double-JPEG cue,
 # the file held no evidence): not "none found" (0), which only a search over evidence can say.
@@ -152,25 +158,32 @@ def _result_fields(result: Result) -> dict:
     copies = NOT_SEARCHED if result.copy_move is None else int(result.copy_move.any())
     # None: the cue off, or a file without evidence; all zero: double compression but no region (0).
     spliced = NOT_SEARCHED if result.double_jpeg is None else int(result.double_jpeg.any())
-    return {"mask": result.mask, "score": float(result.score), "forged": float(result.forged_fraction),
-            "timings": json.dumps(timings), "copy_move": copies, "double_jpeg": spliced, "error": ""}
+    fields = {"mask": result.mask, "score": float(result.score), "forged": float(result.forged_fraction),
+              "timings": json.dumps(timings), "copy_move": copies, "double_jpeg": spliced, "error": ""}
+    if result.heatmap is not None:
+        fields["heatmap"] = heatmap_levels(result.heatmap)
+    return fields
 
 
-def _stack(elements: list[dict]) -> dict[str, np.ndarray]:
-    """One request's outputs: masks zero-padded to the largest, one row per element."""
+def _stack(elements: list[dict], heatmaps: bool = False) -> dict[str, np.ndarray]:
+    """One request's outputs: masks (and under ``heatmaps`` the heatmaps) zero-padded to the largest,
+    one row per element."""
     sizes = [e["mask"].shape if "mask" in e else (0, 0) for e in elements]
     # At least 1 x 1: PyTriton cannot pass a zero-size array, and one would fail the whole batch.
     height, width = max(1, *(s[0] for s in sizes)), max(1, *(s[1] for s in sizes))
-    masks = np.zeros((len(elements), height, width), np.uint8)
-    for k, e in enumerate(elements):
-        if "mask" in e:
-            masks[k, : sizes[k][0], : sizes[k][1]] = e["mask"]
+
+    def planes(key: str) -> np.ndarray:
+        out = np.zeros((len(elements), height, width), np.uint8)
+        for k, e in enumerate(elements):
+            if key in e:
+                out[k, : sizes[k][0], : sizes[k][1]] = e[key]
+        return out
 
     def column(key: str, default: object, dtype: object) -> np.ndarray:
         return np.array([[e.get(key, default)] for e in elements], dtype=dtype)
 
-    return {
-        "mask": masks,
+    stacked = {
+        "mask": planes("mask"),
         "size": np.array(sizes, np.int32).reshape(len(elements), 2),
         "score": column("score", math.nan, np.float32),
         "forged": column("forged", math.nan, np.float32),
@@ -179,6 +192,9 @@ def _stack(elements: list[dict]) -> dict[str, np.ndarray]:
         "double_jpeg": column("double_jpeg", NOT_SEARCHED, np.int8),
         "error": np.array([[e["error"].encode()] for e in elements], dtype=object),
     }
+    if heatmaps:  # a failed element's is all zero, as its mask
+        stacked["heatmap"] = planes("heatmap")
+    return stacked
 
 
 class FocalModel:
@@ -201,6 +217,7 @@ class FocalModel:
         self._decode_kw = {"max_pixels": cfg.max_pixels, "apply_orientation": cfg.exif_orientation}
         # The double-JPEG cue reads the file's header and blocks: the Detector gets the bytes beside the pixels.
         self._encoded = cfg.double_jpeg
+        self._heatmaps = cfg.heatmap
 
     def _decode(self, data: object, name: str) -> np.ndarray | ValueError:
         if not isinstance(data, (bytes, bytearray, np.bytes_)):
@@ -247,7 +264,7 @@ class FocalModel:
             elements = [_element_error(f"server error: {type(exc).__name__}: {exc}")] * len(flat)
         out, start = [], 0
         for n in counts:
-            out.append(_stack(elements[start:start + n]))
+            out.append(_stack(elements[start:start + n], self._heatmaps))
             start += n
         return out
 
@@ -274,7 +291,7 @@ def _model_config(cfg: ServeConfig):  # -> pytriton ModelConfig
     return ModelConfig(batching=True, max_batch_size=cfg.max_batch, batcher=batcher)
 
 
-def _tensors():  # -> (inputs, outputs) as pytriton Tensors
+def _tensors(heatmaps: bool = False):  # -> (inputs, outputs) as pytriton Tensors
     from pytriton.model_config import Tensor
 
     inputs = [Tensor(name="image", dtype=np.bytes_, shape=(1,))]
@@ -288,6 +305,8 @@ def _tensors():  # -> (inputs, outputs) as pytriton Tensors
         Tensor(name="double_jpeg", dtype=np.int8, shape=(1,)),
         Tensor(name="error", dtype=np.bytes_, shape=(1,)),
     ]
+    if heatmaps:  # declared only where it is computed: a server without --heatmap spends nothing on it
+        outputs.append(Tensor(name="heatmap", dtype=np.uint8, shape=(-1, -1)))
     return inputs, outputs
 
 
@@ -337,7 +356,7 @@ def serve(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None,
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    inputs, outputs = _tensors()
+    inputs, outputs = _tensors(bool(detector.config.heatmap))
     model = FocalModel(detector)
     triton = None
     try:

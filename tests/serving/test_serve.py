@@ -340,6 +340,30 @@ def test_double_jpeg_is_served_as_the_detector_finds_it(tmp_path, server, double
         assert srv.stop() == 0, srv.log.read_text()[-3000:]
 
 
+def test_heatmaps_are_served_on_request(tmp_path, server, files) -> None:
+    from focal.runtime.render import heatmap_levels
+
+    assert config_from_args(build_parser().parse_args(["--heatmap"])).detector.heatmap is True
+    two = sorted(files, key=lambda p: p.stat().st_size)[:2]  # two sizes: the smaller one is padded, then cropped
+    with Detector(heatmap=True) as det:
+        local = [det(p) for p in two]
+    blobs = [p.read_bytes() for p in two]
+    with FocalClient(server.http) as client:  # the module's server runs without --heatmap
+        assert all(r.heatmap is None for r in client.detect(blobs))
+    srv = LocalServer(tmp_path / "heatmap.log", free_port_block(), "--heatmap").start()
+    try:
+        for protocol, port in (("http", srv.port), ("grpc", srv.port + 1)):
+            with FocalClient(f"127.0.0.1:{port}", protocol=protocol) as client:
+                remote = client.detect(blobs + [b"not an image at all"])
+            for r, want in zip(remote, local):
+                _same(r, want)
+                assert r.heatmap.dtype == np.uint8 and np.array_equal(r.heatmap, heatmap_levels(want.heatmap))
+                assert r.heatmap.max() > r.heatmap.min()
+            assert remote[2].error is not None and remote[2].heatmap is None
+    finally:
+        assert srv.stop() == 0, srv.log.read_text()[-3000:]
+
+
 def test_port_in_use_and_bad_artifact_exit_2(tmp_path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
