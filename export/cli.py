@@ -161,6 +161,9 @@ def _add_triton_options(parser: argparse.ArgumentParser, standalone: bool) -> No
                           "compression (as focal-detect --double-jpeg): the mask is the union, the ensemble's "
                           "double_jpeg output says 1 found, 0 double compression without a region, -1 no evidence (default for "
                           "both: as the artifact's manifest lists its cues)")
+    tri.add_argument("--triton-heatmap", action="store_true",
+                     help="the postprocess model and the ensemble also output each image's heatmap (uint8 levels of "
+                          "the features' forgery map, as focal-serve --heatmap)")
     tri.add_argument("--triton-overwrite", action="store_true", help="replace DIR if it is not empty")
 
 
@@ -182,7 +185,7 @@ def triton_config_from_args(args: argparse.Namespace) -> TritonRepoConfig:
         instance_kind=args.triton_instance_kind, instance_count=args.triton_instances,
         queue_delay_us=args.triton_queue_delay_us, max_queue_size=args.triton_max_queue,
         python_env=args.triton_python_env, copy_move=args.triton_copy_move,
-        double_jpeg=args.triton_double_jpeg, overwrite=args.triton_overwrite,
+        double_jpeg=args.triton_double_jpeg, heatmap=args.triton_heatmap, overwrite=args.triton_overwrite,
     )
 
 

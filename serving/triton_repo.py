@@ -12,7 +12,7 @@
       PREFIX_postprocess/  Python backend: FP32 ``features`` [D, h, w] + ``size`` (+ BYTES ``image`` [1]
                            under ``copy_move`` or ``double_jpeg``) -> UINT8 ``mask`` [H, W] (255 = forged),
                            FP32 ``score`` [1], ``forged_fraction`` [1], ``post_ms`` [2], INT8 ``copy_move`` [1],
-                           INT8 ``double_jpeg`` [1]
+                           INT8 ``double_jpeg`` [1] (+ UINT8 ``heatmap`` [H, W] under ``heatmap``)
       PREFIX/              the ensemble: BYTES ``image`` [1] -> ``mask`` [1, H, W], ``score`` [1, 1], ...
 
 The Python models' code lives in :mod:`focal.serving.triton_models` and is
@@ -42,6 +42,12 @@ the clustering's and the copy-move masks, as ``Detector(double_jpeg=True)``
 does. Its INT8 ``double_jpeg`` output is 1 (a region found), 0 (the file
 shows double compression but no region) or -1 (not searched, or no
 evidence: not a JPEG, compressed once, or the option off).
+
+Heatmaps (:attr:`TritonRepoConfig.heatmap`): the postprocess model and the
+ensemble also output ``heatmap``, UINT8 ``[1, H, W]``: the features' forgery
+map (:func:`focal.runtime.postprocess.soft_map`, as ``Detector(heatmap=True)``)
+as the 8-bit levels of :func:`focal.runtime.render.heatmap_levels`, what
+``focal-serve --heatmap`` returns. Without it the output does not exist.
 
 Batching: a graph with a fixed batch axis of 1 cannot take Triton's
 batching, whose batch dimension is a free first axis (``[-1] + dims``), so
@@ -104,6 +110,8 @@ class TritonRepoConfig:
     # as DetectorConfig.double_jpeg) in the postprocess model: the mask is the union; the ``double_jpeg``
     # output says 1 found / 0 double compression without a region / -1 no evidence. None: the manifest's
     double_jpeg: bool | None = None
+    # Also output each image's heatmap (UINT8 levels of the features' forgery map, as focal-serve --heatmap)
+    heatmap: bool = False
     # EXECUTION_ENV_PATH of the Python models: a conda-pack tarball or an unpacked environment (with
     # bin/activate) holding focal; "$$TRITON_MODEL_DIRECTORY" expands to each model's folder. None: the
     # server's own Python, which then needs focal installed
@@ -328,10 +336,13 @@ def _python_config(name: str, cfg: TritonRepoConfig, inputs: list[dict[str, Any]
 
 
 def _ensemble_config(names: dict[str, str], manifest: Manifest, copy_move: bool = False,
-                     double_jpeg: bool = False) -> tuple[dict[str, Any], list[str]]:
+                     double_jpeg: bool = False, heatmap: bool = False) -> tuple[dict[str, Any], list[str]]:
     post_inputs = [{"key": "features", "value": "feature_map"}, {"key": "size", "value": "image_size"}]
     if copy_move or double_jpeg:
         post_inputs.append({"key": "image", "value": "image"})  # the ensemble's own input, for the cues
+    post_outputs = ["mask", "score", "forged_fraction", "post_ms", "copy_move", "double_jpeg"]
+    if heatmap:
+        post_outputs.append("heatmap")
     steps = [
         {"model_name": names["preprocess"], "model_version": -1,
          "input_map": {"key": "image", "value": "image"},
@@ -342,8 +353,7 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest, copy_move: bool 
          "output_map": {"key": manifest.output.name, "value": "feature_map"}},
         {"model_name": names["postprocess"], "model_version": -1,
          "input_map": post_inputs,
-         "output_map": [{"key": k, "value": k}
-                        for k in ("mask", "score", "forged_fraction", "post_ms", "copy_move", "double_jpeg")]},
+         "output_map": [{"key": k, "value": k} for k in post_outputs]},
     ]
     # Single map entries are written as one message, lists as repeated ones.
     for step in steps:
@@ -359,6 +369,8 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest, copy_move: bool 
                    _tensor("copy_move", "TYPE_INT8", [1, 1]), _tensor("double_jpeg", "TYPE_INT8", [1, 1])],
         "ensemble_scheduling": {"step": steps},
     }
+    if heatmap:
+        config["output"].append(_tensor("heatmap", "TYPE_UINT8", [1, -1, -1]))
     comments = ["focal ensemble: one encoded image per request -> mask (uint8 [1, H, W], 255 = forged), "
                 "score, forged_fraction, pre_ms (decode, preprocess), post_ms (cluster, postprocess), "
                 "copy_move (int8: 1 found, 0 none found, -1 not searched), double_jpeg (int8: 1 a region found, "
@@ -369,6 +381,9 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest, copy_move: bool 
     if double_jpeg:
         comments.append("double-JPEG cue on: the mask is the union with the regions that missed the file's first "
                         "JPEG compression")
+    if heatmap:
+        comments.append("heatmap (uint8 [1, H, W]): the features' forgery map, 255 at a cosine distance of 0.5 to "
+                        "the pristine direction")
     return config, comments
 
 
@@ -460,17 +475,19 @@ def write_repository(artifact: str | Path | None, out: str | Path, cfg: TritonRe
                     else [manifest.output.feature_dim, manifest.output.height, manifest.output.width])
         post_inputs = [_tensor("features", "TYPE_FP32", out_dims), _tensor("size", "TYPE_INT32", [2])]
         post_params = {"cluster_backend": cfg.cluster_backend, "copy_move": str(cfg.copy_move).lower(),
-                       "double_jpeg": str(cfg.double_jpeg).lower()}
+                       "double_jpeg": str(cfg.double_jpeg).lower(), "heatmap": str(cfg.heatmap).lower()}
         if cfg.copy_move or cfg.double_jpeg:
             # The encoded file, read as the preprocess model reads it: decoded again for the copy-move
             # search, its header and blocks for the double-JPEG cue (module notes).
             post_inputs.append(_tensor("image", "TYPE_STRING", [1]))
             post_params.update(runtime_params)
+        post_outputs = [_tensor("mask", "TYPE_UINT8", [-1, -1]), _tensor("score", "TYPE_FP32", [1]),
+                        _tensor("forged_fraction", "TYPE_FP32", [1]), _tensor("post_ms", "TYPE_FP32", [2]),
+                        _tensor("copy_move", "TYPE_INT8", [1]), _tensor("double_jpeg", "TYPE_INT8", [1])]
+        if cfg.heatmap:
+            post_outputs.append(_tensor("heatmap", "TYPE_UINT8", [-1, -1]))
         post_cfg = _python_config(
-            names["postprocess"], cfg, post_inputs,
-            [_tensor("mask", "TYPE_UINT8", [-1, -1]), _tensor("score", "TYPE_FP32", [1]),
-             _tensor("forged_fraction", "TYPE_FP32", [1]), _tensor("post_ms", "TYPE_FP32", [2]),
-             _tensor("copy_move", "TYPE_INT8", [1]), _tensor("double_jpeg", "TYPE_INT8", [1])],
+            names["postprocess"], cfg, post_inputs, post_outputs,
             post_params,
             f"focal postprocess: features -> mask and score ({manifest.clustering.method}, min cluster size "
             f"{manifest.clustering.min_cluster_size}, from 1/focal.json)"
@@ -480,7 +497,8 @@ def write_repository(artifact: str | Path | None, out: str | Path, cfg: TritonRe
         _copy_model_source("postprocess", version)
         save_manifest(reduced, version)
 
-        _write_model(staging, names["ensemble"], *_ensemble_config(names, manifest, cfg.copy_move, cfg.double_jpeg))
+        _write_model(staging, names["ensemble"],
+                     *_ensemble_config(names, manifest, cfg.copy_move, cfg.double_jpeg, cfg.heatmap))
 
         umask = os.umask(0)
         os.umask(umask)

@@ -10,7 +10,10 @@ request must share a size), ``score`` FP32 ``[B, 1]`` in ``[0, 1]``,
 postprocess milliseconds), ``copy_move`` INT8 ``[B, 1]`` (1 a copy-move was
 found, 0 none, -1 not searched), ``double_jpeg`` INT8 ``[B, 1]`` (1 a region
 that missed the file's first JPEG compression was found, 0 the file shows
-double compression but no such region, -1 not searched or no evidence).
+double compression but no such region, -1 not searched or no evidence) and,
+when the ``heatmap`` parameter is ``"true"``, ``heatmap`` UINT8 ``[B, H, W]``
+(the features' forgery map as 8-bit levels, as ``Detector(heatmap=True)``'s
+map through :func:`focal.runtime.render.heatmap_levels`).
 
 Every image goes through :func:`focal.runtime.postprocess.localize` with the
 clustering method and minimum cluster size of ``1/focal.json`` (the
@@ -43,7 +46,8 @@ from focal.runtime.doublejpeg import DoubleJpegConfig, double_jpeg_mask
 from focal.runtime.score import joined_score
 from focal.runtime.geometry import image_geometry
 from focal.runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
-from focal.runtime.postprocess import localize
+from focal.runtime.postprocess import localize, soft_map
+from focal.runtime.render import heatmap_levels
 from focal.serving.triton_models._common import manifest, parameters, request_name
 
 # The ``copy_move`` / ``double_jpeg`` output without the cue (or, double-JPEG, without evidence in the
@@ -63,16 +67,20 @@ class TritonPythonModel:
         self.double_jpeg = params.get("double_jpeg", "false") == "true"
         self.max_pixels = int(params.get("max_pixels", DEFAULT_MAX_PIXELS))
         self.orientation = params.get("exif_orientation", "true") == "true"
+        self.heatmap = params.get("heatmap", "false") == "true"
         self.stride = self.manifest.members[0].stride
 
     def _one(self, feature_map: np.ndarray, height: int, width: int):
+        """The image's localisation and, under ``heatmap``, its heatmap levels (else None)."""
         spec, clustering = self.manifest.input, self.manifest.clustering
         if height < 1 or width < 1:
             raise ValueError(f"size must be positive, got {height} x {width}")
         geometry = image_geometry(height, width, spec.policy, spec.size, self.stride, spec.max_side, spec.max_points)
-        return localize(feature_map.astype(np.float32, copy=False), height, width, clustering.method,
-                        clustering.min_cluster_size, self.cluster_backend, geometry=geometry,
-                        split_threshold=clustering.split_threshold)
+        loc = localize(feature_map.astype(np.float32, copy=False), height, width, clustering.method,
+                       clustering.min_cluster_size, self.cluster_backend, geometry=geometry,
+                       split_threshold=clustering.split_threshold)
+        heat = heatmap_levels(soft_map(loc.features, loc.labels, height, width, geometry)) if self.heatmap else None
+        return loc, heat
 
     def _copies(self, data: bytes, name: str, height: int, width: int) -> np.ndarray:
         """``[H, W]`` uint8 copy-move mask (255 = source or target) of one encoded file."""
@@ -90,7 +98,8 @@ class TritonPythonModel:
                 sizes = pb_utils.get_input_tensor_by_name(request, "size").as_numpy().reshape(-1, 2)
                 if len(feats) != len(sizes):
                     raise ValueError(f"{len(feats)} feature maps but {len(sizes)} sizes in one request")
-                locs = [self._one(f, int(h), int(w)) for f, (h, w) in zip(feats, sizes)]
+                done = [self._one(f, int(h), int(w)) for f, (h, w) in zip(feats, sizes)]
+                locs = [loc for loc, _ in done]
                 if len({loc.mask.shape for loc in locs}) > 1:
                     raise ValueError("images of different sizes in one request: send one image per request")
                 masks = np.stack([loc.mask for loc in locs])
@@ -119,14 +128,17 @@ class TritonPythonModel:
                                 scores[k] = joined_score(scores[k], regions, DoubleJpegConfig.false_alarm)
                         if joined:  # the Detector recounts only where a cue gave a mask
                             fractions[k] = float(np.count_nonzero(masks[k])) / masks[k].size
-                responses.append(pb_utils.InferenceResponse(output_tensors=[
+                outputs = [
                     pb_utils.Tensor("mask", masks),
                     pb_utils.Tensor("score", np.asarray([[v] for v in scores], np.float32)),
                     pb_utils.Tensor("forged_fraction", np.asarray([[f] for f in fractions], np.float32)),
                     pb_utils.Tensor("post_ms", np.asarray([[loc.cluster_ms, loc.post_ms] for loc in locs], np.float32)),
                     pb_utils.Tensor("copy_move", np.asarray([[f] for f in found], np.int8)),
                     pb_utils.Tensor("double_jpeg", np.asarray([[f] for f in spliced], np.int8)),
-                ]))
+                ]
+                if self.heatmap:
+                    outputs.append(pb_utils.Tensor("heatmap", np.stack([heat for _, heat in done])))
+                responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
             except (ValueError, RuntimeError) as exc:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc))))
         return responses

@@ -109,10 +109,13 @@ def test_every_config_parses_into_model_config(tmp_path: Path, features: str) ->
         assert load_manifest(repo / names[role] / "1").clustering == load_manifest(default_artifact()).clustering
 
 
-@pytest.mark.parametrize(("copy_move", "double_jpeg"), [(False, False), (True, False), (False, True), (True, True)])
-def test_ensemble_steps_name_real_tensors(tmp_path: Path, copy_move: bool, double_jpeg: bool) -> None:
+@pytest.mark.parametrize(("copy_move", "double_jpeg", "heatmap"),
+                         [(False, False, False), (True, False, False), (False, True, False), (True, True, False),
+                          (False, False, True)])
+def test_ensemble_steps_name_real_tensors(tmp_path: Path, copy_move: bool, double_jpeg: bool, heatmap: bool) -> None:
     repo = write_repository(None, tmp_path / "repo",
-                            TritonRepoConfig(features="python", copy_move=copy_move, double_jpeg=double_jpeg))
+                            TritonRepoConfig(features="python", copy_move=copy_move, double_jpeg=double_jpeg,
+                                             heatmap=heatmap))
     configs = _configs(repo)
     ensemble = configs["ensemble"]
     by_name = {c.name: c for c in configs.values()}
@@ -125,12 +128,14 @@ def test_ensemble_steps_name_real_tensors(tmp_path: Path, copy_move: bool, doubl
         produced |= set(step.output_map.values())
     assert {o.name for o in ensemble.output} <= produced
     assert {"mask", "score", "copy_move", "double_jpeg"} <= {o.name for o in ensemble.output}  # in every repository
+    assert ("heatmap" in {o.name for o in ensemble.output}) is heatmap  # only where asked for
     # Both cues need the file: the ensemble's own input goes to the postprocess model too.
     post = configs["postprocess"]
     [post_step] = [s for s in ensemble.ensemble_scheduling.step if s.model_name == post.name]
     assert (post_step.input_map.get("image") == "image") is (copy_move or double_jpeg)
     assert post.parameters["copy_move"].string_value == str(copy_move).lower()
     assert post.parameters["double_jpeg"].string_value == str(double_jpeg).lower()
+    assert post.parameters["heatmap"].string_value == str(heatmap).lower()
     if copy_move or double_jpeg:  # read as the preprocess model reads it
         pre = configs["preprocess"]
         for key in ("max_pixels", "exif_orientation"):
@@ -146,6 +151,14 @@ def test_cli_triton_copy_move_reaches_the_config() -> None:
     unsaid = triton_config_from_args(build_triton_parser().parse_args(base))
     # Unsaid, the default's manifest decides: its cues list the copy-move search.
     assert unsaid.copy_move is None and repository_config("default", unsaid).copy_move is True
+
+
+def test_cli_triton_heatmap_reaches_the_config() -> None:
+    from focal.export.cli import build_triton_parser, triton_config_from_args
+
+    base = ["--from-artifact", "default", "--triton", "out"]
+    assert triton_config_from_args(build_triton_parser().parse_args([*base, "--triton-heatmap"])).heatmap is True
+    assert triton_config_from_args(build_triton_parser().parse_args(base)).heatmap is False
 
 
 def test_cli_triton_double_jpeg_reaches_the_config() -> None:
@@ -262,8 +275,10 @@ def server(tmp_path_factory):
     # The module's plain repository runs the default's cues (its manifest lists both); these are told not to.
     no_cm_repo = write_repository(None, root / "no-copy-move",
                                   TritonRepoConfig(prefix="focalnocm", features="python", copy_move=False))
+    # ... and this one also outputs heatmaps (the module's plain repository has no such output).
     no_dq_repo = write_repository(None, root / "no-double-jpeg",
-                                  TritonRepoConfig(prefix="focalnodq", features="python", double_jpeg=False))
+                                  TritonRepoConfig(prefix="focalnodq", features="python", double_jpeg=False,
+                                                   heatmap=True))
     launch = LaunchConfig(repositories=(python_repo, ort_repo, split_repo, no_cm_repo, no_dq_repo),
                           load=(*model_names().values(), *model_names("focalsplit").values(),
                                 *model_names("focalnocm").values(), *model_names("focalnodq").values()))
@@ -479,6 +494,25 @@ def test_double_jpeg_repository_joins_the_cue_as_the_detector(server, tmp_path: 
             plain = _infer_http(client, data, model="focalnodq")
             assert plain.as_numpy("mask")[0].tobytes() == alone[name].mask.tobytes(), name
             assert plain.as_numpy("double_jpeg").tolist() == [[-1]], name
+    finally:
+        client.close()
+
+
+def test_a_heatmap_repository_outputs_the_detectors_heatmap_levels(server, images) -> None:
+    from focal.runtime.render import heatmap_levels
+
+    picks = sorted(images, key=lambda p: p.stat().st_size)[:2]
+    with Detector(double_jpeg=False, heatmap=True) as det:
+        want = {p.name: det(p) for p in picks}
+    client = _http(server)
+    try:
+        for path in picks:
+            result = _infer_http(client, path.read_bytes(), model="focalnodq")  # written with heatmap=True
+            heat = result.as_numpy("heatmap")
+            assert heat.dtype == np.uint8 and heat.shape == (1, *want[path.name].mask.shape), path.name
+            assert np.array_equal(heat[0], heatmap_levels(want[path.name].heatmap)), path.name
+            assert result.as_numpy("mask")[0].tobytes() == want[path.name].mask.tobytes(), path.name
+            assert _infer_http(client, path.read_bytes()).as_numpy("heatmap") is None  # the plain repository
     finally:
         client.close()
 
