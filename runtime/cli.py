@@ -243,7 +243,6 @@ def _is_written(job: DetectJob, rec: dict | None, out: Path) -> bool:
     )
 
 
-
 def _same_settings(rec: dict, settings: dict | None) -> bool:
     """Whether a record was made under ``settings`` (records of versions before settings were kept count as made
     under them: there is nothing to compare)."""
@@ -251,6 +250,7 @@ def _same_settings(rec: dict, settings: dict | None) -> bool:
 
 
 def _has_heatmap(job: DetectJob, rec: dict) -> bool:
+    """Whether the record names this job's heatmap (:func:`_is_written` checks that the file exists)."""
     return rec.get("heatmap") == f"{job.key}.heatmap.png"
 
 

@@ -279,7 +279,7 @@ def dct_coefficients(gray: np.ndarray, table: np.ndarray, zigzag: int | None = N
     steps = np.asarray(table, np.int64).reshape(64)[index]
     if resolve_backend(backend) == "native":
         # One pass over the pixels, no float64 copy of the plane: a 9 MP photo's 142k blocks take
-        # 4.4 ms here, the reference's 16 NumPy passes ~100 ms (docs/native.md, "Block DCT").
+        # 5-7 ms here, the reference's 16 NumPy passes ~100 ms (docs/native.md, "Block DCT").
         out = _native_api.block_dct(np.ascontiguousarray(gray), _DCT, index, steps)
     else:
         out = block_dct_reference(gray, index, steps)
@@ -393,10 +393,10 @@ def first_step(hist: np.ndarray, last: int, cfg: DoubleJpegConfig) -> tuple[int,
     top = min(last * cfg.max_ratio, 255)
     if top <= last:  # a last step of 255: no larger first step to look for
         return 0, 0.0, 0.0
-    # A product and a row sum, not BLAS's matrix-vector product: BLAS would split a large table over
-    # every core and leave its workers spinning against the native core's and ONNX Runtime's
-    # threads in the stages after the cue (focal-bench: clustering 14 -> 17 ms, the copy-move
-    # search 13 -> 20 ms, when it did); the table is at most a few hundred rows of 117 values.
+    # A product and a row sum, not BLAS's matrix-vector product: BLAS splits a large table over
+    # every core and leaves its workers spinning against the native core's and ONNX Runtime's
+    # threads in the stages after the cue (docs/evaluation.md, "Double JPEG"); the table is at
+    # most a few hundred rows of 117 values.
     gains = (_log_combs(last, top, lim, cfg.clip_llr) * hist[off].astype(np.float64)).sum(axis=1) / total
     k = int(np.argmax(gains))  # the first of equal gains: the smallest step, then the narrowest spread
     if gains[k] <= 0.0:

@@ -20,7 +20,7 @@ score       FP32    [1]         image-level forgery score (NaN for a failed elem
 forged      FP32    [1]         fraction of pixels in the mask
 timings     BYTES   [1]         JSON: milliseconds per stage (decode, preprocess,
                                 infer, cluster, postprocess; copy_move and
-                                double_jpeg when searched)
+                                double_jpeg when searched, heatmap when made)
 copy_move   INT8    [1]         1 a copy-move was found (its mask is in ``mask``),
                                 0 none found, -1 not searched (a server running
                                 without the search, or a failed element)
@@ -154,6 +154,8 @@ def _result_fields(result: Result) -> dict:
     stages = STAGES if result.copy_move is None else (*STAGES, "copy_move")
     if "double_jpeg" in result.timings:  # the cue ran (the Detector times it even where it found no evidence)
         stages = (*stages, "double_jpeg")
+    if result.heatmap is not None:
+        stages = (*stages, "heatmap")
     timings = {k: round(float(result.timings.get(k, 0.0)), 3) for k in stages}
     copies = NOT_SEARCHED if result.copy_move is None else int(result.copy_move.any())
     # None: the cue off, or a file without evidence; all zero: double compression but no region (0).
