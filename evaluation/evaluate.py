@@ -10,7 +10,11 @@ Outputs in ``cfg.out``:
     metrics.csv     the same, flat
     metrics.json    dataset means per method, image-level scores, false alarms, robustness
     table.md        a Markdown table in the style of the paper's Table II
-    grid_best.png / grid_worst.png   image | ground truth | prediction, by forged-class F1
+    masks/DATASET/STEM.png     each image's mask under the headline method (255 = forged)
+    heatmaps/DATASET/STEM.png  its heatmap under that method: the soft map behind the pixel AUC as
+                               8-bit levels (focal.runtime.render.heatmap_levels, the fixed scale of
+                               focal-detect --heatmap)
+    grid_best.png / grid_worst.png   image | ground truth | prediction | heatmap, by forged-class F1
     robustness.png  metrics against perturbation strength (with --robustness)
 """
 
@@ -36,6 +40,7 @@ from focal.runtime.manifest import MANIFEST_NAME
 from focal.evaluation.metrics import best_threshold_scores, image_level, pixel_auc, pixel_scores
 from focal.evaluation.plots import line_panel, write_png
 from focal.runtime.postprocess import localize, soft_map
+from focal.runtime.render import colour_levels, heatmap_levels
 from focal.runtime.score import joined_score
 from focal._progress import Progress
 from focal.runtime.render import overlay
@@ -112,11 +117,14 @@ def truth_mask(pair: FilePair, shape: tuple[int, int]) -> np.ndarray:
 
 
 def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, methods: list[str],
-                min_cluster_size: int, data: bytes | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+                min_cluster_size: int, data: bytes | None = None,
+                softs: dict[str, np.ndarray] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """All metrics of one image for each clustering method, and the predicted masks.
 
     ``data`` is the image file's bytes, which rows ``+double-jpeg`` need (the
     cue reads the file's own blocks and table; pixels as stored, as ``image``).
+    ``softs``, when given, receives each method's ``[H, W]`` float32 soft map
+    (:func:`focal.runtime.postprocess.soft_map`, the one its pixel AUC scores).
     """
     feats = model.feature_map(image)
     h, w = image.shape[:2]
@@ -153,6 +161,8 @@ def score_image(model: FeatureModel, image: np.ndarray, truth: np.ndarray, metho
             "score": score,
         }
         masks[method] = pred
+        if softs is not None:
+            softs[method] = soft
     return rec, masks
 
 
@@ -216,14 +226,17 @@ def markdown_table(summary: dict[str, Any], methods: list[str]) -> str:
     return "\n".join(lines).replace("nan", "-")
 
 
-def _grid(items: list[tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path, height: int = 200) -> None:
-    """Rows of image | ground truth | prediction overlay."""
+def _grid(items: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]], path: Path,
+          height: int = 200) -> None:
+    """Rows of image | ground truth | prediction overlay | heatmap (where the record has one)."""
     rows = []
-    for image, truth, pred in items:
+    for image, truth, pred, levels in items:
         scale = height / image.shape[0]
         size = (max(1, int(image.shape[1] * scale)), height)
         tiles = [cv2.resize(image, size), cv2.resize(overlay(image, truth.astype(np.uint8) * 255), size),
                  cv2.resize(overlay(image, pred.astype(np.uint8) * 255), size)]
+        if levels is not None:
+            tiles.append(colour_levels(cv2.resize(levels, size, interpolation=cv2.INTER_AREA)))
         rows.append(np.hstack(tiles)[:, :, ::-1])
     if rows:
         width = max(r.shape[1] for r in rows)
@@ -325,12 +338,15 @@ def _record(run: _Run, ds: str, pair: FilePair) -> dict[str, Any]:
         data = read_bytes(pair.image)
         image = decode_image(data, str(pair.image))
         truth = truth_mask(pair, image.shape[:2])
-        rec, masks = score_image(run.model, image, truth, run.methods, run.min_cluster_size, data)
+        softs: dict[str, np.ndarray] = {}
+        rec, masks = score_image(run.model, image, truth, run.methods, run.min_cluster_size, data, softs)
         rec.update(dataset=ds, path=str(pair.image), authentic=not truth.any())
-        mask_file = run.out / "masks" / ds / f"{pair.image.stem}.png"
-        mask_file.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(mask_file), masks[run.methods[0]].astype(np.uint8) * 255)
-        rec["mask"] = str(mask_file.relative_to(run.out))
+        for key, folder, picture in (("mask", "masks", masks[run.methods[0]].astype(np.uint8) * 255),
+                                     ("heatmap", "heatmaps", heatmap_levels(softs[run.methods[0]]))):
+            file = run.out / folder / ds / f"{pair.image.stem}.png"
+            file.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(file), picture)
+            rec[key] = str(file.relative_to(run.out))
         if run.other is not None:
             rec["compare"] = _compare(run, image, truth, rec, masks[run.methods[0]])
         if run.cfg.robustness and truth.any():
@@ -410,7 +426,9 @@ def _write_grids(run: _Run, records: list[dict[str, Any]], datasets: dict[str, l
             image = read_image(r["path"])
             pair = next(p for p in datasets[r["dataset"]] if str(p.image) == r["path"])
             pred = cv2.imread(str(run.out / r["mask"]), cv2.IMREAD_GRAYSCALE) > 0
-            items.append((image, truth_mask(pair, image.shape[:2]), pred))
+            # A record of a run before heatmaps were written has none: its row has three tiles.
+            levels = cv2.imread(str(run.out / r["heatmap"]), cv2.IMREAD_GRAYSCALE) if "heatmap" in r else None
+            items.append((image, truth_mask(pair, image.shape[:2]), pred, levels))
         _grid(items, run.out / name)
 
 

@@ -55,8 +55,13 @@ def heatmap_levels(soft: np.ndarray, full_scale: float = HEATMAP_FULL_SCALE) -> 
     return np.clip(np.asarray(soft, np.float32) * (255.0 / full_scale), 0, 255).astype(np.uint8)
 
 
+def colour_levels(levels: np.ndarray) -> np.ndarray:
+    """``[H, W]`` uint8 heatmap levels (:func:`heatmap_levels`) as ``[H, W, 3]`` uint8 RGB, OpenCV's "inferno"."""
+    return cv2.applyColorMap(np.ascontiguousarray(levels, np.uint8), cv2.COLORMAP_INFERNO)[:, :, ::-1].copy()
+
+
 def heatmap(soft: np.ndarray, full_scale: float = HEATMAP_FULL_SCALE) -> np.ndarray:
-    """Colour a forgery map on a fixed scale (:func:`heatmap_levels`).
+    """Colour a forgery map on a fixed scale (:func:`heatmap_levels`, :func:`colour_levels`).
 
     Args:
         soft: ``[H, W]`` float in ``[0, 1]``, higher = less like the pristine majority.
@@ -66,4 +71,4 @@ def heatmap(soft: np.ndarray, full_scale: float = HEATMAP_FULL_SCALE) -> np.ndar
         ``[H, W, 3]`` uint8 RGB, OpenCV's "inferno" map: near black at 0, pale yellow
         at ``full_scale``.
     """
-    return cv2.applyColorMap(heatmap_levels(soft, full_scale), cv2.COLORMAP_INFERNO)[:, :, ::-1].copy()
+    return colour_levels(heatmap_levels(soft, full_scale))

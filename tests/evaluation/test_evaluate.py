@@ -50,6 +50,15 @@ def test_eval_writes_every_output_and_resumes(tiny_artifact: Path, sample_data: 
     assert len(rows) == 1 + 4 * 2
     for name in ("grid_best.png", "grid_worst.png", "table.md", "records.jsonl"):
         assert (out / name).is_file()
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    for rec in records:  # each image's mask and heatmap (the headline method's), at the image's size
+        image = cv2.imread(rec["path"])
+        mask = cv2.imread(str(out / rec["mask"]), cv2.IMREAD_GRAYSCALE)
+        heat = cv2.imread(str(out / rec["heatmap"]), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == heat.shape == image.shape[:2] and heat.max() > heat.min()
+    grid = cv2.imread(str(out / "grid_best.png"))
+    shapes = [cv2.imread(r["path"]).shape for r in records if not r["authentic"]]
+    assert grid.shape[1] >= 4 * min(int(w * 200 / h) for h, w, _ in shapes)  # four tiles a row
     before = (out / "records.jsonl").read_text()
     capsys.readouterr()
     assert main(args + ["--json"]) == 0  # resumed: nothing recomputed
