@@ -354,7 +354,8 @@ def _log_combs(last: int, top: int, lim: int, clip_llr: float) -> np.ndarray:
     Returns:
         ``[(top - last) * len(SPREADS), n]`` float64, read-only: row ``k`` is the first step
         ``last + 1 + k // len(SPREADS)`` at spread ``SPREADS[k % len(SPREADS)]``, so one
-        product with the histogram and a row sum score them all (a table's steps recur on every image of a camera).
+        product with the histogram and a row sum score them all (a table's steps recur on
+        every image of a camera).
     """
     off, floor = _off_zero(lim), np.exp(-clip_llr)
     rows = [np.log(np.maximum(_comb_over(first, last, lim, sd)[off], floor))
