@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--authentic-weight", type=float,
                    help="weight of the compactness term on untouched samples, 0 = the paper's recipe "
                         f"{_default('authentic_weight')}")
+    p.add_argument("--reprocess", type=float, metavar="P",
+                   help="share of camera-trace forgeries that put a region of the host's own scene, through "
+                        f"another camera, back in place (only the traces differ) {_default('reprocess')}")
     add_clustering(p, option="--val-clustering", default=None, decisions=False,
                    help=f"clustering method in validation {_default('val_clustering')}")
     p.add_argument("--workers", type=int, metavar="N", help=f"DataLoader worker processes {_default('workers')}")

@@ -57,6 +57,9 @@ class TrainConfig:
     # Weight of losses.compactness_loss on untouched samples (method.md allows "a compactness
     # term" there); 0 = the paper's recipe, where untouched images teach nothing.
     authentic_weight: float = 0.0
+    # Share of camera-trace forgeries ("traces", "mixed") that are a region of the host's own scene
+    # through another camera, put back in place (TraceConfig.p_reprocess): only the traces differ.
+    reprocess: float = 0.0
     # SCL alternating fuzzy rounds; 0 = weights stay the hard mask labels. 0 by default because
     # from random init the fuzzy rounds wash out the labels (both centres start close, so every
     # weight is ~0.5) and validation IoU stays flat while the loss falls (docs/training.md,
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"max_points must be >= 1, got {self.max_points}")
         if self.authentic_weight < 0:
             raise ValueError(f"authentic_weight must be >= 0, got {self.authentic_weight}")
+        if not 0.0 <= self.reprocess <= 1.0:
+            raise ValueError(f"reprocess must lie in [0, 1], got {self.reprocess}")
         if self.lr <= 0 or self.tau <= 0:
             raise ValueError(f"lr and tau must be positive, got lr={self.lr}, tau={self.tau}")
         if not 0.0 < self.val_fraction < 1.0:

@@ -126,7 +126,7 @@ def _generator_factory(cfg: TrainConfig, segmentations: str | None):
     syn = SyntheticConfig(max_side=cfg.max_side)
     if cfg.forgeries == "classic":
         return lambda photos: SyntheticForgeryGenerator(photos, syn, segmentations)
-    trace = TraceConfig(crop=cfg.input_size)
+    trace = TraceConfig(crop=cfg.input_size, p_reprocess=cfg.reprocess)
     if cfg.forgeries == "traces":
         return lambda photos: TraceForgeryGenerator(photos, SyntheticConfig(), segmentations, trace)
     return lambda photos: MixedForgeryGenerator(  # "mixed"

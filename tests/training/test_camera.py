@@ -104,6 +104,22 @@ def test_samples_are_reproducible(generator: TraceForgeryGenerator) -> None:
     assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
 
 
+def test_a_reprocessed_region_is_the_same_scene_through_another_camera(photos) -> None:
+    paths = sorted(photos.glob("*.jpg"))[:6]
+    gen = TraceForgeryGenerator(paths, SyntheticConfig(p_authentic=0.0, p_final_jpeg=0.0),
+                                trace=TraceConfig(crop=128, p_reprocess=1.0))
+    low, high = gen.config.area_range
+    for i in range(6):
+        s = gen.generate(i, np.random.default_rng(i))
+        assert s.kind == "reprocess" and s.donor is None and low <= s.mask.mean() <= high
+        # Same content on both sides of the edge: the region's mean colour stays near the
+        # surrounding scene's (cameras differ in noise, tone and sharpening, not in what they see).
+        host, _, _, again = gen._rendered(s.host, np.random.default_rng(100 + i))
+        other = again(np.random.default_rng(200 + i))
+        assert other.shape == host.shape
+        assert np.abs(cv2.blur(other, (31, 31)).astype(float) - cv2.blur(host, (31, 31))).mean() < 25
+
+
 def test_a_splice_donor_camera_differs_from_the_host(generator: TraceForgeryGenerator) -> None:
     rng = np.random.default_rng(0)
     host = generator._camera(rng)
@@ -118,7 +134,7 @@ def test_every_photo_of_the_pool_renders_at_the_smallest_shrink(photos) -> None:
     for resample in (0.999, 0.9, 0.6):  # 0.999: a scene one pixel larger than the crop no longer fits
         gen._camera = lambda rng, unlike=None, r=resample: replace(FLAT, resample=r)
         for i in range(6):
-            image, _, camera = gen._rendered(gen.photos[i], np.random.default_rng(i))
+            image, _, camera, _ = gen._rendered(gen.photos[i], np.random.default_rng(i))
             assert image.shape == (256, 256, 3) and camera.resample is None
 
 

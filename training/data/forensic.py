@@ -16,12 +16,16 @@ inpainting), on samples whose pixels went through simulated cameras
 - authentic samples go through the same rendering and final save, so "was
   processed" is never the cue; only a difference inside the image is;
 - the final save is a JPEG on the host's grid with ``p_final_jpeg``: a
-  splice's region then holds a double JPEG whose first grid is misaligned.
+  splice's region then holds a double JPEG whose first grid is misaligned;
+- with ``p_reprocess``, a forgery is instead a region of the *same* scene
+  rendered through another camera and put back in place: the content runs
+  on across the edge and only the traces change, so "another object" (what
+  an untouched photo's objects also are) cannot be the cue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from focal.runtime._headers import declared_size
 
 from .camera import CameraConfig, Pipeline, draw_pipeline, jpeg_at_offset, render
 from .io import DEFAULT_MAX_PIXELS
+from .regions import pick_segment, random_polygon_mask
 from .synthetic import SyntheticConfig, SyntheticForgeryGenerator, SyntheticSample
 
 __all__ = ["TraceConfig", "TraceForgeryGenerator", "photos_for_crop"]
@@ -46,10 +51,15 @@ class TraceConfig:
     min_scene_downscale: float = 1.25  # a camera that downsizes keeps the size where the scene would shrink less
     camera: CameraConfig = CameraConfig()  # ranges the cameras are drawn from
     max_pipeline_draws: int = 10  # draws of a donor camera until one differs from the host's
+    # Share of forgeries that are a region of the host's own scene through another camera, put back in
+    # place (kind "reprocess"): the content is continuous, only the traces differ.
+    p_reprocess: float = 0.0
 
     def __post_init__(self) -> None:
         if self.crop < 32:
             raise ValueError(f"TraceConfig.crop must be >= 32, got {self.crop}")
+        if not 0.0 <= self.p_reprocess <= 1.0:
+            raise ValueError(f"TraceConfig.p_reprocess must lie in [0, 1], got {self.p_reprocess}")
         low, high = self.scene_downscale_range
         if not 1.0 <= self.min_scene_downscale <= low <= high:
             raise ValueError(
@@ -140,8 +150,9 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
 
     def _rendered(
         self, path: Path, rng: np.random.Generator, unlike: Pipeline | None = None
-    ) -> tuple[np.ndarray, list[np.ndarray], Pipeline]:
-        """A photo's scene through a drawn camera, cropped back to ``crop`` pixels."""
+    ) -> tuple[np.ndarray, list[np.ndarray], Pipeline, Callable[[np.random.Generator], np.ndarray]]:
+        """A photo's scene through a drawn camera, cropped back to ``crop`` pixels, and a function
+        that renders the same scene and crop through another camera of the same output scale."""
         camera = self._camera(rng, unlike)
         # A camera that downsizes needs a larger scene to still fill a crop;
         # on a photo too small for that it keeps its size instead.
@@ -155,7 +166,31 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
         left = int(rng.integers(0, image.shape[1] - crop + 1))
         window = (slice(top, top + crop), slice(left, left + crop))
         labels = [_crop_labels(m, (image.shape[1], image.shape[0]), window) for m in labels]
-        return np.ascontiguousarray(image[window]), labels, camera
+
+        def again(rng: np.random.Generator) -> np.ndarray:
+            # The host's output scale, so the two renderings line up pixel for pixel.
+            other = render(scene, replace(self._camera(rng, unlike=camera), resample=camera.resample), rng)
+            return np.ascontiguousarray(other[window])
+
+        return np.ascontiguousarray(image[window]), labels, camera, again
+
+    def _reprocess(self, host: np.ndarray, other: np.ndarray, labels: list[np.ndarray],
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``other``'s pixels in one region of ``host`` (the same scene through another camera),
+        blended on a feathered edge: ``(image [crop, crop, 3] uint8, mask [crop, crop] bool)``."""
+        cfg = self._config
+        target = float(rng.uniform(*cfg.area_range))
+        region = None
+        if labels and rng.random() < cfg.p_object_region:
+            region = pick_segment(labels, rng, cfg.area_range, target_fraction=target)
+        if region is None:
+            region = random_polygon_mask(host.shape[:2], target, rng, cfg.polygon_vertices)
+        matte = region.astype(np.float32)
+        sigma = float(rng.uniform(*cfg.feather_sigma_range))
+        if sigma > 0.0:
+            matte = cv2.GaussianBlur(matte, (0, 0), sigma)
+        blend = host.astype(np.float32) * (1.0 - matte[..., None]) + other.astype(np.float32) * matte[..., None]
+        return np.clip(np.rint(blend), 0, 255).astype(np.uint8), region
 
     def _save(self, image: np.ndarray, rng: np.random.Generator, camera: Pipeline) -> np.ndarray:
         """The editor's final save: a JPEG on the host's grid, or lossless."""
@@ -174,17 +209,21 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
             raise ValueError(f"index must be >= 0, got {index}")
         host_index = index % len(self._photos)
         host_path = self._photos[host_index]
-        host, labels, camera = self._rendered(host_path, rng)
+        host, labels, camera, again = self._rendered(host_path, rng)
         if rng.random() < self._config.p_authentic:
             mask = np.zeros(host.shape[:2], bool)
             return SyntheticSample(self._save(host, rng, camera), mask, "authentic", host_path, None)
+        # Drawn only where asked for, so a generator without it draws the same samples as before.
+        if self._trace.p_reprocess > 0.0 and rng.random() < self._trace.p_reprocess:
+            image, mask = self._reprocess(host, again(rng), labels, rng)
+            return SyntheticSample(self._save(image, rng, camera), mask, "reprocess", host_path, None)
         kind = self._draw_kind(rng)
         donor_path, donor, donor_labels = None, None, []
         if kind == "splice":
             donor_index = int(rng.integers(len(self._photos) - 1))
             donor_index += donor_index >= host_index  # any photo but the host
             donor_path = self._photos[donor_index]
-            donor, donor_labels, _ = self._rendered(donor_path, rng, unlike=camera)
+            donor, donor_labels, _, _ = self._rendered(donor_path, rng, unlike=camera)
         forgery = self._forge(kind, host, host_path, labels, donor, donor_labels, rng)
         return SyntheticSample(self._save(forgery.image, rng, camera), forgery.mask, kind, host_path, donor_path)
 

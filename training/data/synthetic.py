@@ -114,7 +114,7 @@ class SyntheticSample:
 
     image: np.ndarray  # [H, W, 3] uint8 RGB
     mask: np.ndarray  # [H, W] bool, True = forged; all False when authentic
-    kind: str  # "authentic" or one of MANIPULATIONS
+    kind: str  # "authentic", one of MANIPULATIONS, or "reprocess" (TraceConfig.p_reprocess)
     host: Path  # the photo the sample is made from
     donor: Path | None  # the photo a splice took its content from; None otherwise
 
