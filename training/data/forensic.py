@@ -36,6 +36,7 @@ from focal.runtime._headers import declared_size
 
 from .camera import CameraConfig, Pipeline, draw_pipeline, jpeg_at_offset, render
 from .io import DEFAULT_MAX_PIXELS
+from .manipulations import Placement, composite
 from .regions import pick_segment, random_polygon_mask
 from .synthetic import SyntheticConfig, SyntheticForgeryGenerator, SyntheticSample
 
@@ -176,8 +177,9 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
 
     def _reprocess(self, host: np.ndarray, other: np.ndarray, labels: list[np.ndarray],
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``other``'s pixels in one region of ``host`` (the same scene through another camera),
-        blended on a feathered edge: ``(image [crop, crop, 3] uint8, mask [crop, crop] bool)``."""
+        """``other``'s pixels in one region of ``host`` (the same scene through another camera), pasted
+        in place on a feathered edge as every paste is (:func:`~.manipulations.composite`, mask =
+        feathered alpha > 0.5): ``(image [crop, crop, 3] uint8, mask [crop, crop] bool)``."""
         cfg = self._config
         target = float(rng.uniform(*cfg.area_range))
         region = None
@@ -185,12 +187,9 @@ class TraceForgeryGenerator(SyntheticForgeryGenerator):
             region = pick_segment(labels, rng, cfg.area_range, target_fraction=target)
         if region is None:
             region = random_polygon_mask(host.shape[:2], target, rng, cfg.polygon_vertices)
-        matte = region.astype(np.float32)
-        sigma = float(rng.uniform(*cfg.feather_sigma_range))
-        if sigma > 0.0:
-            matte = cv2.GaussianBlur(matte, (0, 0), sigma)
-        blend = host.astype(np.float32) * (1.0 - matte[..., None]) + other.astype(np.float32) * matte[..., None]
-        return np.clip(np.rint(blend), 0, 255).astype(np.uint8), region
+        in_place = Placement(matrix=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), mask=region)
+        forgery = composite(host, other, in_place, float(rng.uniform(*cfg.feather_sigma_range)))
+        return forgery.image, forgery.mask
 
     def _save(self, image: np.ndarray, rng: np.random.Generator, camera: Pipeline) -> np.ndarray:
         """The editor's final save: a JPEG on the host's grid, or lossless."""
