@@ -39,6 +39,7 @@ __all__ = [
     "DENSE_MAX_POINTS",
     "available",
     "block_dct",
+    "grid_zero_counts",
     "build_info",
     "hdbscan_raw_labels",
     "kmeans_cosine",
@@ -280,6 +281,22 @@ def patchmatch(
         int(seed) % 2**64, int(num_threads),
     )
 
+
+def grid_zero_counts(gray: np.ndarray, cosines: np.ndarray, *, num_threads: int = 0) -> np.ndarray:
+    """Dense DCT zero counts, identical to :func:`focal.runtime.jpeggrid.zero_counts_reference`.
+
+    Args:
+        gray: ``[H, W]`` uint8 grey plane, ``H, W >= 8``.
+        cosines: ``[8, 8]`` float32 DCT-II basis, ``C[k, n]``.
+        num_threads: worker threads, 0 for the default; the output does not depend on it.
+
+    Returns:
+        ``[H - 7, W - 7]`` uint8: AC coefficients (of 63) of the 8 x 8 window at ``(y, x)`` with
+        ``|DCT(window - 128)| <= 0.5`` (they round to 0).
+    """
+    return _require().grid_zero_counts(
+        np.ascontiguousarray(gray, np.uint8), np.ascontiguousarray(cosines, np.float32), int(num_threads),
+    )
 
 def block_dct(gray: np.ndarray, cosines: np.ndarray, positions: np.ndarray, steps: np.ndarray, *,
               num_threads: int = 0) -> np.ndarray:

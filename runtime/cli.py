@@ -725,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_min_cluster_size(parser, help="HDBSCAN's smallest cluster, >= 2 (default: the artifact's)")
     add_batch_size(parser, help="images per engine call (more than 1 needs a dynamic-batch model)")
     add_copy_move(parser, "the mask is the union")
-    add_double_jpeg(parser, "the mask is the union; records say double_jpeg true/false where a JPEG shows the trace")
+    add_double_jpeg(parser, "the mask is the union; records say double_jpeg true/false where the file gives evidence")
     parser.add_argument("--heatmap", action="store_true",
                         help="also write NAME.heatmap.png: how unlike the pristine majority each pixel's features are, "
                              "on one colour scale for all images (black: alike; yellow: at a right angle); shown "

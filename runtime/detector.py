@@ -64,9 +64,10 @@ class DetectorConfig:
     # None = as the artifact's manifest says (its "cues"; the embedded default has it on), True /
     # False = on / off for this run.
     copy_move: bool | None = None
-    # Also look in each JPEG file for regions that missed the compression the rest went through
-    # (focal.runtime.doublejpeg): the trace most real edits leave, which a network input at 512 px
-    # no longer holds. Needs the file's bytes (arrays carry no JPEG header); the mask is the union.
+    # Also look in each file for regions that missed the JPEG compression the rest went through,
+    # or sit on another block grid (focal.runtime.doublejpeg, .jpeggrid): the traces most real edits
+    # leave, which a network input at 512 px no longer holds. Needs the file's bytes (arrays carry no
+    # JPEG header and may have been resampled); the mask is the union.
     # None = the manifest's "cues" (the embedded default has it on), True / False = on / off.
     double_jpeg: bool | None = None
     # Also give each image's heatmap (Result.heatmap): how unlike the pristine majority each pixel's
@@ -97,11 +98,12 @@ class Result:
             ``mask``, and timed as ``timings["copy_move"]``), else ``None``.
             ``labels`` stay the features'.
         double_jpeg: under ``double_jpeg``, ``[H, W]`` uint8 mask of the
-            regions that missed the file's first JPEG compression (already in
-            ``mask``; timed as ``timings["double_jpeg"]``, with the decode), all
-            zero when the file shows double compression but no such region;
-            ``None`` when the cue is off or the input gives no evidence (an
-            array, a file that is not a JPEG, or one compressed once).
+            regions that missed the file's first JPEG compression or sit on
+            another 8 x 8 grid than the photo's (already in ``mask``; timed as
+            ``timings["double_jpeg"]``, with the decode), all zero when the
+            file gives evidence (a comb, or a grid of its own) but no such
+            region; ``None`` when the cue is off or the input gives no
+            evidence (an array, a picture that never was a JPEG).
         heatmap: under ``heatmap``, ``[H, W]`` float32 in ``[0, 1]``: each pixel's
             cosine distance to the pristine cluster's mean direction, halved
             (:func:`focal.runtime.postprocess.soft_map`; the features' only, the

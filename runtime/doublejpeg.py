@@ -36,11 +36,18 @@ torch-free:
    from those blocks over the connected blocks whose ``grow_window`` mean
    passes ``grow_llr``.
 
-Files that are not JPEG, or whose coefficients show no comb (a single
-compression, or a first one finer than the last), give no evidence and no
-mask. The cue is blind to an edit saved losslessly, to one whose first
-compression was at the same table as the last or finer, and to a pasted
-region that went through the same grid and table.
+A second, non-aligned test joins its mask (``DoubleJpegConfig.grid``,
+:mod:`focal.runtime.jpeggrid`): a region whose 8 x 8 grid is not the
+photo's, pasted from another JPEG or moved by a step that is not a multiple
+of 8. It reads the grey plane of any format (a JPEG saved again as PNG keeps
+its grid), and is blind where the comb is not: it needs no first table
+coarser than the last, only a grid the region does not share.
+
+Files whose coefficients show no comb (a single compression, or a first one
+finer than the last) give no evidence of the aligned kind; pictures with no
+grid of their own (never a JPEG, or shrunk since) none of the other. The cue
+is blind to a region that went through the same grid and no coarser table,
+and to an edit of a picture that never was a JPEG.
 """
 
 from __future__ import annotations
@@ -54,8 +61,9 @@ import cv2
 import numpy as np
 
 from focal.runtime import _native_api
-from focal.runtime._headers import JPEG_SOF_MARKERS, HeaderError, declared_size, jpeg_segments
+from focal.runtime._headers import JPEG_SOF_MARKERS, HeaderError, declared_size, image_format, jpeg_segments
 from focal.runtime._native_api import resolve_backend
+from focal.runtime.jpeggrid import JpegGridConfig, JpegGridResult, detect_jpeg_grid
 
 __all__ = [
     "DoubleJpegConfig",
@@ -72,6 +80,7 @@ __all__ = [
     "first_step",
     "luma_quantization",
     "orient",
+    "stored_gray",
 ]
 
 # JPEG's zigzag scan: position k of a DQT table is natural index ZIGZAG[k].
@@ -101,6 +110,9 @@ class DoubleJpegConfig:
     grow_window: int = 5  # blocks averaged for the mask's extent
     grow_llr: float = 0.5  # mean evidence a block needs to join a flagged region
     min_pixels: int = 64 * 64  # smaller images give no evidence: too few blocks for a histogram
+    # The non-aligned test (focal.runtime.jpeggrid): a region on another 8 x 8 grid than the photo's.
+    # It reads the grey plane of any format (a JPEG saved as PNG keeps its grid); None turns it off.
+    grid: JpegGridConfig | None = JpegGridConfig()
 
     def __post_init__(self) -> None:
         if not 1 <= self.frequencies <= 63:
@@ -121,18 +133,22 @@ class DoubleJpegResult:
 
     Attributes:
         mask: ``[H, W]`` uint8 (255 = a block that missed the first
-            compression), on the pixel grid as stored; all zero when nothing
-            was found. ``None`` when the file gives no evidence (not a JPEG,
-            too small, or no comb).
-        evidence: the largest ``window`` mean of the block log-likelihood
+            compression, or a region on another grid), on the pixel grid as
+            stored; all zero when nothing was found. ``None`` when the file
+            gives no evidence: neither a JPEG with a comb nor a picture the
+            grid test can read (too small, too few cells with a vote, or a
+            format the header reader does not know).
+        evidence: the aligned test's largest ``window`` mean of the block log-likelihood
             ratios (nats; > ``threshold`` flags the image), 0.0 without evidence.
         first_steps: ``{zigzag position: first quantisation step}`` of the
             frequencies that showed a double compression.
+        grid: the non-aligned test's finding (its score and grids), None when it is off.
     """
 
     mask: np.ndarray | None
     evidence: float
     first_steps: dict[int, int]
+    grid: JpegGridResult | None = None
 
     @property
     def found(self) -> bool:
@@ -483,12 +499,66 @@ def _mean(plane: np.ndarray, size: int) -> np.ndarray:
     return cv2.blur(plane, (size, size), borderType=cv2.BORDER_REFLECT) if size > 1 else plane
 
 
-def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), name: str = "<bytes>",
-                       max_pixels: int = 100_000_000, colour: np.ndarray | None = None) -> DoubleJpegResult:
-    """Regions of a JPEG file that missed the compression the rest of it went through.
+def stored_gray(data: bytes, name: str = "<bytes>", max_pixels: int = 100_000_000) -> np.ndarray:
+    """The grey plane as the file stores it: no EXIF turn, so a JPEG's blocks sit on its grid.
+
+    A JPEG's grey is its luminance as coded (libjpeg hands the Y plane over); other formats
+    give the decoder's grey level of their colours.
 
     Args:
-        data: the file's bytes (any format; only JPEG gives evidence).
+        data: the file's bytes.
+        name: the file's name, for errors.
+        max_pixels: largest ``width * height`` decoded (checked on the header first).
+
+    Returns:
+        ``[H, W]`` uint8.
+
+    Raises:
+        ValueError: naming ``name``, when the header declares more than ``max_pixels``, says no
+        size, or the file does not decode.
+    """
+    _check_size(data, name, max_pixels)
+    gray = _decode_gray(data)
+    if gray is None:
+        raise ValueError(f"{name}: not a decodable image")
+    return gray
+
+
+def _check_size(data: bytes, name: str, max_pixels: int) -> None:
+    """Raises ValueError naming ``name`` when the header says no size or more than ``max_pixels``."""
+    try:
+        width, height = declared_size(data)
+    except HeaderError as err:
+        raise ValueError(f"{name}: {err}") from err
+    if width * height > max_pixels:
+        raise ValueError(f"{name}: {width} x {height} pixels is over the limit of {max_pixels}")
+
+
+def _decode_gray(data: bytes) -> np.ndarray | None:
+    """``[H, W]`` uint8 grey as stored (no EXIF turn), or None where the file holds no 8-bit picture."""
+    buffer = np.frombuffer(data, np.uint8)
+    if image_format(data) == "JPEG":  # libjpeg hands the coded Y plane over
+        return cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    # Others as they are: a 16-bit or float picture never went through JPEG's 8-bit blocks (and
+    # asking OpenCV for its grey level makes it log warnings about the samples).
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if image is None or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        return None
+    if image.ndim == 2:
+        return image
+    code = {3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}.get(image.shape[2])
+    return None if code is None else cv2.cvtColor(image, code)
+
+
+def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), name: str = "<bytes>",
+                       max_pixels: int = 100_000_000, colour: np.ndarray | None = None) -> DoubleJpegResult:
+    """Regions of a file that missed the JPEG compression the rest of it went through.
+
+    Two tests, their masks joined: the aligned one (the comb, JPEG files only) and the
+    non-aligned one (``cfg.grid``: a region on another grid, any format).
+
+    Args:
+        data: the file's bytes (any format; the aligned test reads JPEGs only).
         cfg: the cue's settings.
         name: the file's name, for errors.
         max_pixels: largest ``width * height`` decoded (checked on the header first).
@@ -505,28 +575,41 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         or does not decode.
     """
     table = luma_quantization(data)
-    if table is None:
+    if table is None and cfg.grid is None:
         return DoubleJpegResult(None, 0.0, {})
-    try:
-        width, height = declared_size(data)
-    except HeaderError as err:
-        raise ValueError(f"{name}: {err}") from err
-    if width * height > max_pixels:
-        raise ValueError(f"{name}: {width} x {height} pixels is over the limit of {max_pixels}")
-    buffer = np.frombuffer(data, np.uint8)
-    # The luminance as the file holds it (libjpeg hands the Y plane over as grey), and the colours
-    # the first decode would have clipped.
-    gray = cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
-    if gray is not None and (colour is None or colour.shape != (*gray.shape, 3)):
-        colour = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if gray is None or colour is None:
-        raise ValueError(f"{name}: not a decodable JPEG")
+    if table is None:
+        # Other formats: one the header reader does not know, or whose grey level OpenCV does not
+        # decode (a float TIFF), gives no evidence; the picture itself was decoded elsewhere.
+        try:
+            declared_size(data)
+        except HeaderError:
+            return DoubleJpegResult(None, 0.0, {})
+        _check_size(data, name, max_pixels)
+        gray = _decode_gray(data)
+        if gray is None:
+            return DoubleJpegResult(None, 0.0, {})
+    else:
+        gray = stored_gray(data, name, max_pixels)
     if gray.size < cfg.min_pixels:
         return DoubleJpegResult(None, 0.0, {})
+    aligned, evidence, steps = (None, 0.0, {}) if table is None else _aligned(data, gray, table, cfg, name, colour)
+    grid = detect_jpeg_grid(gray, cfg.grid) if cfg.grid is not None else None
+    masks = [m for m in (aligned, None if grid is None else grid.mask) if m is not None]
+    mask = None if not masks else masks[0] if len(masks) == 1 else np.maximum(masks[0], masks[1])
+    return DoubleJpegResult(mask, evidence, steps, grid)
+
+
+def _aligned(data: bytes, gray: np.ndarray, table: np.ndarray, cfg: DoubleJpegConfig, name: str,
+             colour: np.ndarray | None) -> tuple[np.ndarray | None, float, dict[int, int]]:
+    """The aligned test on a JPEG's stored luminance: its mask (None without a comb), evidence and first steps."""
+    if colour is None or colour.shape != (*gray.shape, 3):  # the colours the first decode would have clipped
+        colour = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if colour is None:
+            raise ValueError(f"{name}: not a decodable JPEG")
     coef = dct_coefficients(gray, table, cfg.frequencies)
     llr, steps = block_evidence(coef, table, cfg, clipped_blocks(colour, cfg.clip_margin))
     if not steps:
-        return DoubleJpegResult(None, 0.0, steps)
+        return None, 0.0, steps
     decision = _mean(llr, cfg.window)
     evidence = float(decision.max())
     mask = np.zeros(gray.shape, np.uint8)
@@ -537,7 +620,7 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         blocks = np.isin(regions, seeds[seeds > 0])
         bh, bw = blocks.shape
         mask[: bh * 8, : bw * 8] = np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1) * np.uint8(255)
-    return DoubleJpegResult(mask, evidence, steps)
+    return mask, evidence, steps
 
 
 def double_jpeg_mask(data: bytes, shape: tuple[int, int], apply_orientation: bool = True, name: str = "<bytes>",

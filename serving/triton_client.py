@@ -32,11 +32,12 @@ class RemoteResult:
     ``mask``), None where none was searched for (a server without
     ``--copy-move``, one older than the ``copy_move`` output, or an error);
     ``double_jpeg``: whether a region that missed the file's first JPEG
-    compression was found (its mask is then part of ``mask``), False where
-    the file shows double compression but no such region, None where the cue
+    compression, or sits on another block grid, was found (its mask is then
+    part of ``mask``), False where the file gives evidence (a double
+    compression, or a grid of its own) but no such region, None where the cue
     did not run or the file gave no evidence (a server without
-    ``--double-jpeg`` or older than the output, a file that is not a JPEG
-    or was compressed once, or an error);
+    ``--double-jpeg`` or older than the output, a picture that never was a
+    JPEG, or an error);
     ``heatmap``: ``[H, W]`` uint8 levels of the features' forgery map (255 at a
     cosine distance of 0.5 to the pristine direction) from a server run with
     ``--heatmap``, else None.

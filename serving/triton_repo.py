@@ -40,8 +40,9 @@ cue that reads the file itself. The postprocess model runs
 orientation where the preprocess model decodes with it, and joins it after
 the clustering's and the copy-move masks, as ``Detector(double_jpeg=True)``
 does. Its INT8 ``double_jpeg`` output is 1 (a region found), 0 (the file
-shows double compression but no region) or -1 (not searched, or no
-evidence: not a JPEG, compressed once, or the option off).
+gives evidence, a double compression or a grid of its own, but no region)
+or -1 (not searched, or no evidence: a picture that never was a JPEG, or
+the option off).
 
 Heatmaps (:attr:`TritonRepoConfig.heatmap`): the postprocess model and the
 ensemble also output ``heatmap``, UINT8 ``[1, H, W]``: the features' forgery
@@ -108,7 +109,7 @@ class TritonRepoConfig:
     copy_move: bool | None = None
     # Also look in each JPEG file for regions that missed its first compression (focal.runtime.doublejpeg,
     # as DetectorConfig.double_jpeg) in the postprocess model: the mask is the union; the ``double_jpeg``
-    # output says 1 found / 0 double compression without a region / -1 no evidence. None: the manifest's
+    # output says 1 found / 0 evidence without a region / -1 no evidence. None: the manifest's
     double_jpeg: bool | None = None
     # Also output each image's heatmap (UINT8 levels of the features' forgery map, as focal-serve --heatmap)
     heatmap: bool = False
@@ -374,7 +375,7 @@ def _ensemble_config(names: dict[str, str], manifest: Manifest, copy_move: bool 
     comments = ["focal ensemble: one encoded image per request -> mask (uint8 [1, H, W], 255 = forged), "
                 "score, forged_fraction, pre_ms (decode, preprocess), post_ms (cluster, postprocess), "
                 "copy_move (int8: 1 found, 0 none found, -1 not searched), double_jpeg (int8: 1 a region found, "
-                "0 double compression without a region, -1 not searched or no evidence)",
+                "0 evidence (a comb or a grid of its own) but no region, -1 not searched or no evidence)",
                 "the composing models batch across requests; the features model's time is in Triton's statistics"]
     if copy_move:
         comments.append("copy-move search on: the mask is the union of the clustering's and the copy-move search's")

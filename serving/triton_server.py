@@ -26,11 +26,11 @@ copy_move   INT8    [1]         1 a copy-move was found (its mask is in ``mask``
                                 without the search, or a failed element)
 double_jpeg INT8    [1]         1 a region that missed the file's first JPEG
                                 compression was found (its mask is in ``mask``),
-                                0 the file shows double compression but no such
-                                region, -1 not searched or no evidence (a server
-                                running without the cue, a file that is
-                                not a JPEG or was compressed once, or a failed
-                                element)
+                                0 the file gives evidence (a double compression,
+                                or a grid of its own) but no such region, -1 not
+                                searched or no evidence (a server running
+                                without the cue, a picture that never was a
+                                JPEG, or a failed element)
 error       BYTES   [1]         empty when fine; else one line naming the problem
 heatmap     UINT8   [H, W]      only from a server run with ``--heatmap``: the features'
                                 forgery map as levels, 255 at a cosine distance of 0.5

@@ -235,14 +235,16 @@ def write_double_jpeg_cases(folder: Path) -> dict[str, Path]:
         ``{"splice": splice.jpg`` (:func:`double_jpeg_splice`: a region found), ``"turned": turned.jpg``
         (the same file with EXIF orientation 6: found, on the turned picture), ``"twice": twice.jpg``
         (an untouched photo saved at 50 and again at 90: double compression, no region), ``"plain":
-        plain.png`` (no JPEG header: no evidence)``}``.
+        plain.png`` (a photo shrunk to 3/4, which wipes the block grid its JPEG left, saved as PNG: no JPEG
+        header and no grid of its own, so no evidence)``}``.
     """
     photos = sample_photos()
     folder.mkdir(parents=True, exist_ok=True)
     splice, _ = double_jpeg_splice(photos)
     blobs = {"splice.jpg": splice, "turned.jpg": with_exif_orientation(splice, 6),
              "twice.jpg": jpeg_bytes(decode_rgb(jpeg_bytes(photos[0], 50)), 90),
-             "plain.png": cv2.imencode(".png", np.ascontiguousarray(photos[1][:, :, ::-1]))[1].tobytes()}
+             "plain.png": cv2.imencode(".png", cv2.resize(photos[1][:, :, ::-1], (480, 320),
+                                                          interpolation=cv2.INTER_AREA))[1].tobytes()}
     out = {}
     for name, data in blobs.items():
         (folder / name).write_bytes(data)

@@ -13,6 +13,7 @@
 #include "copymove.hpp"
 #include "dmatrix.hpp"
 #include "gemm.hpp"
+#include "gridzeros.hpp"
 #include "hdbscan.hpp"
 #include "isa.hpp"
 #include "kmeans.hpp"
@@ -184,6 +185,23 @@ py::array_t<std::int32_t> block_dct(const CArray<std::uint8_t>& gray, const CArr
   return out;
 }
 
+// The JPEG-grid test's dense DCT zero counts (gridzeros.hpp).
+py::array_t<std::uint8_t> grid_zero_counts(const CArray<std::uint8_t>& gray, const CArray<float>& cosines,
+                                           int num_threads) {
+  require_2d(gray, "gray");
+  if (cosines.ndim() != 2 || cosines.shape(0) != 8 || cosines.shape(1) != 8)
+    throw std::invalid_argument("cosines must be [8, 8]");
+  const int h = static_cast<int>(gray.shape(0)), w = static_cast<int>(gray.shape(1));
+  if (h < 8 || w < 8) throw std::invalid_argument("gray must be at least 8 x 8, got " + str(h) + " x " + str(w));
+  py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(h - 7), static_cast<py::ssize_t>(w - 7)});
+  std::uint8_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    focal::grid_zero_counts(gray.data(), h, w, cosines.data(), num_threads, o);
+  }
+  return out;
+}
+
 // The selection kernel on its own, for tests against np.partition.
 float kth_smallest(const CArray<float>& v, i64 k) {
   if (v.ndim() != 1) throw std::invalid_argument("values must be 1-D, got " + str(v.ndim()) + " dimensions");
@@ -238,6 +256,7 @@ PYBIND11_MODULE(_native, m) {
         py::arg("iterations"), py::arg("seed"), py::arg("num_threads") = 0);
   m.def("block_dct", &block_dct, py::arg("gray"), py::arg("cosines"), py::arg("positions"), py::arg("steps"),
         py::arg("num_threads") = 0);
+  m.def("grid_zero_counts", &grid_zero_counts, py::arg("gray"), py::arg("cosines"), py::arg("num_threads") = 0);
   m.def("kth_smallest", &kth_smallest, py::arg("values"), py::arg("k"));
   m.def("half_to_float", &half_to_float, py::arg("bits"));
 }

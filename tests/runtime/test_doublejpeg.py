@@ -100,10 +100,17 @@ def test_a_flat_photo_saved_twice_says_nothing() -> None:
 
 def test_files_without_the_trace_give_no_evidence(photos) -> None:
     ok, png = cv2.imencode(".png", photos[0])
+    aligned_only = DoubleJpegConfig(grid=None)
     for data in (png.tobytes(), b"", b"\xff\xd8\xff", b"\xff\xd8\xff\xdb\x00\x43\x00" + b"\x01" * 10,
                  jpeg_bytes(photos[0][:40, :40], 80)):
-        found = detect_double_jpeg(data, name="x.jpg")
-        assert found.mask is None and found.evidence == 0.0 and not found.found
+        found = detect_double_jpeg(data, aligned_only, name="x.jpg")
+        assert found.mask is None and found.evidence == 0.0 and not found.found and found.grid is None
+    # The grid test reads any format: the PNG of a photo that was a JPEG shows its one grid, no region.
+    found = detect_double_jpeg(png.tobytes(), name="x.png")
+    assert found.mask is not None and not found.found and found.grid.grid == (0, 0)
+    assert found.evidence == 0.0 and found.first_steps == {}
+    for data in (b"", b"\xff\xd8\xff", jpeg_bytes(photos[0][:40, :40], 80)):
+        assert detect_double_jpeg(data, name="x.jpg").mask is None
 
 
 def test_a_hostile_header_is_refused_by_name_before_decoding(photos) -> None:
@@ -191,7 +198,8 @@ def test_focal_detect_and_focal_eval_report_the_cue(tiny_artifact, photos, tmp_p
     assert detect_main([str(tiny_artifact), str(data / "images"), "--out", str(out), "--backend", "cpu",
                         "--double-jpeg"]) == 0
     records = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
-    assert records["splice.jpg"]["double_jpeg"] is True and "double_jpeg" not in records["plain.png"]
+    # the PNG of a once-JPEG photo: the grid test read it (its one grid) and found nothing
+    assert records["splice.jpg"]["double_jpeg"] is True and records["plain.png"]["double_jpeg"] is False
     mask = cv2.imread(str(out / records["splice.jpg"]["mask"]), cv2.IMREAD_GRAYSCALE)
     assert (mask[truth] > 0).mean() > 0.5  # the splice is in the mask (k-means marks its own half too)
 

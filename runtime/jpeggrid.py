@@ -1,0 +1,331 @@
+"""The JPEG-grid test: a region whose 8 x 8 block grid is not its photo's.
+
+A JPEG's pixels keep its block grid: in the 8 x 8 windows aligned with it
+many DCT coefficients round to zero (the quantiser zeroed them), in every
+other window few do. A region pasted from another JPEG, or a copy moved by a
+step that is not a multiple of 8, keeps the grid it came with, which is the
+non-aligned double compression of Bianchi and Piva (2012). This module finds
+such regions after ZERO (Nikoukhah, Anger, Ehret, Colom, Morel and Grompone
+von Gioi, 2019, "JPEG grid detection based on the number of DCT zeros and its
+application to automatic and localized forgery detection"), with one
+change that keeps its statistical test honest:
+
+- **Zero counts.** ``Z[y, x]``: AC coefficients (of 63) of the 8 x 8 DCT of
+  the window whose top-left pixel is ``(y, x)`` that round to 0, at every
+  origin (the native core's dense kernel, :func:`zero_counts`).
+- **One vote per 8 x 8 cell.** Each cell votes the grid origin
+  ``(y mod 8, x mod 8)`` of the window with the most zeros among the 64 whose
+  origins lie in the cell (they all hold the cell's last pixel). ZERO votes
+  per pixel; neighbouring pixels share almost all their windows, so their
+  votes are not independent and a binomial test on them flags untouched
+  photos (13 of IMD2020's 100 at NFA ~ 0). No vote where the best window
+  ties the second (``margin``), holds no zero, is smooth (more than ``zmax``
+  zeros: a flat sky's windows are all nearly zero and vote stray grids), or
+  lies near a clipped grey level (within ``clip_margin`` of 0 or 255: the
+  first decode's clipping moved it off its grid).
+- **The test.** The photo's grid is the most voted. For every other grid
+  ``t``, over windows of ``window`` x ``window`` cells, ``score = -log10 NFA``
+  with ``NFA = tests * P[Binomial(valid votes, p_t) >= votes for t]``, where
+  ``p_t`` is ``t``'s share of all the photo's votes (ZERO uses 1/64; a photo
+  cropped then saved again carries its old grid faintly everywhere, which a
+  uniform ``p`` mistakes for a region) and ``tests`` counts windows times
+  the 63 grids. The image's score is the largest.
+- **The mask,** where the score passes ``threshold``: the pixels that vote
+  ``t`` (each pixel's best window among the 64 holding it) inside the
+  windows past the threshold, closed over ``close`` pixels and grown by half
+  a block: the votes mark window corners, the region is the windows.
+
+The grey plane is the luminance as stored for a JPEG (its grid is the file's
+own), else the picture's grey level. torch-free; the zero counts are the
+native core's (one pass over the pixels; :func:`zero_counts_reference` is the
+NumPy oracle it matches count for count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from focal.runtime import _native_api
+from focal.runtime._native_api import resolve_backend
+
+__all__ = ["JpegGridConfig", "JpegGridResult", "cell_votes", "detect_jpeg_grid", "grid_evidence", "zero_counts",
+           "zero_counts_reference"]
+
+
+@dataclass(frozen=True)
+class JpegGridConfig:
+    """Settings of the JPEG-grid test (see the module notes for each step)."""
+
+    zmax: int = 56  # a window with more zeros than this (of 63) is smooth: its cell does not vote
+    margin: int = 1  # the best window must hold this many zeros more than the second
+    clip_margin: int = 8  # cells within 7 px of a grey level this close to 0 or 255 do not vote
+    window: int = 8  # cells per side of the test's windows (8 cells = 64 px)
+    # -log10 NFA an image's score must pass: the 99% quantile of the score over untouched
+    # training-side photos (the 656 of ../shared/data/natural outside the held-out list, each as
+    # stored, re-saved twice, and cropped off its grid then saved; benchmarks/jpeg_grid.py --calibrate).
+    threshold: float = 3.80
+    false_alarm: float = 0.01  # the rate ``threshold`` was fitted to
+    close: int = 17  # pixels: the mask's votes are closed over this square
+    min_pixels: int = 64 * 64  # smaller images give no evidence: too few cells for the test
+    # The photo's grid must win this share of the votes, else the picture shows no grid of its own.
+    # On the training-side photos the share is under 0.1 or over 0.5 (every JPEG, and 80 of the 183
+    # PNGs: JPEGs once), one PNG between.
+    min_share: float = 0.3
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.zmax <= 63:
+            raise ValueError(f"JpegGridConfig.zmax must lie in 0..63, got {self.zmax}")
+        if self.margin < 1 or self.window < 2 or self.close < 1:
+            raise ValueError("JpegGridConfig needs margin >= 1, window >= 2 cells and close >= 1 px")
+        if not 0.0 < self.false_alarm < 1.0:
+            raise ValueError(f"JpegGridConfig.false_alarm must lie in (0, 1), got {self.false_alarm}")
+        if not 0.0 <= self.min_share <= 1.0:
+            raise ValueError(f"JpegGridConfig.min_share must lie in [0, 1], got {self.min_share}")
+
+
+@dataclass
+class JpegGridResult:
+    """What the test found in one grey plane.
+
+    Attributes:
+        mask: ``[H, W]`` uint8, 255 = a region on another grid; all zero when the score does not
+            pass the threshold. ``None`` when the plane gives no evidence (too small, too few votes).
+        score: the largest ``-log10 NFA`` of a window (>= 0; 0 without evidence).
+        grid: the photo's grid origin ``(gy, gx)`` (None without evidence).
+        other: the other grid's origin where the score peaks (None where no window counted).
+    """
+
+    mask: np.ndarray | None
+    score: float
+    grid: tuple[int, int] | None
+    other: tuple[int, int] | None
+
+
+def _basis() -> np.ndarray:
+    n = np.arange(8)
+    c = np.cos((2 * n[None, :] + 1) * n[:, None] * np.pi / 16) * np.sqrt(2 / 8)
+    c[0] /= np.sqrt(2)
+    return c.astype(np.float32)
+
+
+_DCT32 = _basis()  # [8, 8] float32 C[k, n], orthonormal DCT-II
+
+
+def zero_counts_reference(gray: np.ndarray) -> np.ndarray:
+    """NumPy oracle of :func:`zero_counts`: the same float32 operations in the same order.
+
+    Args:
+        gray: ``[H, W]`` uint8, ``H, W >= 8``.
+
+    Returns:
+        ``[H - 7, W - 7]`` uint8 zero counts (0..63).
+    """
+    d = gray.astype(np.float32) - np.float32(128)
+    h, w = d.shape
+    rows = np.empty((8, h, w - 7), np.float32)  # R[v][y][x] = sum_k C[v, k] d[y, x + k]
+    for v in range(8):
+        acc = _DCT32[v, 0] * d[:, : w - 7]
+        for k in range(1, 8):
+            acc = acc + _DCT32[v, k] * d[:, k : k + w - 7]
+        rows[v] = acc
+    count = np.zeros((h - 7, w - 7), np.uint8)
+    for u in range(8):
+        for v in range(1 if u == 0 else 0, 8):
+            raw = _DCT32[u, 0] * rows[v, : h - 7]
+            for j in range(1, 8):
+                raw = raw + _DCT32[u, j] * rows[v, j : j + h - 7]
+            count += np.abs(raw) <= np.float32(0.5)
+    return count
+
+
+def zero_counts(gray: np.ndarray, *, backend: str = "auto") -> np.ndarray:
+    """``[H - 7, W - 7]`` uint8: AC coefficients (of 63) of the 8 x 8 window at ``(y, x)`` that round to 0.
+
+    Args:
+        gray: ``[H, W]`` uint8 grey plane, ``H, W >= 8``.
+        backend: ``"native"``, ``"reference"`` (:func:`zero_counts_reference`) or ``"auto"``
+            (native where built); both give the same counts.
+    """
+    if resolve_backend(backend) == "native":
+        # ~570 multiply-adds a pixel in float32 vector lanes; NumPy's passes take ~10x as long.
+        return _native_api.grid_zero_counts(np.ascontiguousarray(gray), _DCT32)
+    return zero_counts_reference(gray)
+
+
+def _clipped_cells(gray: np.ndarray, ch: int, cw: int, margin: int) -> np.ndarray:
+    """``[ch, cw]`` bool: a grey level within ``margin`` of 0 or 255 within 7 px of the cell's last pixel."""
+    near = ((gray < margin) | (gray > 255 - margin)).astype(np.uint8)
+    near = cv2.dilate(near, np.ones((15, 15), np.uint8))
+    return near[7 : 7 + 8 * ch : 8, 7 : 7 + 8 * cw : 8] > 0
+
+
+def cell_votes(z: np.ndarray, gray: np.ndarray, config: JpegGridConfig) -> np.ndarray:
+    """``[H', W']`` int8 grid votes ``8 * gy + gx`` of the 8 x 8 cells, -1 for none.
+
+    Cell ``(i, j)``'s 64 windows have their origins in rows ``8i..8i+7`` and columns ``8j..8j+7``;
+    a window's place in that block is its grid origin.
+
+    Args:
+        z: ``[H - 7, W - 7]`` zero counts (:func:`zero_counts`).
+        gray: ``[H, W]`` uint8, the plane they were counted on (for the clip rule).
+        config: the test's settings.
+    """
+    ch, cw = z.shape[0] // 8, z.shape[1] // 8
+    blocks = z[: ch * 8, : cw * 8].reshape(ch, 8, cw, 8).transpose(0, 2, 1, 3).reshape(ch, cw, 64)
+    votes = blocks.argmax(-1).astype(np.int8)
+    best = blocks.max(-1).astype(np.int16)
+    # best - second < margin  <=>  a second window holds at least best - margin + 1 zeros
+    close = (blocks >= (best - config.margin + 1).clip(0)[..., None].astype(np.uint8)).sum(-1) > 1
+    refuse = close | (best == 0) | (best > config.zmax)
+    votes[refuse | _clipped_cells(gray, ch, cw, config.clip_margin)] = -1
+    return votes
+
+
+def _log10_tail(count: int, n: int, p: float) -> float:
+    """``log10 P[Binomial(n, p) >= count]``, ``0 <= count <= n``."""
+    return float(_log10_tails(np.array([[count]]), np.array([n]), np.array([p]))[0, 0])
+
+
+def _log10_tails(counts: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``log10 P[Binomial(n, p[g]) >= counts[g]]``: ``counts`` ``[G, ...]``, ``n`` its trailing shape, ``p`` ``[G]``.
+
+    The pmf is summed in log space once per distinct ``(g, n, count)``: a test's windows hold few
+    distinct pairs (``n <= window ** 2``), so one pass serves every grid.
+    """
+    g_count = counts.shape[0]
+    top = int(n.max())
+    key = (np.arange(g_count).reshape((-1,) + (1,) * n.ndim) * (top + 1) + n) * (top + 1) + counts
+    if key.size == 1:
+        present = key.reshape(1)
+    else:  # the keys are small: a count of each, not a sort
+        present = np.flatnonzero(np.bincount(key.ravel(), minlength=g_count * (top + 1) ** 2))
+    gg, rest = np.divmod(present, (top + 1) ** 2)
+    nn, kk = (rest // (top + 1))[:, None], (rest % (top + 1))[:, None]
+    lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, top + 1)))])  # log k!
+    j = np.arange(top + 1)[None, :]
+    with np.errstate(divide="ignore"):
+        logpmf = (lf[nn] - lf[np.minimum(j, nn)] - lf[np.maximum(nn - j, 0)]
+                  + j * np.log(p[gg])[:, None] + (nn - j) * np.log1p(-p[gg])[:, None])
+    logpmf = np.where((j >= kk) & (j <= nn), logpmf, -np.inf)
+    peak = logpmf.max(axis=1, keepdims=True)
+    finite = np.where(np.isfinite(peak), peak, 0.0)
+    with np.errstate(divide="ignore"):
+        tail = finite[:, 0] + np.log(np.exp(logpmf - finite).sum(axis=1))
+    tail = np.where(kk[:, 0] <= 0, 0.0, tail) / np.log(10)  # P[X >= 0] = 1
+    if key.size == 1:
+        return tail.reshape(counts.shape)
+    table = np.zeros(g_count * (top + 1) ** 2)
+    table[present] = tail
+    return table[key]
+
+
+def _pixel_votes(z: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """``[y1 - y0, x1 - x0]`` int8: each pixel's grid, that of the best of the 64 windows holding it.
+
+    Pixel ``(y, x)`` lies in the windows with origins ``(y - a, x - b)``, ``a, b = 0..7``; ties keep
+    the first found. Pixels whose 64 windows are not all inside the plane get -1.
+    """
+    oh, ow = z.shape
+    h, w = y1 - y0, x1 - x0
+    best = np.full((h, w), -1, np.int16)
+    arg = np.full((h, w), -1, np.int16)
+    yy, xx = np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :]
+    for a in range(8):
+        for b in range(8):
+            oy, ox = yy - a, xx - b
+            inside = (oy >= 0) & (oy < oh) & (ox >= 0) & (ox < ow)
+            val = np.where(inside, z[np.clip(oy, 0, oh - 1), np.clip(ox, 0, ow - 1)], -1)
+            better = val > best
+            best = np.where(better, val, best)
+            arg = np.where(better, ((oy % 8) * 8 + ox % 8).astype(np.int16), arg)
+    full = (yy >= 7) & (yy < oh) & (xx >= 7) & (xx < ow)  # all 64 windows exist
+    return np.where(full & (best > 0), arg, -1).astype(np.int8)
+
+
+def detect_jpeg_grid(gray: np.ndarray, config: JpegGridConfig | None = None, *,
+                     backend: str = "auto") -> JpegGridResult:
+    """Find a region on another 8 x 8 grid than its photo's.
+
+    Args:
+        gray: ``[H, W]`` uint8 grey plane (for a JPEG, the luminance as stored).
+        config: the test's settings (default: :class:`JpegGridConfig`).
+        backend: the zero counts' implementation (:func:`zero_counts`).
+
+    Returns:
+        The mask (``[H, W]`` uint8, 255 = on another grid), the score and the grids.
+    """
+    cfg = config or JpegGridConfig()
+    gray = np.asarray(gray)
+    if gray.dtype != np.uint8 or gray.ndim != 2:
+        raise ValueError(f"the JPEG-grid test needs an [H, W] uint8 grey plane, got {gray.dtype} {gray.shape}")
+    h, w = gray.shape
+    if h * w < cfg.min_pixels or min(h, w) < 8 * (cfg.window + 1):
+        return JpegGridResult(None, 0.0, None, None)
+    return grid_evidence(zero_counts(gray, backend=backend), gray, cfg)
+
+
+def grid_evidence(z: np.ndarray, gray: np.ndarray, cfg: JpegGridConfig) -> JpegGridResult:
+    """The test on zero counts already made (:func:`detect_jpeg_grid` after :func:`zero_counts`).
+
+    Args:
+        z: ``[H - 7, W - 7]`` uint8 zero counts of ``gray``.
+        gray: ``[H, W]`` uint8, at least ``8 * (window + 1)`` pixels a side.
+        cfg: the test's settings.
+    """
+    h, w = gray.shape
+    votes = cell_votes(z, gray, cfg)
+    valid = votes >= 0
+    n_valid = int(valid.sum())
+    k = cfg.window
+    if n_valid < k * k:
+        return JpegGridResult(None, 0.0, None, None)
+    hist = np.bincount(votes[valid].astype(np.int64), minlength=64)
+    main = int(hist.argmax())
+    # No grid of its own (a picture never saved as JPEG, or one whose grid is lost): nothing to stand
+    # out from, and the spread votes of texture would. A chance test is no guide: with thousands of
+    # votes a 2.5% share is "significant" against 1/64.
+    if hist[main] < cfg.min_share * n_valid:
+        return JpegGridResult(None, 0.0, None, None)
+    box = dict(ksize=(k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    n = np.rint(cv2.boxFilter(valid.astype(np.float32), -1, **box)).astype(np.int64)
+    tests = np.log10(votes.size * 63.0)
+    grids = [g for g in np.nonzero(hist)[0] if g != main]
+    if not grids:
+        return JpegGridResult(np.zeros((h, w), np.uint8), 0.0, divmod(main, 8), None)
+    counts = np.stack([np.rint(cv2.boxFilter((votes == g).astype(np.float32), -1, **box)) for g in grids])
+    counts = counts.astype(np.int64)
+    shares = hist[grids] / n_valid
+    # A window of c votes for a grid scores at most -c log10(share) - tests (all its votes the
+    # grid's): grids that cannot pass 0 need no tail sums. Most of a photo's stray grids.
+    keep = -counts.reshape(len(grids), -1).max(1) * np.log10(shares) - tests > 0
+    if not keep.any():
+        return JpegGridResult(np.zeros((h, w), np.uint8), 0.0, divmod(main, 8), None)
+    grids, counts, shares = [g for g, k in zip(grids, keep) if k], counts[keep], shares[keep]
+    scores = -_log10_tails(counts, n, shares) - tests  # [G, H', W']
+    peaks = scores.reshape(len(grids), -1).max(1)
+    pick = int(peaks.argmax())
+    best, best_map, other = float(peaks[pick]), scores[pick], int(grids[pick])
+    if best <= 0:  # no window stands out: the photo is on one grid
+        return JpegGridResult(np.zeros((h, w), np.uint8), 0.0, divmod(main, 8), None)
+    mask = np.zeros((h, w), np.uint8)
+    if best > cfg.threshold:
+        # The box filter's window (i, j) covers cells i - k//2 .. i + k - 1 - k//2 (its anchor is the
+        # centre): a cell lies in a window past the threshold when one of those windows is.
+        back = k - 1 - k // 2
+        cells = cv2.dilate((best_map > cfg.threshold).astype(np.uint8), np.ones((k, k), np.uint8),
+                           anchor=(back, back))
+        near = np.kron(cells, np.ones((8, 8), np.uint8))  # cell (i, j) = window origins 8i.., 8j..
+        ys, xs = np.nonzero(near)
+        y0, y1 = int(ys.min()), min(h, int(ys.max()) + 16)
+        x0, x1 = int(xs.min()), min(w, int(xs.max()) + 16)
+        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        sub = near[y0 : min(y1, near.shape[0]), x0 : min(x1, near.shape[1])]
+        inside[: sub.shape[0], : sub.shape[1]] = sub
+        inside = cv2.dilate(inside, np.ones((8, 8), np.uint8), anchor=(7, 7))  # the windows' pixels
+        region = ((_pixel_votes(z, y0, y1, x0, x1) == other) & (inside > 0)).astype(np.uint8)
+        region = cv2.morphologyEx(region, cv2.MORPH_CLOSE, np.ones((cfg.close, cfg.close), np.uint8))
+        mask[y0:y1, x0:x1] = cv2.dilate(region, np.ones((8, 8), np.uint8)) * np.uint8(255)
+    return JpegGridResult(mask, best, divmod(main, 8), divmod(other, 8))
