@@ -18,12 +18,17 @@ pastes flagged and their mean IoU, each a rectangle of another photo's JPEG
 (quality 60-95, on its own grid) pasted off the host JPEG's grid (quality
 60-95), saved as PNG or as JPEG at 85-100.
 
+``--kernels`` (with ``--data``) times the zero counts instead: native against
+the NumPy reference, the two taking turns on each picture (best of 3 each),
+the counts checked equal.
+
 Usage::
 
     .venv/bin/python benchmarks/jpeg_grid.py --calibrate ../shared/data/natural --exclude heldout.json --every 8 \
         --zmax 48 --zmax 52 --zmax 56 --zmax 63
     .venv/bin/python benchmarks/jpeg_grid.py --data ../shared/data/real-samples --data imd2020-all.json \
         --data heldout.json
+    .venv/bin/python benchmarks/jpeg_grid.py --kernels --data ../shared/data/real-samples --data imd2020-all.json
 """
 
 from __future__ import annotations
@@ -166,6 +171,35 @@ def dataset_report(spec: str, cfg: JpegGridConfig) -> list[str]:
     return lines
 
 
+def _best_ms(fn, gray: np.ndarray, repeat: int = 3) -> tuple[float, np.ndarray]:
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn(gray)
+        times.append(1e3 * (time.perf_counter() - t0))
+    return min(times), out
+
+
+def kernel_report(spec: str) -> str:
+    """One dataset's line of ``--kernels``: median ms of the zero counts, native and reference."""
+    native, reference, largest = [], [], (0, 0.0, 0.0)
+    for pair in load_pairs(spec):
+        gray = stored_gray(Path(pair.image).read_bytes(), str(pair.image))
+        if min(gray.shape) < 8:
+            continue
+        ms_n, z_n = _best_ms(lambda g: zero_counts(g, backend="native"), gray)
+        ms_r, z_r = _best_ms(lambda g: zero_counts(g, backend="reference"), gray)
+        if not np.array_equal(z_n, z_r):
+            raise SystemExit(f"{pair.image}: the native zero counts differ from the reference's")
+        native.append(ms_n)
+        reference.append(ms_r)
+        if gray.size > largest[0]:
+            largest = (gray.size, ms_n, ms_r)
+    return (f"{spec}: {len(native)} pictures, zero counts native {np.median(native):.2f} ms, reference "
+            f"{np.median(reference):.2f} ms (median); largest ({largest[0] / 1e6:.1f} MP) {largest[1]:.1f} / "
+            f"{largest[2]:.1f} ms; counts identical")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", action="append", default=[], help="a focal-eval dataset spec (repeatable)")
@@ -175,6 +209,7 @@ def main() -> None:
     ap.add_argument("--false-alarm", type=float, default=JpegGridConfig.false_alarm)
     ap.add_argument("--zmax", type=int, action="append", help="--calibrate: the texture rules to fit (repeatable)")
     ap.add_argument("--threshold", type=float, default=JpegGridConfig.threshold, help="--data: the threshold")
+    ap.add_argument("--kernels", action="store_true", help="--data: time the zero counts, native and reference")
     args = ap.parse_args()
     if args.calibrate:
         photos = photo_list(args.calibrate, args.exclude, args.every)
@@ -183,6 +218,10 @@ def main() -> None:
         return
     if not args.data:
         ap.error("give --data or --calibrate")
+    if args.kernels:
+        for spec in args.data:
+            print(kernel_report(spec))
+        return
     cfg = JpegGridConfig(threshold=args.threshold, zmax=(args.zmax or [JpegGridConfig.zmax])[0])
     print(cfg)
     for spec in args.data:

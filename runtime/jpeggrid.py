@@ -31,7 +31,7 @@ change that keeps its statistical test honest:
   uniform ``p`` mistakes for a region) and ``tests`` counts windows times
   the 63 grids. The image's score is the largest.
 - **The mask,** where the score passes ``threshold``: the pixels that vote
-  ``t`` (each pixel's best window among the 64 holding it) inside the
+  ``t`` (of the 64 windows holding the pixel, ``t``'s holds the most zeros; ties count) inside the
   windows past the threshold, closed over ``close`` pixels and grown by half
   a block: the votes mark window corners, the region is the windows.
 
@@ -186,22 +186,21 @@ def cell_votes(z: np.ndarray, gray: np.ndarray, config: JpegGridConfig) -> np.nd
 
 def _log10_tail(count: int, n: int, p: float) -> float:
     """``log10 P[Binomial(n, p) >= count]``, ``0 <= count <= n``."""
-    return float(_log10_tails(np.array([[count]]), np.array([n]), np.array([p]))[0, 0])
+    one = np.zeros(1, np.int64)
+    return float(_log10_tails(one, one + n, one + count, np.array([p]))[0])
 
 
-def _log10_tails(counts: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """``log10 P[Binomial(n, p[g]) >= counts[g]]``: ``counts`` ``[G, ...]``, ``n`` its trailing shape, ``p`` ``[G]``.
+def _log10_tails(g: np.ndarray, n: np.ndarray, counts: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``log10 P[Binomial(n, p[g]) >= counts]``: ``g``, ``n``, ``counts`` int, one shape; ``p`` ``[G]``.
 
     The pmf is summed in log space once per distinct ``(g, n, count)``: a test's windows hold few
     distinct pairs (``n <= window ** 2``), so one pass serves every grid.
     """
-    g_count = counts.shape[0]
+    g_count = p.shape[0]
     top = int(n.max())
-    key = (np.arange(g_count).reshape((-1,) + (1,) * n.ndim) * (top + 1) + n) * (top + 1) + counts
-    if key.size == 1:
-        present = key.reshape(1)
-    else:  # the keys are small: a count of each, not a sort
-        present = np.flatnonzero(np.bincount(key.ravel(), minlength=g_count * (top + 1) ** 2))
+    key = (g * (top + 1) + n) * (top + 1) + counts
+    # the keys are small: a count of each, not a sort
+    present = np.flatnonzero(np.bincount(key.ravel(), minlength=g_count * (top + 1) ** 2))
     gg, rest = np.divmod(present, (top + 1) ** 2)
     nn, kk = (rest // (top + 1))[:, None], (rest % (top + 1))[:, None]
     lf = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, top + 1)))])  # log k!
@@ -215,34 +214,30 @@ def _log10_tails(counts: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray
     with np.errstate(divide="ignore"):
         tail = finite[:, 0] + np.log(np.exp(logpmf - finite).sum(axis=1))
     tail = np.where(kk[:, 0] <= 0, 0.0, tail) / np.log(10)  # P[X >= 0] = 1
-    if key.size == 1:
-        return tail.reshape(counts.shape)
     table = np.zeros(g_count * (top + 1) ** 2)
     table[present] = tail
     return table[key]
 
 
-def _pixel_votes(z: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """``[y1 - y0, x1 - x0]`` int8: each pixel's grid, that of the best of the 64 windows holding it.
+def _on_grid(z: np.ndarray, grid: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """``[y1 - y0, x1 - x0]`` bool: the pixels that vote ``grid`` (``8 * gy + gx``).
 
-    Pixel ``(y, x)`` lies in the windows with origins ``(y - a, x - b)``, ``a, b = 0..7``; ties keep
-    the first found. Pixels whose 64 windows are not all inside the plane get -1.
+    Pixel ``(y, x)`` lies in the 64 windows with origins ``(y - a, x - b)``, ``a, b = 0..7``, one
+    on each grid; it votes ``grid`` when that grid's window holds the most zeros of the 64 (ties
+    count for it) and at least one. Pixels whose 64 windows are not all inside the plane vote none.
     """
     oh, ow = z.shape
-    h, w = y1 - y0, x1 - x0
-    best = np.full((h, w), -1, np.int16)
-    arg = np.full((h, w), -1, np.int16)
-    yy, xx = np.arange(y0, y1)[:, None], np.arange(x0, x1)[None, :]
-    for a in range(8):
-        for b in range(8):
-            oy, ox = yy - a, xx - b
-            inside = (oy >= 0) & (oy < oh) & (ox >= 0) & (ox < ow)
-            val = np.where(inside, z[np.clip(oy, 0, oh - 1), np.clip(ox, 0, ow - 1)], -1)
-            better = val > best
-            best = np.where(better, val, best)
-            arg = np.where(better, ((oy % 8) * 8 + ox % 8).astype(np.int16), arg)
-    full = (yy >= 7) & (yy < oh) & (xx >= 7) & (xx < ow)  # all 64 windows exist
-    return np.where(full & (best > 0), arg, -1).astype(np.int8)
+    gy, gx = divmod(grid, 8)
+    yy, xx = np.arange(y0, y1), np.arange(x0, x1)
+    # The one window on ``grid`` holding each pixel: the nearest origin at or above / left of it.
+    oy, ox = yy - (yy - gy) % 8, xx - (xx - gx) % 8
+    full_y, full_x = (yy >= 7) & (yy < oh), (xx >= 7) & (xx < ow)  # all 64 windows exist
+    on = z[np.ix_(oy.clip(0, oh - 1), ox.clip(0, ow - 1))]
+    # The most zeros over the 64 windows: a max over the 8 x 8 origins up and left of the pixel
+    # (one dilation over the whole plane instead of 64 shifted compares).
+    most = cv2.dilate(z, np.ones((8, 8), np.uint8), anchor=(7, 7))
+    most = most[np.ix_(yy.clip(0, oh - 1), xx.clip(0, ow - 1))]
+    return (on == most) & (most > 0) & full_y[:, None] & full_x[None, :]
 
 
 def detect_jpeg_grid(gray: np.ndarray, config: JpegGridConfig | None = None, *,
@@ -295,19 +290,18 @@ def grid_evidence(z: np.ndarray, gray: np.ndarray, cfg: JpegGridConfig) -> JpegG
     grids = [g for g in np.nonzero(hist)[0] if g != main]
     if not grids:
         return JpegGridResult(np.zeros((h, w), np.uint8), 0.0, divmod(main, 8), None)
-    counts = np.stack([np.rint(cv2.boxFilter((votes == g).astype(np.float32), -1, **box)) for g in grids])
-    counts = counts.astype(np.int64)
+    counts = np.stack([cv2.boxFilter((votes == g).astype(np.float32), -1, **box) for g in grids])
     shares = hist[grids] / n_valid
-    # A window of c votes for a grid scores at most -c log10(share) - tests (all its votes the
-    # grid's): grids that cannot pass 0 need no tail sums. Most of a photo's stray grids.
-    keep = -counts.reshape(len(grids), -1).max(1) * np.log10(shares) - tests > 0
-    if not keep.any():
+    # A window of c votes for a grid scores at most -c log10(share) - tests (P[X >= c] >= share^c):
+    # only windows past that bound need tail sums, a few of a photo's stray grids' windows.
+    gi, yi, xi = np.nonzero(counts > (tests / -np.log10(shares))[:, None, None])
+    if gi.size == 0:
         return JpegGridResult(np.zeros((h, w), np.uint8), 0.0, divmod(main, 8), None)
-    grids, counts, shares = [g for g, k in zip(grids, keep) if k], counts[keep], shares[keep]
-    scores = -_log10_tails(counts, n, shares) - tests  # [G, H', W']
-    peaks = scores.reshape(len(grids), -1).max(1)
+    scores = -_log10_tails(gi, n[yi, xi], np.rint(counts[gi, yi, xi]).astype(np.int64), shares) - tests
+    peaks = np.full(len(grids), -np.inf)
+    np.maximum.at(peaks, gi, scores)
     pick = int(peaks.argmax())
-    best, best_map, other = float(peaks[pick]), scores[pick], int(grids[pick])
+    best, other = float(peaks[pick]), int(grids[pick])
     if best <= 0:  # no window stands out: the photo is on one grid
         return JpegGridResult(np.zeros((h, w), np.uint8), 0.0, divmod(main, 8), None)
     mask = np.zeros((h, w), np.uint8)
@@ -315,17 +309,19 @@ def grid_evidence(z: np.ndarray, gray: np.ndarray, cfg: JpegGridConfig) -> JpegG
         # The box filter's window (i, j) covers cells i - k//2 .. i + k - 1 - k//2 (its anchor is the
         # centre): a cell lies in a window past the threshold when one of those windows is.
         back = k - 1 - k // 2
-        cells = cv2.dilate((best_map > cfg.threshold).astype(np.uint8), np.ones((k, k), np.uint8),
-                           anchor=(back, back))
-        near = np.kron(cells, np.ones((8, 8), np.uint8))  # cell (i, j) = window origins 8i.., 8j..
-        ys, xs = np.nonzero(near)
-        y0, y1 = int(ys.min()), min(h, int(ys.max()) + 16)
-        x0, x1 = int(xs.min()), min(w, int(xs.max()) + 16)
+        passed = np.zeros(votes.shape, np.uint8)
+        hit = (gi == pick) & (scores > cfg.threshold)
+        passed[yi[hit], xi[hit]] = 1
+        cells = cv2.dilate(passed, np.ones((k, k), np.uint8), anchor=(back, back))
+        ci, cj = np.nonzero(cells)
+        i0, i1, j0, j1 = int(ci.min()), int(ci.max()) + 1, int(cj.min()), int(cj.max()) + 1
+        # cell (i, j) = window origins 8i..8i+7, 8j..8j+7; their windows reach 7 px further
+        y0, y1, x0, x1 = 8 * i0, min(h, 8 * i1 + 15), 8 * j0, min(w, 8 * j1 + 15)
+        sub = np.kron(cells[i0:i1, j0:j1], np.ones((8, 8), np.uint8))[: y1 - y0, : x1 - x0]
         inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        sub = near[y0 : min(y1, near.shape[0]), x0 : min(x1, near.shape[1])]
         inside[: sub.shape[0], : sub.shape[1]] = sub
         inside = cv2.dilate(inside, np.ones((8, 8), np.uint8), anchor=(7, 7))  # the windows' pixels
-        region = ((_pixel_votes(z, y0, y1, x0, x1) == other) & (inside > 0)).astype(np.uint8)
+        region = (_on_grid(z, other, y0, y1, x0, x1) & (inside > 0)).astype(np.uint8)
         region = cv2.morphologyEx(region, cv2.MORPH_CLOSE, np.ones((cfg.close, cfg.close), np.uint8))
         mask[y0:y1, x0:x1] = cv2.dilate(region, np.ones((8, 8), np.uint8)) * np.uint8(255)
     return JpegGridResult(mask, best, divmod(main, 8), divmod(other, 8))

@@ -13,7 +13,8 @@ set(FOCAL_TEST_SOURCES
     ${FOCAL_TEST_DIR}/test_half.cpp
     ${FOCAL_TEST_DIR}/test_mst.cpp
     ${FOCAL_TEST_DIR}/test_kmeans.cpp
-    ${FOCAL_TEST_DIR}/test_blockdct.cpp)
+    ${FOCAL_TEST_DIR}/test_blockdct.cpp
+    ${FOCAL_TEST_DIR}/test_gridzeros.cpp)
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   # The references compute in double without fused multiply-adds, as the
   # kernels they check.
@@ -25,7 +26,7 @@ target_include_directories(focal_native_tests PRIVATE ${FOCAL_NATIVE_DIR} ${FOCA
 target_compile_options(focal_native_tests PRIVATE ${FOCAL_NATIVE_OPTIONS})
 focal_native_threads(focal_native_tests)
 
-foreach(group kernels select half mst kmeans blockdct isa)
+foreach(group kernels select half mst kmeans blockdct gridzeros isa)
   add_test(NAME native_${group} COMMAND focal_native_tests ${group})
 endforeach()
 # The whole MST under each capped family (FOCAL_NATIVE_ISA picks the tables
@@ -36,5 +37,7 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
     set_tests_properties(native_mst_${cap} PROPERTIES ENVIRONMENT "FOCAL_NATIVE_ISA=${cap}")
     add_test(NAME native_blockdct_${cap} COMMAND focal_native_tests blockdct)
     set_tests_properties(native_blockdct_${cap} PROPERTIES ENVIRONMENT "FOCAL_NATIVE_ISA=${cap}")
+    add_test(NAME native_gridzeros_${cap} COMMAND focal_native_tests gridzeros)
+    set_tests_properties(native_gridzeros_${cap} PROPERTIES ENVIRONMENT "FOCAL_NATIVE_ISA=${cap}")
   endforeach()
 endif()

@@ -68,7 +68,8 @@ def test_the_binomial_tails_are_scipys() -> None:
     counts = np.array([[[0, 3, 10], [64, 5, 1]], [[2, 3, 4], [5, 6, 7]]])
     n = np.array([[10, 64, 64], [64, 20, 1]])
     p = np.array([0.03, 0.2])
-    assert np.allclose(jg._log10_tails(counts, n, p), binom.logsf(counts - 1, n, p[:, None, None]) / np.log(10))
+    g, nn = np.broadcast_arrays(np.arange(2)[:, None, None], n[None])
+    assert np.allclose(jg._log10_tails(g, nn, counts, p), binom.logsf(counts - 1, n, p[:, None, None]) / np.log(10))
     assert np.isclose(jg._log10_tail(500, 20000, 1 / 64), binom.logsf(499, 20000, 1 / 64) / np.log(10))
 
 
