@@ -9,18 +9,11 @@
 
 #include "blockdct.hpp"
 #include "harness.hpp"
+#include "util.hpp"
 
 namespace {
 
-// The orthonormal DCT-II basis C[k][n], as focal.runtime.doublejpeg builds it.
-std::vector<double> cosines() {
-  const double pi = std::acos(-1.0);
-  std::vector<double> c(64);
-  for (int k = 0; k < 8; ++k)
-    for (int n = 0; n < 8; ++n)
-      c[k * 8 + n] = std::cos((2 * n + 1) * k * pi / 16) * std::sqrt(2.0 / 8) / (k == 0 ? std::sqrt(2.0) : 1.0);
-  return c;
-}
+std::vector<double> cosines() { return ftest::dct_basis<double>(); }  // as the Python side builds it
 
 std::int32_t naive(const std::uint8_t* gray, int w, int by, int bx, const std::vector<double>& c, int pos, int step) {
   const int u = pos / 8, v = pos % 8;

@@ -9,19 +9,11 @@
 
 #include "gridzeros.hpp"
 #include "harness.hpp"
+#include "util.hpp"
 
 namespace {
 
-// The orthonormal DCT-II basis C[k][n] in float32, as focal.runtime.jpeggrid builds it.
-std::vector<float> cosines() {
-  const double pi = std::acos(-1.0);
-  std::vector<float> c(64);
-  for (int k = 0; k < 8; ++k)
-    for (int n = 0; n < 8; ++n)
-      c[k * 8 + n] = static_cast<float>(std::cos((2 * n + 1) * k * pi / 16) * std::sqrt(2.0 / 8) /
-                                        (k == 0 ? std::sqrt(2.0) : 1.0));
-  return c;
-}
+std::vector<float> cosines() { return ftest::dct_basis<float>(); }  // as the Python side builds it
 
 int naive(const std::uint8_t* gray, int w, int y, int x, const std::vector<float>& c) {
   float r[8][8];  // r[j][v]: row pass of the window's row j

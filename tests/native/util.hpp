@@ -21,6 +21,19 @@ inline std::vector<focal::Isa> families() {
   return out;
 }
 
+// The orthonormal DCT-II basis C[k][n] (row-major [8][8]) in T, as the Python side builds it:
+// computed in double, then rounded once to T.
+template <typename T>
+std::vector<T> dct_basis() {
+  const double pi = std::acos(-1.0);
+  std::vector<T> c(64);
+  for (int k = 0; k < 8; ++k)
+    for (int n = 0; n < 8; ++n)
+      c[k * 8 + n] = static_cast<T>(std::cos((2 * n + 1) * k * pi / 16) * std::sqrt(2.0 / 8) /
+                                    (k == 0 ? std::sqrt(2.0) : 1.0));
+  return c;
+}
+
 inline std::uint32_t bits(float f) {
   std::uint32_t u;
   std::memcpy(&u, &f, sizeof u);
