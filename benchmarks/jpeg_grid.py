@@ -58,17 +58,13 @@ def _jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
 
 
-def _gray(data: bytes) -> np.ndarray:
-    return stored_gray(data)  # the plane the cue reads
-
-
 def null_planes(data: bytes, rng: np.random.Generator) -> list[np.ndarray]:
     """An untouched photo's grey planes as the test meets them: as stored, re-saved twice, and
     cropped off its grid then saved as JPEG."""
-    photo = _gray(data)
+    photo = stored_gray(data)  # the plane the cue reads
     dy, dx = (int(v) for v in rng.integers(1, 8, 2))
     cropped = _jpeg(photo[dy:, dx:], int(rng.integers(70, 101)))
-    return [photo, _gray(_resaved(data, rng)), cropped]
+    return [photo, stored_gray(_resaved(data, rng)), cropped]
 
 
 def synthetic_paste(host: np.ndarray, donor: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +102,7 @@ def calibrate(photos: list[Path], zmaxes: list[int], alpha: float, seed: int = 0
     for i, photo in enumerate(photos):
         data = photo.read_bytes()
         planes = null_planes(data, rng)
-        donor = _gray(photos[(i + len(photos) // 2) % len(photos)].read_bytes())
+        donor = stored_gray(photos[(i + len(photos) // 2) % len(photos)].read_bytes())
         paste, truth = synthetic_paste(planes[0], donor, rng)
         for plane, sink in [(p, None) for p in planes] + [(paste, truth)]:
             if min(plane.shape) < 8 * (JpegGridConfig.window + 1):

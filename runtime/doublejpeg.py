@@ -61,6 +61,7 @@ import cv2
 import numpy as np
 
 from focal.runtime import _native_api
+from focal.runtime._dct import dct_basis
 from focal.runtime._headers import JPEG_SOF_MARKERS, HeaderError, declared_size, image_format, jpeg_segments
 from focal.runtime._native_api import resolve_backend
 from focal.runtime.jpeggrid import JpegGridConfig, JpegGridResult, detect_jpeg_grid
@@ -230,14 +231,7 @@ def orient(plane: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops.get(orientation, ops[1])(plane))
 
 
-def _dct_matrix() -> np.ndarray:
-    k = np.arange(8)
-    c = np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16) * np.sqrt(2 / 8)
-    c[0] /= np.sqrt(2)
-    return c  # orthonormal DCT-II: JPEG's forward transform
-
-
-_DCT = _dct_matrix()  # [8, 8] C[k, n]: a block's coefficients are C B C^T
+_DCT = dct_basis()  # [8, 8] float64 C[k, n]: a block's coefficients are C B C^T
 
 
 def block_dct_reference(gray: np.ndarray, positions: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -530,6 +524,10 @@ def _check_size(data: bytes, name: str, max_pixels: int) -> None:
         width, height = declared_size(data)
     except HeaderError as err:
         raise ValueError(f"{name}: {err}") from err
+    _check_pixels(width, height, name, max_pixels)
+
+
+def _check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ValueError(f"{name}: {width} x {height} pixels is over the limit of {max_pixels}")
 
@@ -581,10 +579,10 @@ def detect_double_jpeg(data: bytes, cfg: DoubleJpegConfig = DoubleJpegConfig(), 
         # Other formats: one the header reader does not know, or whose grey level OpenCV does not
         # decode (a float TIFF), gives no evidence; the picture itself was decoded elsewhere.
         try:
-            declared_size(data)
+            width, height = declared_size(data)
         except HeaderError:
             return DoubleJpegResult(None, 0.0, {})
-        _check_size(data, name, max_pixels)
+        _check_pixels(width, height, name, max_pixels)
         gray = _decode_gray(data)
         if gray is None:
             return DoubleJpegResult(None, 0.0, {})

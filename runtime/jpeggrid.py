@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from focal.runtime import _native_api
+from focal.runtime._dct import dct_basis
 from focal.runtime._native_api import resolve_backend
 
 __all__ = ["JpegGridConfig", "JpegGridResult", "cell_votes", "detect_jpeg_grid", "grid_evidence", "zero_counts",
@@ -104,14 +105,7 @@ class JpegGridResult:
     other: tuple[int, int] | None
 
 
-def _basis() -> np.ndarray:
-    n = np.arange(8)
-    c = np.cos((2 * n[None, :] + 1) * n[:, None] * np.pi / 16) * np.sqrt(2 / 8)
-    c[0] /= np.sqrt(2)
-    return c.astype(np.float32)
-
-
-_DCT32 = _basis()  # [8, 8] float32 C[k, n], orthonormal DCT-II
+_DCT32 = dct_basis().astype(np.float32)  # [8, 8] float32 C[k, n], orthonormal DCT-II
 
 
 def zero_counts_reference(gray: np.ndarray) -> np.ndarray:
