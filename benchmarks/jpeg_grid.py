@@ -18,9 +18,9 @@ pastes flagged and their mean IoU, each a rectangle of another photo's JPEG
 (quality 60-95, on its own grid) pasted off the host JPEG's grid (quality
 60-95), saved as PNG or as JPEG at 85-100.
 
-``--kernels`` (with ``--data``) times the zero counts instead: native against
-the NumPy reference, the two taking turns on each picture (best of 3 each),
-the counts checked equal.
+``--kernels`` (with ``--data``) times the zero counts and the per-cell test
+(votes, windows, mask) instead: native against the NumPy reference, one
+after the other on each picture (best of 3 each), the results checked equal.
 
 Usage::
 
@@ -177,23 +177,33 @@ def _best_ms(fn, gray: np.ndarray, repeat: int = 3) -> tuple[float, np.ndarray]:
 
 
 def kernel_report(spec: str) -> str:
-    """One dataset's line of ``--kernels``: median ms of the zero counts, native and reference."""
-    native, reference, largest = [], [], (0, 0.0, 0.0)
+    """One dataset's line of ``--kernels``: median ms of the zero counts and of the per-cell test
+    (votes, windows, mask: :func:`grid_evidence`), native and reference, each checked identical."""
+    cfg = JpegGridConfig()
+    times: dict[str, list[float]] = {"zn": [], "zr": [], "en": [], "er": []}
+    largest = (0, 0.0, 0.0, 0.0, 0.0)
     for pair in load_pairs(spec):
         gray = stored_gray(Path(pair.image).read_bytes(), str(pair.image))
-        if min(gray.shape) < 8:
+        if min(gray.shape) < 8 * (cfg.window + 1):
             continue
-        ms_n, z_n = _best_ms(lambda g: zero_counts(g, backend="native"), gray)
-        ms_r, z_r = _best_ms(lambda g: zero_counts(g, backend="reference"), gray)
+        ms_zn, z_n = _best_ms(lambda g: zero_counts(g, backend="native"), gray)
+        ms_zr, z_r = _best_ms(lambda g: zero_counts(g, backend="reference"), gray)
         if not np.array_equal(z_n, z_r):
             raise SystemExit(f"{pair.image}: the native zero counts differ from the reference's")
-        native.append(ms_n)
-        reference.append(ms_r)
+        ms_en, e_n = _best_ms(lambda g: grid_evidence(z_n, g, cfg, backend="native"), gray)
+        ms_er, e_r = _best_ms(lambda g: grid_evidence(z_n, g, cfg, backend="reference"), gray)
+        same_mask = (e_n.mask is None) == (e_r.mask is None) and (
+            e_n.mask is None or np.array_equal(e_n.mask, e_r.mask))
+        if e_n.score != e_r.score or not same_mask:
+            raise SystemExit(f"{pair.image}: the native votes and windows give another result than the reference's")
+        for key, ms in zip(times, (ms_zn, ms_zr, ms_en, ms_er)):
+            times[key].append(ms)
         if gray.size > largest[0]:
-            largest = (gray.size, ms_n, ms_r)
-    return (f"{spec}: {len(native)} pictures, zero counts native {np.median(native):.2f} ms, reference "
-            f"{np.median(reference):.2f} ms (median); largest ({largest[0] / 1e6:.1f} MP) {largest[1]:.1f} / "
-            f"{largest[2]:.1f} ms; counts identical")
+            largest = (gray.size, ms_zn, ms_zr, ms_en, ms_er)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return (f"{spec}: {len(times['zn'])} pictures (median ms, native / reference): zero counts {med['zn']:.2f} / "
+            f"{med['zr']:.2f}, per-cell test {med['en']:.2f} / {med['er']:.2f}; largest ({largest[0] / 1e6:.1f} MP) "
+            f"{largest[1]:.1f} / {largest[2]:.1f} and {largest[3]:.1f} / {largest[4]:.1f}; results identical")
 
 
 def main() -> None:
@@ -205,7 +215,8 @@ def main() -> None:
     ap.add_argument("--false-alarm", type=float, default=JpegGridConfig.false_alarm)
     ap.add_argument("--zmax", type=int, action="append", help="--calibrate: the texture rules to fit (repeatable)")
     ap.add_argument("--threshold", type=float, default=JpegGridConfig.threshold, help="--data: the threshold")
-    ap.add_argument("--kernels", action="store_true", help="--data: time the zero counts, native and reference")
+    ap.add_argument("--kernels", action="store_true",
+                    help="--data: time the zero counts and the per-cell test, native and reference")
     args = ap.parse_args()
     if args.calibrate:
         photos = photo_list(args.calibrate, args.exclude, args.every)

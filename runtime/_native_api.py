@@ -39,6 +39,8 @@ __all__ = [
     "DENSE_MAX_POINTS",
     "available",
     "block_dct",
+    "grid_cell_votes",
+    "grid_window_hits",
     "grid_zero_counts",
     "build_info",
     "hdbscan_raw_labels",
@@ -297,6 +299,39 @@ def grid_zero_counts(gray: np.ndarray, cosines: np.ndarray, *, num_threads: int 
     return _require().grid_zero_counts(
         np.ascontiguousarray(gray, np.uint8), np.ascontiguousarray(cosines, np.float32), int(num_threads),
     )
+
+def grid_cell_votes(z: np.ndarray, zmax: int, margin: int, *, num_threads: int = 0) -> np.ndarray:
+    """Per-cell grid votes, identical to :func:`focal.runtime.jpeggrid.cell_votes_reference` (no clip rule).
+
+    Args:
+        z: ``[H - 7, W - 7]`` uint8 zero counts (:func:`grid_zero_counts`), at least 8 x 8.
+        zmax: a cell whose best window holds more zeros than this does not vote.
+        margin: ``>= 1``; a cell votes only if its best window holds this many zeros more than any other.
+        num_threads: worker threads, 0 for the default; the output does not depend on it.
+
+    Returns:
+        ``[(H - 7) // 8, (W - 7) // 8]`` int8: ``8 * gy + gx`` of the cell's best window, -1 for none.
+    """
+    return _require().grid_cell_votes(np.ascontiguousarray(z, np.uint8), int(zmax), int(margin), int(num_threads))
+
+
+def grid_window_hits(votes: np.ndarray, grids: np.ndarray, bounds: np.ndarray, window: int, *,
+                     num_threads: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Windows past their grid's bound, identical to :func:`focal.runtime.jpeggrid.window_hits_reference`.
+
+    Args:
+        votes: ``[H', W']`` int8 cell votes. grids: ``[G]`` int64 in 0..63. bounds: ``[G]`` float64.
+        window: cells a side, >= 1.
+        num_threads: worker threads, 0 for the default; the output does not depend on it.
+
+    Returns:
+        ``(g, y, x, count)``, ``[K]`` int32 each, grid by grid, then row-major.
+    """
+    return tuple(_require().grid_window_hits(
+        np.ascontiguousarray(votes, np.int8), np.ascontiguousarray(grids, np.int64),
+        np.ascontiguousarray(bounds, np.float64), int(window), int(num_threads),
+    ))
+
 
 def block_dct(gray: np.ndarray, cosines: np.ndarray, positions: np.ndarray, steps: np.ndarray, *,
               num_threads: int = 0) -> np.ndarray:

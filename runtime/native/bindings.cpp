@@ -202,6 +202,41 @@ py::array_t<std::uint8_t> grid_zero_counts(const CArray<std::uint8_t>& gray, con
   return out;
 }
 
+// The JPEG-grid test's cell votes from its zero counts (gridzeros.hpp).
+py::array_t<std::int8_t> grid_cell_votes(const CArray<std::uint8_t>& z, int zmax, int margin, int num_threads) {
+  require_2d(z, "z");
+  const int oh = static_cast<int>(z.shape(0)), ow = static_cast<int>(z.shape(1));
+  if (oh < 8 || ow < 8) throw std::invalid_argument("z must be at least 8 x 8, got " + str(oh) + " x " + str(ow));
+  py::array_t<std::int8_t> out({static_cast<py::ssize_t>(oh / 8), static_cast<py::ssize_t>(ow / 8)});
+  std::int8_t* o = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    focal::grid_cell_votes(z.data(), oh, ow, zmax, margin, num_threads, o);
+  }
+  return out;
+}
+
+// The JPEG-grid test's windows past their grid's bound (gridzeros.hpp).
+py::tuple grid_window_hits(const CArray<std::int8_t>& votes, const CArray<std::int64_t>& grids,
+                           const CArray<double>& bounds, int window, int num_threads) {
+  require_2d(votes, "votes");
+  if (grids.ndim() != 1 || bounds.ndim() != 1 || grids.shape(0) != bounds.shape(0))
+    throw std::invalid_argument("grids and bounds must be 1-D of one length");
+  const int ch = static_cast<int>(votes.shape(0)), cw = static_cast<int>(votes.shape(1));
+  focal::GridHits hits;
+  {
+    py::gil_scoped_release nogil;
+    hits = focal::grid_window_hits(votes.data(), ch, cw, grids.data(), bounds.data(),
+                                   static_cast<int>(grids.shape(0)), window, num_threads);
+  }
+  auto array = [](const std::vector<std::int32_t>& v) {
+    py::array_t<std::int32_t> a(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), a.mutable_data());
+    return a;
+  };
+  return py::make_tuple(array(hits.grid), array(hits.y), array(hits.x), array(hits.count));
+}
+
 // The selection kernel on its own, for tests against np.partition.
 float kth_smallest(const CArray<float>& v, i64 k) {
   if (v.ndim() != 1) throw std::invalid_argument("values must be 1-D, got " + str(v.ndim()) + " dimensions");
@@ -256,7 +291,11 @@ PYBIND11_MODULE(_native, m) {
         py::arg("iterations"), py::arg("seed"), py::arg("num_threads") = 0);
   m.def("block_dct", &block_dct, py::arg("gray"), py::arg("cosines"), py::arg("positions"), py::arg("steps"),
         py::arg("num_threads") = 0);
+  m.def("grid_window_hits", &grid_window_hits, py::arg("votes"), py::arg("grids"), py::arg("bounds"),
+        py::arg("window"), py::arg("num_threads") = 0);
   m.def("grid_zero_counts", &grid_zero_counts, py::arg("gray"), py::arg("cosines"), py::arg("num_threads") = 0);
+  m.def("grid_cell_votes", &grid_cell_votes, py::arg("z"), py::arg("zmax"), py::arg("margin"),
+        py::arg("num_threads") = 0);
   m.def("kth_smallest", &kth_smallest, py::arg("values"), py::arg("k"));
   m.def("half_to_float", &half_to_float, py::arg("bits"));
 }

@@ -261,6 +261,12 @@ PatchMatchField patchmatch(const std::int16_t* desc, int h, int w, int p, int st
               const i64 i = r * f.gw + c;
               const i64 j = sr * f.gw + std::clamp<i64>(c - shift[1], 0, f.gw - 1);
               const std::int32_t cy = fy[j], cx = fx[j];
+              // The cell's own offset costs what it costs now and would not be taken: inside a
+              // region that agrees (a copy, after the first round) most offers are that one.
+              if (cy == fy[i] && cx == fx[i]) {
+                ny[i] = cy, nx[i] = cx;
+                continue;
+              }
               const std::int32_t d = g.cost(static_cast<int>(r), c, cy, cx);
               const bool take = d < cost[i];
               ny[i] = take ? cy : fy[i], nx[i] = take ? cx : fx[i], cost[i] = take ? d : cost[i];

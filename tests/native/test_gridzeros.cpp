@@ -15,22 +15,29 @@ namespace {
 
 std::vector<float> cosines() { return ftest::dct_basis<float>(); }  // as the Python side builds it
 
+// One coefficient of an 8-tap DCT by the basis' symmetry: four products with the mirrored taps'
+// sums (even k) or differences (odd k), as the header documents.
+float folded(const float* c, int k, const float* t) {
+  float s[4];
+  for (int n = 0; n < 4; ++n) s[n] = k % 2 ? t[n] - t[7 - n] : t[n] + t[7 - n];
+  float acc = c[k * 8] * s[0];
+  for (int n = 1; n < 4; ++n) acc = acc + c[k * 8 + n] * s[n];
+  return acc;
+}
+
 int naive(const std::uint8_t* gray, int w, int y, int x, const std::vector<float>& c) {
-  float r[8][8];  // r[j][v]: row pass of the window's row j
-  for (int j = 0; j < 8; ++j)
-    for (int v = 0; v < 8; ++v) {
-      const std::uint8_t* line = gray + static_cast<std::size_t>(y + j) * w + x;
-      float acc = c[v * 8] * (static_cast<float>(line[0]) - 128.0f);
-      for (int k = 1; k < 8; ++k) acc = acc + c[v * 8 + k] * (static_cast<float>(line[k]) - 128.0f);
-      r[j][v] = acc;
-    }
+  float r[8][8];  // r[v][j]: row pass of the window's row j
+  for (int j = 0; j < 8; ++j) {
+    const std::uint8_t* line = gray + static_cast<std::size_t>(y + j) * w + x;
+    float d[8];
+    for (int k = 0; k < 8; ++k) d[k] = static_cast<float>(line[k]) - 128.0f;
+    for (int v = 0; v < 8; ++v) r[v][j] = folded(c.data(), v, d);
+  }
   int zeros = 0;
   for (int u = 0; u < 8; ++u)
     for (int v = 0; v < 8; ++v) {
       if (u == 0 && v == 0) continue;  // the DC term is not counted
-      float raw = c[u * 8] * r[0][v];
-      for (int j = 1; j < 8; ++j) raw = raw + c[u * 8 + j] * r[j][v];
-      zeros += std::fabs(raw) <= 0.5f;
+      zeros += std::fabs(folded(c.data(), u, r[v])) <= 0.5f;
     }
   return zeros;
 }

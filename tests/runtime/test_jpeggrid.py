@@ -50,6 +50,46 @@ def test_the_native_zero_counts_are_the_references(shape) -> None:
     assert np.array_equal(ours, zero_counts_reference(gray))
 
 
+def test_the_reference_counts_are_the_8x8_dct_s() -> None:
+    """The butterfly form (four products a coefficient) is the DCT: against a float64 8 x 8 DCT of
+    each window, the counts lie between those with the rounding edge moved by 1e-3 either way."""
+    rng = np.random.default_rng(5)
+    gray = np.clip(128 + rng.normal(0, 3, (40, 45)), 0, 255).astype(np.uint8)  # many coefficients near 0
+    ours = zero_counts_reference(gray)
+    c = jg.dct_basis()
+    d = gray.astype(np.float64) - 128
+    windows = np.lib.stride_tricks.sliding_window_view(d, (8, 8))  # [33, 38, 8, 8]
+    coef = np.abs(np.einsum("un,yxnm,vm->yxuv", c, windows, c)).reshape(*windows.shape[:2], 64)[..., 1:]
+    low, high = (coef <= 0.5 - 1e-3).sum(-1), (coef <= 0.5 + 1e-3).sum(-1)
+    assert np.all(low <= ours) and np.all(ours <= high)
+    assert 5 < ours.mean() < 58  # the check is not vacuous: counts span the range
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(47, 55), (64, 72), (203, 317)])
+def test_the_native_votes_and_windows_are_the_references(grays, shape) -> None:
+    gray = _jpeg(grays[1][: shape[0], : shape[1]], 70)
+    z = zero_counts(gray)
+    cfg = JpegGridConfig()
+    ours = jg.cell_votes(z, gray, cfg, backend="native")
+    want = jg.cell_votes(z, gray, cfg, backend="reference")
+    assert ours.dtype == np.int8 and np.array_equal(ours, want) and (ours >= 0).any() and (ours < 0).any()
+    assert np.array_equal(_native_api.grid_cell_votes(z, cfg.zmax, cfg.margin, num_threads=1),
+                          _native_api.grid_cell_votes(z, cfg.zmax, cfg.margin, num_threads=2))
+    rng = np.random.default_rng(shape[0])
+    votes = rng.integers(-1, 64, (shape[0] // 4, shape[1] // 3)).astype(np.int8)
+    votes[rng.random(votes.shape) < 0.6] = 9  # one grid dense, the rest spread
+    grids = np.array([0, 9, 17, 63], np.int64)
+    for window in (1, 2, 5, 8):
+        bounds = rng.uniform(0, window * window / 2, grids.size)
+        native = jg.window_hits(votes, grids, bounds, window, backend="native")
+        reference = jg.window_hits(votes, grids, bounds, window, backend="reference")
+        assert all(np.array_equal(a, b) for a, b in zip(native, reference))
+        assert native[0].size > 0
+    with pytest.raises(ValueError, match="0..63"):
+        _native_api.grid_window_hits(votes, np.array([64], np.int64), np.zeros(1), 8)
+
+
 @needs_native
 def test_the_counts_do_not_depend_on_threads_and_peak_on_the_files_grid(grays) -> None:
     gray = _jpeg(grays[0][:203, :317], 80)
