@@ -45,16 +45,21 @@ def test_descriptors_are_the_references_bits(shape: tuple[int, int], radius: int
 
 
 @pytest.mark.parametrize("isa", ["generic", "avx2"])
-def test_every_isa_gives_the_references_descriptors(isa: str, tmp_path) -> None:
-    # FOCAL_NATIVE_ISA=generic forces the baseline rows (SSE2 / NEON), =avx2 the AVX2 ones where
-    # the CPU has them: other vector widths, the same bits. The family is read once per process.
+def test_every_isa_gives_the_references_descriptors_and_field(isa: str, tmp_path) -> None:
+    # FOCAL_NATIVE_ISA=generic forces the baseline rows and search (SSE2 / NEON), =avx2 the AVX2
+    # builds where the CPU has them: other vector widths, the same bits. The family is read once per
+    # process.
     grey = _grey(3, 45, 77)
     np.save(tmp_path / "grey.npy", grey)
-    code = ("import numpy as np, sys; from focal.runtime import copymove as cm;"
-            "np.save(sys.argv[2], cm.ring_descriptors(np.load(sys.argv[1]), 6, backend='native'))")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "grey.npy"), str(tmp_path / "out.npy")],
-                   env=dict(os.environ, FOCAL_NATIVE_ISA=isa), check=True)
-    assert np.array_equal(np.load(tmp_path / "out.npy"), cm.ring_descriptors(grey, 6, backend="reference"))
+    code = ("import numpy as np, sys; from focal.runtime import copymove as cm, _native_api as n;"
+            "d = cm.ring_descriptors(np.load(sys.argv[1]), 6, backend='native'); np.save(sys.argv[2], d);"
+            "np.save(sys.argv[3], np.stack(n.patchmatch(d, 2, 8, 3, 5)))")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "grey.npy"), str(tmp_path / "out.npy"),
+                    str(tmp_path / "field.npy")], env=dict(os.environ, FOCAL_NATIVE_ISA=isa), check=True)
+    reference = cm.ring_descriptors(grey, 6, backend="reference")
+    assert np.array_equal(np.load(tmp_path / "out.npy"), reference)
+    field = np.stack([a.astype(np.float32) for a in cm.patchmatch_reference(reference, 2, 8, 3, 5)])
+    assert np.array_equal(np.load(tmp_path / "field.npy"), field)
 
 
 def test_descriptors_do_not_depend_on_the_thread_count() -> None:
