@@ -86,3 +86,56 @@ FTEST(gridzeros, refuses_planes_under_one_window) {
   }
   CHECK(refused, "a 7-row plane accepted");
 }
+
+FTEST(gridzeros, cell_votes_and_window_hits_match_naive_loops) {
+  auto gen = ftest::rng(23);
+  const int oh = 61, ow = 90;  // 7 x 11 cells, a ragged edge
+  std::vector<std::uint8_t> z(static_cast<std::size_t>(oh) * ow);
+  const int zmax = 56, margin = 2, ch = oh / 8, cw = ow / 8;
+  for (auto& v : z) v = static_cast<std::uint8_t>(gen() % 40);
+  // Most cells get one window that stands out (a vote), some of them by too little (a tie).
+  for (int i = 0; i < ch; ++i)
+    for (int j = 0; j < cw; ++j)
+      if ((i + j) % 4 != 0) z[static_cast<std::size_t>(8 * i + gen() % 8) * ow + 8 * j + gen() % 8] = 40 + gen() % 3;
+  for (int x = 0; x < ow; ++x) z[static_cast<std::size_t>(3) * ow + x] = 60;  // a smooth row: refused cells
+  std::vector<std::int8_t> votes(static_cast<std::size_t>(ch) * cw);
+  focal::grid_cell_votes(z.data(), oh, ow, zmax, margin, 2, votes.data());
+  int voted = 0;
+  for (int i = 0; i < ch; ++i)
+    for (int j = 0; j < cw; ++j) {
+      int best = -1, arg = -1;
+      for (int k = 0; k < 64; ++k) {
+        const int v = z[static_cast<std::size_t>(8 * i + k / 8) * ow + 8 * j + k % 8];
+        if (v > best) best = v, arg = k;
+      }
+      int others_close = 0;
+      for (int k = 0; k < 64; ++k)
+        if (k != arg && z[static_cast<std::size_t>(8 * i + k / 8) * ow + 8 * j + k % 8] > best - margin) ++others_close;
+      const int want = (others_close > 0 || best == 0 || best > zmax) ? -1 : arg;
+      voted += want >= 0;
+      CHECK(votes[static_cast<std::size_t>(i) * cw + j] == want, "cell " << i << "," << j);
+    }
+  // Window hits over votes with one grid dense: a brute-force box sum per window.
+  std::vector<std::int8_t> field(static_cast<std::size_t>(13) * 17);
+  for (auto& v : field) v = static_cast<std::int8_t>(gen() % 3 == 0 ? 9 : static_cast<int>(gen() % 65) - 1);
+  const std::int64_t grids[2] = {9, 40};
+  const double bounds[2] = {6.5, 0.5};
+  for (int window : {1, 4, 5}) {
+    const focal::GridHits hits = focal::grid_window_hits(field.data(), 13, 17, grids, bounds, 2, window, 2);
+    std::size_t n = 0;
+    for (int g = 0; g < 2; ++g)
+      for (int i = 0; i < 13; ++i)
+        for (int j = 0; j < 17; ++j) {
+          int count = 0;
+          for (int a = i - window / 2; a <= i + window - 1 - window / 2; ++a)
+            for (int b = j - window / 2; b <= j + window - 1 - window / 2; ++b)
+              if (a >= 0 && a < 13 && b >= 0 && b < 17) count += field[static_cast<std::size_t>(a) * 17 + b] == grids[g];
+          if (count <= bounds[g]) continue;
+          CHECK(n < hits.grid.size() && hits.grid[n] == g && hits.y[n] == i && hits.x[n] == j && hits.count[n] == count,
+                "window " << window << ": hit " << n << " (grid " << g << ", " << i << "," << j << ")");
+          ++n;
+        }
+    CHECK(n == hits.grid.size() && n > 0, "window " << window << ": " << hits.grid.size() << " hits, " << n << " wanted");
+  }
+  CHECK(voted > 5 && voted < ch * cw, voted << " cells voted: the check covers too little");
+}
