@@ -200,7 +200,7 @@ def cell_votes(z: np.ndarray, gray: np.ndarray, config: JpegGridConfig, *, backe
         config: the test's settings.
         backend: ``"native"``, ``"reference"`` (:func:`cell_votes_reference`) or ``"auto"``; the same votes.
     """
-    if resolve_backend(backend) == "native":  # a tenth of the reference's time on a 9 MP photo
+    if resolve_backend(backend) == "native":  # an eighth of the reference's time on a 9 MP photo (4 ms)
         votes = _native_api.grid_cell_votes(z, config.zmax, config.margin)
     else:
         votes = cell_votes_reference(z, config)
